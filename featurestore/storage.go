@@ -1,0 +1,128 @@
+package featurestore
+
+import (
+	"context"
+	"time"
+)
+
+// Table names one of the DynamoDB tables the service uses.
+type Table uint8
+
+const (
+	// RowsTable holds one item per (feature set, entity).
+	RowsTable Table = iota
+	// SetsTable holds the registry: one item per feature set.
+	SetsTable
+)
+
+// ItemKey identifies one item, and through CacheKey its cache entry.
+type ItemKey struct {
+	Table Table
+	// PK is "<set>#<entity_id>" in RowsTable and the set name in SetsTable.
+	PK string
+}
+
+// RowKey is the key of one entity's row in a feature set.
+func RowKey(set, entityID string) ItemKey { return ItemKey{Table: RowsTable, PK: set + "#" + entityID} }
+
+// SetKey is the key of a feature set in the registry.
+func SetKey(name string) ItemKey { return ItemKey{Table: SetsTable, PK: name} }
+
+// CacheKey is the key's name in the cache. The prefixes keep the two tables apart.
+func (k ItemKey) CacheKey() string {
+	if k.Table == SetsTable {
+		return "r:" + k.PK
+	}
+	return "f:" + k.PK
+}
+
+// Item is one stored item.
+type Item struct {
+	Key ItemKey
+	// Version increases with every successful write to the item and never goes backwards,
+	// also across deletion (row versions are at least the commit time in microseconds).
+	Version int64
+	// Data is an encoded Row (RowsTable) or FeatureSet (SetsTable).
+	Data []byte
+	// Subject is the data subject of a row; empty when none was given.
+	Subject string
+	// ExpiresAt is the item's DynamoDB TTL in Unix seconds; 0 means never.
+	ExpiresAt int64
+}
+
+// Database is the source of truth (DynamoDB). Every read is strongly consistent.
+type Database interface {
+	// GetItem reads one item. found is false if it does not exist.
+	GetItem(ctx context.Context, key ItemKey) (item Item, found bool, err error)
+	// GetItems reads many items in one wave of batched reads; absent keys are absent from
+	// the map.
+	GetItems(ctx context.Context, keys []ItemKey) (map[ItemKey]Item, error)
+	// PutItem stores item if the stored version equals prevVersion (0: the item must not
+	// exist), and otherwise returns ErrConflict. Any other error leaves the outcome unknown.
+	PutItem(ctx context.Context, item Item, prevVersion int64) error
+	// ListItems returns every item of a table. It is meant for the small registry table.
+	ListItems(ctx context.Context, table Table) ([]Item, error)
+}
+
+// CacheState is the state of a cache entry as a reader sees it.
+type CacheState uint8
+
+const (
+	// CacheMissing: no entry.
+	CacheMissing CacheState = iota
+	// CacheValue: a committed version that may be served. Empty Data means "no item".
+	CacheValue
+	// CacheDirty: writes may be in flight or may have been lost; read the database.
+	CacheDirty
+)
+
+// CacheEntry is what Get returns for one key.
+type CacheEntry struct {
+	State   CacheState
+	Version int64
+	Data    []byte
+}
+
+// Publication carries a committed version to the cache. Token is the writer's token
+// for Publish and the reader's ticket for Populate.
+type Publication struct {
+	Key     string
+	Token   string
+	Version int64
+	Data    []byte
+}
+
+// Cache is the write-through cache (ValKey). Each method works on many keys in one
+// pipelined round trip; each key is updated atomically on its own. Implementations must
+// keep these guarantees, on which linearizability rests:
+//
+//   - Mark adds the writer's token with a lease. From then until the token is published
+//     or healed, Get reports the key as not servable (CacheDirty).
+//   - Publish removes the writer's token and records the version as the newest
+//     committed one. The entry becomes a servable value only when the writer's own token
+//     was still there, no other token (live or expired) remains, and the entry is not
+//     within the horizon of a lost entry (see Prepare). Otherwise it stays dirty.
+//   - Prepare, for keys Get did not serve, returns a ticket only when no live token
+//     remains and the entry is past its horizon. An entry that is missing could have lost
+//     the tokens of writers still in flight, so Prepare recreates it dirty with a horizon
+//     one maximum lease away, and no ticket.
+//   - Populate stores a value read from the database after Prepare only if the ticket is
+//     still there (no Mark since) or the entry holds an older value.
+type Cache interface {
+	Get(ctx context.Context, keys []string) ([]CacheEntry, error)
+	Mark(ctx context.Context, keys []string, token string, lease time.Duration) error
+	Publish(ctx context.Context, pubs []Publication) error
+	Prepare(ctx context.Context, keys []string) (tickets []string, err error)
+	Populate(ctx context.Context, pops []Publication) error
+}
+
+// Clock tells the time; tests inject their own.
+type Clock interface {
+	Now() time.Time
+}
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }

@@ -1,0 +1,231 @@
+// Package valkey implements featurestore.Cache on ValKey (or Redis 7+), standalone or
+// cluster. Each key holds one envelope string (VALUE or DIRTY) and is changed only by
+// single-key Lua scripts, so every update is atomic and works across cluster slots.
+package valkey
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	vk "github.com/valkey-io/valkey-go"
+
+	"github.com/dsfeatures/featurestore/featurestore"
+)
+
+// Options tune the cache.
+type Options struct {
+	// ValueTTL is how long a VALUE (and a DIRTY marker) lives without being touched.
+	ValueTTL time.Duration
+	// Horizon is the longest lease any writer can hold. A key recreated after it went
+	// missing (evicted, expired or lost in a restart) is not served from the cache until
+	// the horizon has passed, because writers that marked the lost entry may still commit.
+	Horizon time.Duration
+}
+
+// Cache is a featurestore.Cache on a ValKey client.
+type Cache struct {
+	client  vk.Client
+	opts    Options
+	scripts [4]script
+
+	ticketPrefix string
+	ticketSeq    atomic.Uint64
+}
+
+var _ featurestore.Cache = (*Cache)(nil)
+
+type script struct {
+	src string
+	sha string
+}
+
+const (
+	scriptMark = iota
+	scriptPublish
+	scriptPrepare
+	scriptPopulate
+)
+
+// Dial connects to ValKey at addrs (one address for standalone, any node addresses for a
+// cluster) and checks that it answers. It returns an error naming the address if not.
+func Dial(ctx context.Context, addrs []string, opts Options) (*Cache, error) {
+	client, err := vk.NewClient(vk.ClientOption{
+		InitAddress:  addrs,
+		DisableCache: true,
+		// Fail fast when the server is gone; the feature store answers UNAVAILABLE.
+		ConnWriteTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to valkey at %v: %w", addrs, err)
+	}
+	c, err := New(client, opts)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	if err := client.Do(ctx, client.B().Ping().Build()).Error(); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("ping valkey at %v: %w", addrs, err)
+	}
+	return c, nil
+}
+
+// New wraps an existing client.
+func New(client vk.Client, opts Options) (*Cache, error) {
+	if opts.ValueTTL <= 0 {
+		opts.ValueTTL = 24 * time.Hour
+	}
+	if opts.Horizon <= 0 {
+		return nil, errors.New("valkey cache: horizon (the maximum writer lease) is required")
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("ticket prefix: %w", err)
+	}
+	c := &Cache{client: client, opts: opts, ticketPrefix: hex.EncodeToString(b[:])}
+	for i, src := range []string{markScript, publishScript, prepareScript, populateScript} {
+		sum := sha1.Sum([]byte(src))
+		c.scripts[i] = script{src: src, sha: hex.EncodeToString(sum[:])}
+	}
+	return c, nil
+}
+
+// Client returns the underlying client, for tests and tools.
+func (c *Cache) Client() vk.Client { return c.client }
+
+// Close closes the client.
+func (c *Cache) Close() { c.client.Close() }
+
+func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+// Get reads keys in one pipelined round trip.
+func (c *Cache) Get(ctx context.Context, keys []string) ([]featurestore.CacheEntry, error) {
+	cmds := make(vk.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = c.client.B().Get().Key(k).Build()
+	}
+	res := c.client.DoMulti(ctx, cmds...)
+	out := make([]featurestore.CacheEntry, len(keys))
+	for i, r := range res {
+		b, err := r.AsBytes()
+		if vk.IsValkeyNil(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("valkey get: %w", err)
+		}
+		e, err := DecodeEnvelope(b)
+		if err != nil {
+			// Not ours or damaged: treat as dirty, so the reader goes to the database.
+			out[i] = featurestore.CacheEntry{State: featurestore.CacheDirty}
+			continue
+		}
+		if e.Dirty {
+			out[i] = featurestore.CacheEntry{State: featurestore.CacheDirty, Version: e.Version}
+		} else {
+			out[i] = featurestore.CacheEntry{State: featurestore.CacheValue, Version: e.Version, Data: e.Payload}
+		}
+	}
+	return out, nil
+}
+
+// Mark adds token with lease to every key. An error means some keys may be marked; they
+// heal when the lease ends.
+func (c *Cache) Mark(ctx context.Context, keys []string, token string, lease time.Duration) error {
+	if lease > c.opts.Horizon {
+		return fmt.Errorf("lease %v exceeds the cache horizon %v", lease, c.opts.Horizon)
+	}
+	args := []string{token, ms(lease), ms(c.opts.Horizon), ms(c.opts.ValueTTL)}
+	calls := make([]call, len(keys))
+	for i, k := range keys {
+		calls[i] = call{key: k, args: args}
+	}
+	_, err := c.run(ctx, scriptMark, calls)
+	return err
+}
+
+// Publish records committed versions and removes the writers' tokens.
+func (c *Cache) Publish(ctx context.Context, pubs []featurestore.Publication) error {
+	_, err := c.run(ctx, scriptPublish, c.pubCalls(pubs))
+	return err
+}
+
+// Populate stores versions read from the database under the tickets Prepare returned.
+func (c *Cache) Populate(ctx context.Context, pops []featurestore.Publication) error {
+	_, err := c.run(ctx, scriptPopulate, c.pubCalls(pops))
+	return err
+}
+
+func (c *Cache) pubCalls(pubs []featurestore.Publication) []call {
+	ttl := ms(c.opts.ValueTTL)
+	calls := make([]call, len(pubs))
+	for i, p := range pubs {
+		calls[i] = call{key: p.Key, args: []string{p.Token, strconv.FormatInt(p.Version, 10), vk.BinaryString(p.Data), ttl}}
+	}
+	return calls
+}
+
+// Prepare returns, per key, a ticket under which a value read from the database afterwards
+// may be populated, or "" where it may not.
+func (c *Cache) Prepare(ctx context.Context, keys []string) ([]string, error) {
+	base := c.ticketPrefix + strconv.FormatUint(c.ticketSeq.Add(1), 16) + "-"
+	horizon, ttl := ms(c.opts.Horizon), ms(c.opts.ValueTTL)
+	calls := make([]call, len(keys))
+	for i, k := range keys {
+		calls[i] = call{key: k, args: []string{base + strconv.Itoa(i), horizon, ttl}}
+	}
+	res, err := c.run(ctx, scriptPrepare, calls)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(keys))
+	for i, r := range res {
+		out[i], _ = r.ToString()
+	}
+	return out, nil
+}
+
+type call struct {
+	key  string
+	args []string
+}
+
+// run executes one script per call in one pipelined round trip, by SHA; if the server
+// does not know the script (first use, or after a restart) it resends those calls with
+// the source, which also loads it.
+func (c *Cache) run(ctx context.Context, which int, calls []call) ([]vk.ValkeyResult, error) {
+	s := c.scripts[which]
+	cmds := make(vk.Commands, len(calls))
+	for i, cl := range calls {
+		cmds[i] = c.client.B().Evalsha().Sha1(s.sha).Numkeys(1).Key(cl.key).Arg(cl.args...).Build()
+	}
+	res := c.client.DoMulti(ctx, cmds...)
+	var retry []int
+	for i, r := range res {
+		if err, ok := vk.IsValkeyErr(r.Error()); ok && err.IsNoScript() {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) > 0 {
+		cmds := make(vk.Commands, len(retry))
+		for j, i := range retry {
+			cmds[j] = c.client.B().Eval().Script(s.src).Numkeys(1).Key(calls[i].key).Arg(calls[i].args...).Build()
+		}
+		for j, r := range c.client.DoMulti(ctx, cmds...) {
+			res[retry[j]] = r
+		}
+	}
+	for _, r := range res {
+		if err := r.Error(); err != nil && !vk.IsValkeyNil(err) {
+			return res, fmt.Errorf("valkey script: %w", err)
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,147 @@
+package valkey
+
+// The envelope, as stored in one string per key (see envelope.go for the Go side):
+//
+//	VALUE  "V" <version> "|" <payload>
+//	DIRTY  "D" <newest version> "|" <horizon ms> "|" <ticket> "|" <tokens> "|" <payload>
+//	tokens  <token> ":" <lease expiry ms> ":" <early 0|1>, joined by ","
+//
+// All times are the ValKey server's clock (TIME), so replicas' clock skew does not matter.
+// Numbers are decimal; Lua keeps integers exact below 2^53, which covers versions in
+// microseconds for centuries. Every script touches one key, so all of them run unchanged
+// on ValKey Cluster.
+const prelude = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function fmt(n) return string.format('%.0f', n) end
+local function parse(s)
+  if not s then return nil end
+  local kind = string.sub(s, 1, 1)
+  if kind == 'V' then
+    local p = string.find(s, '|', 2, true)
+    return {kind = 'V', ver = tonumber(string.sub(s, 2, p - 1)), payload = string.sub(s, p + 1)}
+  end
+  local p1 = string.find(s, '|', 2, true)
+  local p2 = string.find(s, '|', p1 + 1, true)
+  local p3 = string.find(s, '|', p2 + 1, true)
+  local p4 = string.find(s, '|', p3 + 1, true)
+  local d = {kind = 'D', ver = tonumber(string.sub(s, 2, p1 - 1)),
+    horizon = tonumber(string.sub(s, p1 + 1, p2 - 1)), ticket = string.sub(s, p2 + 1, p3 - 1),
+    tokens = {}, payload = string.sub(s, p4 + 1)}
+  for tok, exp, early in string.gmatch(string.sub(s, p3 + 1, p4 - 1), '([^:,]+):(%d+):(%d)') do
+    d.tokens[#d.tokens + 1] = {tok, tonumber(exp), early}
+  end
+  return d
+end
+local function value(ver, payload) return 'V' .. fmt(ver) .. '|' .. payload end
+local function dirty(d)
+  local parts = {}
+  for i, t in ipairs(d.tokens) do parts[i] = t[1] .. ':' .. fmt(t[2]) .. ':' .. t[3] end
+  return 'D' .. fmt(d.ver) .. '|' .. fmt(d.horizon) .. '|' .. d.ticket .. '|' ..
+    table.concat(parts, ',') .. '|' .. d.payload
+end
+`
+
+// markScript: ARGV token, lease ms, horizon ms, dirty ttl ms.
+// A VALUE becomes DIRTY remembering it as the newest. A missing key may have lost the
+// tokens of writers still in flight, so it becomes DIRTY with a horizon one maximum lease
+// away; a token added before the horizon is "early" and cannot by itself turn the key
+// back into a VALUE. Marking clears any reader's ticket.
+const markScript = prelude + `
+local now = now_ms()
+local d = parse(redis.call('GET', KEYS[1]))
+if d == nil then
+  d = {kind = 'D', ver = 0, horizon = now + tonumber(ARGV[3]), ticket = '', tokens = {}, payload = ''}
+elseif d.kind == 'V' then
+  d = {kind = 'D', ver = d.ver, horizon = 0, ticket = '', tokens = {}, payload = d.payload}
+end
+d.ticket = ''
+local early = '0'
+if now < d.horizon then early = '1' end
+d.tokens[#d.tokens + 1] = {ARGV[1], now + tonumber(ARGV[2]), early}
+redis.call('SET', KEYS[1], dirty(d), 'PX', ARGV[4])
+return 1
+`
+
+// publishScript: ARGV token, version, payload, value ttl ms. Returns 1 if the key is now a
+// VALUE, 2 if it stays DIRTY, 0 if nothing was stored.
+// The newest committed version is carried in the marker, so the last writer out stores
+// the newest, not its own. Only a writer whose own token was still there, with no other
+// token left (an expired one may belong to a writer that committed and died), past the
+// horizon, may turn the key into a VALUE. A missing key stays missing.
+const publishScript = prelude + `
+local now = now_ms()
+local d = parse(redis.call('GET', KEYS[1]))
+local ver = tonumber(ARGV[2])
+if d == nil then return 0 end
+if d.kind == 'V' then
+  if ver > d.ver then
+    redis.call('SET', KEYS[1], value(ver, ARGV[3]), 'PX', ARGV[4])
+    return 1
+  end
+  return 0
+end
+local mine, early, rest = false, false, {}
+for _, t in ipairs(d.tokens) do
+  if t[1] == ARGV[1] then
+    mine = true
+    early = (t[3] == '1')
+  else
+    rest[#rest + 1] = t
+  end
+end
+d.tokens = rest
+if ver > d.ver then
+  d.ver = ver
+  d.payload = ARGV[3]
+end
+if mine and (not early) and #rest == 0 and now >= d.horizon then
+  redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ARGV[4])
+  return 1
+end
+redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
+return 2
+`
+
+// prepareScript: ARGV ticket, horizon ms, dirty ttl ms. Returns the ticket when the
+// reader may populate after reading the database, else "".
+// Expired tokens are dropped here, and only here: the database read that follows starts
+// after their leases ended, so it sees whatever those writers committed.
+const prepareScript = prelude + `
+local now = now_ms()
+local d = parse(redis.call('GET', KEYS[1]))
+if d == nil then
+  d = {kind = 'D', ver = 0, horizon = now + tonumber(ARGV[2]), ticket = '', tokens = {}, payload = ''}
+  redis.call('SET', KEYS[1], dirty(d), 'PX', ARGV[3])
+  return ''
+end
+if d.kind == 'V' or now < d.horizon then return '' end
+for _, t in ipairs(d.tokens) do
+  if t[2] > now then return '' end
+end
+d.tokens = {}
+d.ticket = ARGV[1]
+redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
+return ARGV[1]
+`
+
+// populateScript: ARGV ticket, version, payload, value ttl ms. Returns 1 if stored.
+// Stores only over the reader's own ticket (no MARK since PREPARE) or over an older VALUE;
+// never over a missing key, whose state may have been lost since PREPARE.
+const populateScript = prelude + `
+local d = parse(redis.call('GET', KEYS[1]))
+local ver = tonumber(ARGV[2])
+if d == nil then return 0 end
+if d.kind == 'V' then
+  if ver > d.ver then
+    redis.call('SET', KEYS[1], value(ver, ARGV[3]), 'PX', ARGV[4])
+    return 1
+  end
+  return 0
+end
+if d.ticket ~= ARGV[1] or #d.tokens > 0 or ver < d.ver then return 0 end
+redis.call('SET', KEYS[1], value(ver, ARGV[3]), 'PX', ARGV[4])
+return 1
+`

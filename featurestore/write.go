@@ -1,0 +1,210 @@
+package featurestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// WriteRow is one incoming row: values of one entity observed at one event time.
+type WriteRow struct {
+	EntityID  string
+	SubjectID string
+	EventTime time.Time
+	Values    map[string]Value
+}
+
+// WriteStatus is the outcome of one row.
+type WriteStatus uint8
+
+const (
+	WriteUnspecified WriteStatus = iota
+	// Written: applied, or already applied before (a retry).
+	Written
+	// Stale: every value was older than the stored one.
+	Stale
+	// Rejected: refused; Error says why.
+	Rejected
+)
+
+// RowResult is the outcome of one row.
+type RowResult struct {
+	Status WriteStatus
+	// Version is the entity's stored version after the write.
+	Version int64
+	Error   string
+}
+
+// ValidateRow checks a row against its feature set. field prefixes the names in errors,
+// e.g. "rows[3]". Errors are KindInvalid and never echo values or subject ids.
+func ValidateRow(set *FeatureSet, field string, r *WriteRow) error {
+	if r.EntityID == "" {
+		return Invalid(field+".entity_id", "is required")
+	}
+	if len(r.EntityID) > MaxEntityIDLen {
+		return Invalid(field+".entity_id", "at most %d bytes", MaxEntityIDLen)
+	}
+	if !utf8.ValidString(r.EntityID) {
+		return Invalid(field+".entity_id", "must be valid UTF-8")
+	}
+	if set.PersonalData && r.SubjectID == "" {
+		return Invalid(field+".subject_id", "is required: feature set %q holds personal data", set.Name)
+	}
+	if len(r.SubjectID) > MaxSubjectLen {
+		return Invalid(field+".subject_id", "at most %d bytes", MaxSubjectLen)
+	}
+	if r.EventTime.IsZero() || r.EventTime.UnixMicro() <= 0 {
+		return Invalid(field+".event_time", "is required and must be after 1970")
+	}
+	if len(r.Values) == 0 {
+		return Invalid(field+".values", "at least one value is required")
+	}
+	for name, v := range r.Values {
+		spec, ok := set.Feature(name)
+		if !ok {
+			return Invalid(fmt.Sprintf("%s.values[%q]", field, name), "feature set %q has no feature %q", set.Name, name)
+		}
+		if err := CheckValue(fmt.Sprintf("%s.values[%q]", field, name), spec.Type, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteFeatures is the on-demand lane. It validates every row first: if any is invalid,
+// nothing is written and the error (KindInvalid, naming the row and field) is returned.
+// Otherwise every row is merged by event time and written through; rows for one entity
+// are applied in request order. Results are in request order.
+// Errors: KindNotFound (unknown set), KindInvalid, KindUnavailable (cache down before the
+// write: nothing written; or after: outcome unknown, retry is safe), KindAborted.
+func (s *Service) WriteFeatures(ctx context.Context, setName string, rows []WriteRow) ([]RowResult, error) {
+	if err := validateName("feature_set", setName); err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, Invalid("rows", "at least one row is required")
+	}
+	if len(rows) > s.cfg.MaxRows {
+		return nil, Invalid("rows", "at most %d rows per request, got %d", s.cfg.MaxRows, len(rows))
+	}
+	set, err := s.GetFeatureSet(ctx, setName)
+	if err != nil {
+		if ErrorKind(err) == KindNotFound || ErrorKind(err) == KindInvalid {
+			return nil, NotFound("feature_set", "feature set %q not found", setName)
+		}
+		return nil, err
+	}
+	for i := range rows {
+		if err := ValidateRow(&set, fmt.Sprintf("rows[%d]", i), &rows[i]); err != nil {
+			return nil, err
+		}
+	}
+	results := make([]RowResult, len(rows))
+	if err := s.writeRows(ctx, &set, rows, results); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// writeRows writes valid rows through, grouping them by entity so that each entity is one
+// conditional write, and fills results.
+func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRow, results []RowResult) error {
+	var keys []ItemKey
+	var groups [][]int
+	byEntity := make(map[string]int, len(rows))
+	for i := range rows {
+		g, ok := byEntity[rows[i].EntityID]
+		if !ok {
+			g = len(keys)
+			byEntity[rows[i].EntityID] = g
+			keys = append(keys, RowKey(set.Name, rows[i].EntityID))
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return s.writeThrough(ctx, keys, func(ctx context.Context, g int) (Item, bool, error) {
+		return s.commitRows(ctx, set, keys[g], rows, groups[g], results)
+	})
+}
+
+// commitRows merges the rows at idx (all for one key) into the stored row and writes it
+// with a conditional put, retrying a bounded number of times when another writer won.
+// A retried put whose first attempt had applied fails its condition; the re-read then
+// finds the values already there, and the rows are reported written, not conflicting.
+func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, rows []WriteRow, idx []int, results []RowResult) (Item, bool, error) {
+	for attempt := 0; attempt < s.cfg.MaxCommitAttempts; attempt++ {
+		cur, found, err := s.db.GetItem(ctx, key)
+		if err != nil {
+			return Item{}, false, Unavailable("database unavailable; nothing is known to be written", err)
+		}
+		var row Row
+		if found && len(cur.Data) > 0 {
+			if row, err = DecodeRow(cur.Data); err != nil {
+				return Item{}, false, fmt.Errorf("stored row %q: %w", key.PK, err)
+			}
+		}
+		changed := false
+		subject := cur.Subject
+		for _, i := range idx {
+			r := &rows[i]
+			out := row.Merge(cells(r))
+			results[i] = RowResult{Status: Stale}
+			if out.Written() {
+				results[i].Status = Written
+			}
+			if len(out.Stale) > 0 {
+				results[i].Error = "stale: stored values are newer for " + strings.Join(out.Stale, ", ")
+			}
+			if out.Applied > 0 {
+				changed = true
+				if r.SubjectID != "" {
+					subject = r.SubjectID
+				}
+			}
+		}
+		if !changed {
+			setVersions(results, idx, cur.Version)
+			return cur, found, nil
+		}
+		next := Item{
+			Key:     key,
+			Version: max(cur.Version+1, s.clock.Now().UnixMicro()),
+			Data:    AppendRow(nil, row),
+			Subject: subject,
+		}
+		if set.TTL > 0 {
+			// DynamoDB deletes lazily and serving checks ttl itself; a day of slack keeps
+			// values readable as EXPIRED rather than NOT_FOUND for a while.
+			next.ExpiresAt = time.UnixMicro(row.MaxEventTime()).Add(set.TTL + 24*time.Hour).Unix()
+		}
+		err = s.db.PutItem(ctx, next, cur.Version)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Item{}, false, Unavailable("database unavailable; the rows may have been written, retrying is safe", err)
+		}
+		setVersions(results, idx, next.Version)
+		return next, true, nil
+	}
+	return Item{}, false, &Error{Kind: KindAborted, Message: "too many concurrent writes to one entity; retrying is safe"}
+}
+
+func setVersions(results []RowResult, idx []int, v int64) {
+	for _, i := range idx {
+		results[i].Version = v
+	}
+}
+
+// cells converts a row's values to cells at the row's event time.
+func cells(r *WriteRow) []Cell {
+	t := r.EventTime.UnixMicro()
+	out := make([]Cell, 0, len(r.Values))
+	for name, v := range r.Values {
+		out = append(out, Cell{Name: name, EventTime: t, Value: v})
+	}
+	return out
+}

@@ -1,0 +1,188 @@
+// Package server exposes the feature store over gRPC: the FeatureStoreService and
+// GdprService handlers, the mapping of domain errors to status codes, interceptors,
+// the standard health service and server reflection.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/dsfeatures/featurestore/featurestore"
+	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
+)
+
+// Features is what the handlers need from the domain; *featurestore.Service implements it.
+type Features interface {
+	ApplyFeatureSet(ctx context.Context, fs featurestore.FeatureSet) (featurestore.FeatureSet, error)
+	GetFeatureSet(ctx context.Context, name string) (featurestore.FeatureSet, error)
+	ListFeatureSets(ctx context.Context) ([]featurestore.FeatureSet, error)
+	GetFeatures(ctx context.Context, refs []string, entityIDs []string) ([]featurestore.FeatureRef, []featurestore.FeatureValue, error)
+	WriteFeatures(ctx context.Context, set string, rows []featurestore.WriteRow) ([]featurestore.RowResult, error)
+}
+
+// Server implements FeatureStoreService.
+type Server struct {
+	pb.UnimplementedFeatureStoreServiceServer
+	features Features
+	logger   *slog.Logger
+}
+
+var _ pb.FeatureStoreServiceServer = (*Server)(nil)
+
+// New returns a Server over features.
+func New(features Features, logger *slog.Logger) *Server {
+	return &Server{features: features, logger: logger}
+}
+
+// Gdpr implements GdprService; its RPCs answer Unimplemented until deletion lands.
+type Gdpr struct {
+	pb.UnimplementedGdprServiceServer
+}
+
+// GRPC is a configured gRPC server with the feature store, health and reflection.
+type GRPC struct {
+	*grpc.Server
+	Health *health.Server
+}
+
+// NewGRPC builds the gRPC server: handlers, interceptors, health (SERVING for "" and both
+// services) and reflection, so grpcurl works without proto files.
+func NewGRPC(s *Server, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
+	opts = append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(recoverUnary(logger)),
+		grpc.ChainStreamInterceptor(recoverStream(logger)),
+	}, opts...)
+	g := grpc.NewServer(opts...)
+	pb.RegisterFeatureStoreServiceServer(g, s)
+	pb.RegisterGdprServiceServer(g, &Gdpr{})
+	h := health.NewServer()
+	healthpb.RegisterHealthServer(g, h)
+	for _, name := range []string{"", pb.FeatureStoreService_ServiceDesc.ServiceName, pb.GdprService_ServiceDesc.ServiceName} {
+		h.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	reflection.Register(g)
+	return &GRPC{Server: g, Health: h}
+}
+
+func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				logger.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+func recoverStream(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				logger.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
+
+// ApplyFeatureSet creates or evolves a feature set.
+func (s *Server) ApplyFeatureSet(ctx context.Context, req *pb.ApplyFeatureSetRequest) (*pb.ApplyFeatureSetResponse, error) {
+	if req.GetFeatureSet() == nil {
+		return nil, toStatus(ctx, s.logger, "ApplyFeatureSet", featurestore.Invalid("feature_set", "is required"))
+	}
+	for i, f := range req.GetFeatureSet().GetFeatures() {
+		if !featurestore.ValueType(f.GetType()).Valid() {
+			return nil, toStatus(ctx, s.logger, "ApplyFeatureSet", featurestore.Invalid(fmt.Sprintf("feature_set.features[%d].type", i), "a known value type is required"))
+		}
+	}
+	fs, err := s.features.ApplyFeatureSet(ctx, featureSetFromProto(req.GetFeatureSet()))
+	if err != nil {
+		return nil, toStatus(ctx, s.logger, "ApplyFeatureSet", err)
+	}
+	return &pb.ApplyFeatureSetResponse{FeatureSet: featureSetToProto(fs)}, nil
+}
+
+// GetFeatureSet returns one feature set.
+func (s *Server) GetFeatureSet(ctx context.Context, req *pb.GetFeatureSetRequest) (*pb.GetFeatureSetResponse, error) {
+	fs, err := s.features.GetFeatureSet(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(ctx, s.logger, "GetFeatureSet", err)
+	}
+	return &pb.GetFeatureSetResponse{FeatureSet: featureSetToProto(fs)}, nil
+}
+
+// ListFeatureSets returns all feature sets.
+func (s *Server) ListFeatureSets(ctx context.Context, _ *pb.ListFeatureSetsRequest) (*pb.ListFeatureSetsResponse, error) {
+	sets, err := s.features.ListFeatureSets(ctx)
+	if err != nil {
+		return nil, toStatus(ctx, s.logger, "ListFeatureSets", err)
+	}
+	out := &pb.ListFeatureSetsResponse{FeatureSets: make([]*pb.FeatureSet, len(sets))}
+	for i, fs := range sets {
+		out.FeatureSets[i] = featureSetToProto(fs)
+	}
+	return out, nil
+}
+
+// GetFeatures serves feature values.
+func (s *Server) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error) {
+	refs, values, err := s.features.GetFeatures(ctx, req.GetFeatures(), req.GetEntityIds())
+	if err != nil {
+		return nil, toStatus(ctx, s.logger, "GetFeatures", err)
+	}
+	nf := len(refs)
+	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(req.GetEntityIds()))}
+	// One backing array per kind of slice keeps allocations per response constant.
+	ers := make([]pb.EntityResult, len(req.GetEntityIds()))
+	allStatuses := make([]pb.FeatureStatus, len(values))
+	allValues := make([]*pb.Value, len(values))
+	for e, id := range req.GetEntityIds() {
+		er := &ers[e]
+		er.EntityId = id
+		er.Statuses = allStatuses[e*nf : (e+1)*nf : (e+1)*nf]
+		er.Values = allValues[e*nf : (e+1)*nf : (e+1)*nf]
+		er.EventTimes = make([]*timestamppb.Timestamp, nf)
+		for f := 0; f < nf; f++ {
+			v := values[e*nf+f]
+			er.Statuses[f] = featureStatusToProto(v.Status)
+			if v.Status == featurestore.Present {
+				er.Values[f] = valueToProto(v.Value)
+			} else {
+				er.Values[f] = &pb.Value{}
+			}
+			er.EventTimes[f] = timestampFromMicros(v.EventTime)
+		}
+		out.Results[e] = er
+	}
+	return out, nil
+}
+
+// WriteFeatures is the on-demand lane.
+func (s *Server) WriteFeatures(ctx context.Context, req *pb.WriteFeaturesRequest) (*pb.WriteFeaturesResponse, error) {
+	rows, err := rowsFromProto("rows", req.GetRows())
+	if err != nil {
+		return nil, toStatus(ctx, s.logger, "WriteFeatures", err)
+	}
+	results, err := s.features.WriteFeatures(ctx, req.GetFeatureSet(), rows)
+	if err != nil {
+		return nil, toStatus(ctx, s.logger, "WriteFeatures", err)
+	}
+	out := &pb.WriteFeaturesResponse{Results: make([]*pb.RowResult, len(results))}
+	for i, r := range results {
+		out.Results[i] = &pb.RowResult{Status: writeStatusToProto(r.Status), Version: r.Version, Error: r.Error}
+	}
+	return out, nil
+}
