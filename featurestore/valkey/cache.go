@@ -27,6 +27,9 @@ type Options struct {
 	// missing (evicted, expired or lost in a restart) is not served from the cache until
 	// the horizon has passed, because writers that marked the lost entry may still commit.
 	Horizon time.Duration
+	// Timeout bounds every cache call, so that a stalled or dead cache costs reads a
+	// bounded delay before they fall back to the database. Default 500ms.
+	Timeout time.Duration
 }
 
 // Cache is a featurestore.Cache on a ValKey client.
@@ -59,8 +62,10 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Cache, error) {
 	client, err := vk.NewClient(vk.ClientOption{
 		InitAddress:  addrs,
 		DisableCache: true,
-		// Fail fast when the server is gone; the feature store answers UNAVAILABLE.
+		// Fail fast when the server is gone: reads fall back to the database and writes
+		// answer UNAVAILABLE. The client's own retries would hide an outage behind a hang.
 		ConnWriteTimeout: 2 * time.Second,
+		DisableRetry:     true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to valkey at %v: %w", addrs, err)
@@ -81,6 +86,9 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Cache, error) {
 func New(client vk.Client, opts Options) (*Cache, error) {
 	if opts.ValueTTL <= 0 {
 		opts.ValueTTL = 24 * time.Hour
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 500 * time.Millisecond
 	}
 	if opts.Horizon <= 0 {
 		return nil, errors.New("valkey cache: horizon (the maximum writer lease) is required")
@@ -111,6 +119,8 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]featurestore.CacheEnt
 	for i, k := range keys {
 		cmds[i] = c.client.B().Get().Key(k).Build()
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
 	res := c.client.DoMulti(ctx, cmds...)
 	out := make([]featurestore.CacheEntry, len(keys))
 	for i, r := range res {
@@ -201,6 +211,8 @@ type call struct {
 // does not know the script (first use, or after a restart) it resends those calls with
 // the source, which also loads it.
 func (c *Cache) run(ctx context.Context, which int, calls []call) ([]vk.ValkeyResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
 	s := c.scripts[which]
 	cmds := make(vk.Commands, len(calls))
 	for i, cl := range calls {

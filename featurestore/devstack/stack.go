@@ -1,0 +1,91 @@
+package devstack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/featurestore/valkey"
+)
+
+// Shared is what a test binary starts once in TestMain: one DynamoDB Local (tests use
+// their own table prefix) and the path of valkey-server (tests start their own, cheaply).
+type Shared struct {
+	DynamoDB  *DynamoDB
+	ValkeyBin string
+}
+
+// StartShared starts DynamoDB Local for a test binary. It fails with instructions when
+// the stack is not installed; `make test` installs it first.
+func StartShared(ctx context.Context) (*Shared, error) {
+	dir, err := FindDynamoDBLocal(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := FindValkeyServer(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	ddb, err := StartDynamoDB(ctx, dir, 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Shared{DynamoDB: ddb, ValkeyBin: bin}, nil
+}
+
+// Stop stops DynamoDB Local.
+func (s *Shared) Stop() { s.DynamoDB.Stop() }
+
+// Stack is one test's backends: its own valkey-server and its own DynamoDB tables.
+type Stack struct {
+	Valkey *Valkey
+	DB     *dynamo.Store
+	Cache  *valkey.Cache
+	Prefix string
+}
+
+// NewStack starts a valkey-server for t, creates tables under a fresh prefix, and stops
+// everything when t ends. horizon is the cache horizon (the services' lease).
+func (s *Shared) NewStack(t testing.TB, horizon time.Duration, vo ValkeyOptions) *Stack {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	vk, err := StartValkey(ctx, s.ValkeyBin, vo)
+	if err != nil {
+		t.Fatalf("start valkey: %v", err)
+	}
+	t.Cleanup(vk.Stop)
+	cache, err := valkey.Dial(ctx, []string{vk.Addr}, valkey.Options{Horizon: horizon})
+	if err != nil {
+		t.Fatalf("dial valkey: %v", err)
+	}
+	t.Cleanup(cache.Close)
+	prefix := UniquePrefix(t.Name())
+	db := dynamo.New(dynamo.NewClient(dynamo.LocalConfig(), s.DynamoDB.Endpoint), dynamo.TablesWithPrefix(prefix))
+	if err := db.EnsureTables(ctx); err != nil {
+		t.Fatalf("create tables: %v", err)
+	}
+	return &Stack{Valkey: vk, DB: db, Cache: cache, Prefix: prefix}
+}
+
+// UniquePrefix makes a table prefix from a test name that no other run shares.
+func UniquePrefix(name string) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	clean := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, name)
+	if len(clean) > 40 {
+		clean = clean[:40]
+	}
+	return fmt.Sprintf("t_%s_%s_", clean, hex.EncodeToString(b[:]))
+}

@@ -1,0 +1,203 @@
+package valkey_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/featurestore/valkey"
+)
+
+const (
+	horizon = 300 * time.Millisecond
+	lease   = 200 * time.Millisecond
+)
+
+func startCache(t *testing.T) *valkey.Cache {
+	t.Helper()
+	bin, err := devstack.FindValkeyServer(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	vk, err := devstack.StartValkey(ctx, bin, devstack.ValkeyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vk.Stop)
+	c, err := valkey.Dial(ctx, []string{vk.Addr}, valkey.Options{Horizon: horizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// step is one operation of a scenario on the key "k".
+type step struct {
+	op      string // set, mark, publish, prepare, populate, sleep, del
+	token   string // writer token, or ticket name ("" for populate uses the last ticket)
+	version int64
+	lease   time.Duration
+	sleep   time.Duration
+	// want is the state after the step: "missing", "value:N", "dirty:N" (N the newest
+	// version), or "" to skip the check. wantTicket for prepare: whether one is granted.
+	want       string
+	wantTicket bool
+}
+
+func state(t *testing.T, c *valkey.Cache) string {
+	t.Helper()
+	cl := c.Client()
+	b, err := cl.Do(context.Background(), cl.B().Get().Key("k").Build()).AsBytes()
+	if err != nil {
+		return "missing"
+	}
+	e, err := valkey.DecodeEnvelope(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Dirty {
+		return fmt.Sprintf("dirty:%d", e.Version)
+	}
+	return fmt.Sprintf("value:%d", e.Version)
+}
+
+func TestScripts(t *testing.T) {
+	value1 := step{op: "set", version: 1, want: "value:1"}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"write on a cached key publishes a value", []step{
+			value1,
+			{op: "mark", token: "w", lease: lease, want: "dirty:1"},
+			{op: "publish", token: "w", version: 2, want: "value:2"},
+		}},
+		{"first committer publishing last stores the newest, not its own", []step{
+			value1,
+			{op: "mark", token: "w1", lease: lease},
+			{op: "mark", token: "w2", lease: lease},
+			{op: "publish", token: "w2", version: 3, want: "dirty:3"},
+			{op: "publish", token: "w1", version: 2, want: "value:3"},
+		}},
+		{"an expired token of a dead writer keeps the key dirty until a reader heals it", []step{
+			value1,
+			{op: "mark", token: "dead", lease: 50 * time.Millisecond},
+			{op: "mark", token: "w", lease: lease},
+			{op: "sleep", sleep: 100 * time.Millisecond},
+			{op: "publish", token: "w", version: 2, want: "dirty:2"},
+			{op: "prepare", wantTicket: true},
+			{op: "populate", version: 5, want: "value:5"},
+		}},
+		{"a live token refuses a ticket", []step{
+			value1,
+			{op: "mark", token: "w", lease: lease},
+			{op: "prepare", wantTicket: false, want: "dirty:1"},
+		}},
+		{"a missing key gets a horizon: no ticket, and early writers cannot publish a value", []step{
+			{op: "prepare", wantTicket: false, want: "dirty:0"},
+			{op: "mark", token: "w", lease: lease},
+			{op: "publish", token: "w", version: 2, want: "dirty:2"},
+			{op: "prepare", wantTicket: false},
+			{op: "sleep", sleep: horizon + 50*time.Millisecond},
+			{op: "prepare", wantTicket: true},
+			{op: "populate", version: 2, want: "value:2"},
+		}},
+		{"a writer marking after the horizon publishes a value", []step{
+			{op: "prepare", wantTicket: false, want: "dirty:0"},
+			{op: "sleep", sleep: horizon + 50*time.Millisecond},
+			{op: "mark", token: "w", lease: lease},
+			{op: "publish", token: "w", version: 4, want: "value:4"},
+		}},
+		{"populate never recreates a missing key", []step{
+			value1,
+			{op: "mark", token: "w", lease: 10 * time.Millisecond},
+			{op: "sleep", sleep: 30 * time.Millisecond},
+			{op: "prepare", wantTicket: true},
+			{op: "del", want: "missing"},
+			{op: "populate", version: 1, want: "missing"},
+		}},
+		{"a mark after prepare voids the ticket", []step{
+			value1,
+			{op: "mark", token: "w", lease: 10 * time.Millisecond},
+			{op: "sleep", sleep: 30 * time.Millisecond},
+			{op: "prepare", wantTicket: true},
+			{op: "mark", token: "w2", lease: lease},
+			{op: "populate", version: 1, want: "dirty:1"},
+		}},
+		{"populate over a value stores only a newer version", []step{
+			{op: "set", version: 5, want: "value:5"},
+			{op: "populate", token: "any", version: 4, want: "value:5"},
+			{op: "populate", token: "any", version: 6, want: "value:6"},
+		}},
+		{"a writer whose token was lost cannot publish a value", []step{
+			{op: "prepare", want: "dirty:0"},
+			{op: "sleep", sleep: horizon + 50*time.Millisecond},
+			{op: "mark", token: "w2", lease: 10 * time.Millisecond},
+			{op: "sleep", sleep: 30 * time.Millisecond},
+			{op: "publish", token: "lost", version: 3, want: "dirty:3"},
+		}},
+		{"publish into a missing key stores nothing", []step{
+			{op: "publish", token: "w", version: 3, want: "missing"},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startCache(t)
+			ctx := context.Background()
+			ticket := ""
+			for i, s := range tc.steps {
+				var err error
+				switch s.op {
+				case "set":
+					cl := c.Client()
+					err = cl.Do(ctx, cl.B().Set().Key("k").Value(string(valkey.AppendEnvelope(nil, valkey.Envelope{Version: s.version, Payload: []byte("p")}))).Build()).Error()
+				case "del":
+					cl := c.Client()
+					err = cl.Do(ctx, cl.B().Del().Key("k").Build()).Error()
+				case "mark":
+					err = c.Mark(ctx, []string{"k"}, s.token, s.lease)
+				case "publish":
+					err = c.Publish(ctx, []featurestore.Publication{{Key: "k", Token: s.token, Version: s.version, Data: []byte("p")}})
+				case "prepare":
+					var tickets []string
+					tickets, err = c.Prepare(ctx, []string{"k"})
+					if err == nil {
+						ticket = tickets[0]
+						if (ticket != "") != s.wantTicket {
+							t.Fatalf("step %d prepare: ticket %q, want granted=%v", i, ticket, s.wantTicket)
+						}
+					}
+				case "populate":
+					tk := ticket
+					if s.token != "" {
+						tk = s.token
+					}
+					err = c.Populate(ctx, []featurestore.Publication{{Key: "k", Token: tk, Version: s.version, Data: []byte("p")}})
+				case "sleep":
+					time.Sleep(s.sleep)
+				}
+				if err != nil {
+					t.Fatalf("step %d %s: %v", i, s.op, err)
+				}
+				if s.want != "" {
+					if got := state(t, c); got != s.want {
+						t.Fatalf("after step %d %s: state %s, want %s", i, s.op, got, s.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestMarkRefusesLeaseBeyondHorizon(t *testing.T) {
+	c := startCache(t)
+	if err := c.Mark(context.Background(), []string{"k"}, "w", 2*horizon); err == nil {
+		t.Fatal("Mark accepted a lease longer than the horizon")
+	}
+}
