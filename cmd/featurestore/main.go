@@ -14,9 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dsfeatures/featurestore/featurestore"
@@ -54,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer cache.Close()
 
-	awsCfg, err := awsConfig(sctx, cfg, getenv)
+	awsCfg, err := dynamo.LoadConfig(sctx, cfg.Region, cfg.DynamoDBEndpoint)
 	if err != nil {
 		return err
 	}
@@ -107,19 +104,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	return err
-}
-
-func awsConfig(ctx context.Context, cfg config, getenv func(string) string) (aws.Config, error) {
-	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(cfg.Region)}
-	// DynamoDB Local accepts any credentials; don't make developers configure some.
-	if cfg.DynamoDBEndpoint != "" && getenv("AWS_ACCESS_KEY_ID") == "" && getenv("AWS_PROFILE") == "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("local", "local", "")))
-	}
-	c, err := awsconfig.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("aws config: %w", err)
-	}
-	return c, nil
 }
 
 func endpointName(e string) string {
