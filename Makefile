@@ -1,0 +1,78 @@
+# The two commands: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+TOOLS := $(CURDIR)/.tools
+export PATH := $(TOOLS)/bin:$(PATH)
+GO ?= go
+# Sized for 2 cores: two test binaries at once, each with its own DynamoDB Local.
+TEST_P ?= 2
+FUZZTIME ?= 5s
+LISTEN ?= 127.0.0.1:50051
+
+.PHONY: all deps build run test unit lint generate check-generated fuzz-short fuzz bench clean
+
+all: build
+
+## deps: install valkey-server, DynamoDB Local and the Go tools if missing
+deps:
+	@bash deploy/dev/install.sh all
+
+build:
+	@mkdir -p .build
+	$(GO) build -o .build/ ./cmd/...
+
+## run: start DynamoDB Local, ValKey and the server on loopback
+run: deps build
+	@echo "Starting DynamoDB Local, valkey-server and the feature store on $(LISTEN)..."
+	@echo "Try, in another terminal:"
+	@echo "  .build/fsctl apply deploy/examples/driver_stats.yaml"
+	@echo "  .build/fsctl write -set driver_stats -entity d42 trips_today=7 rating=4.9"
+	@echo "  .build/fsctl get -features driver_stats:trips_today,driver_stats:rating -entities d42"
+	@echo "  .tools/bin/grpcurl -plaintext $(LISTEN) list"
+	@echo "Ctrl-C stops everything."
+	@.build/devstack -dynamodb-port 0 -valkey-port 0 -- .build/featurestore -listen $(LISTEN)
+
+## test: everything CI runs: lint, generated-code check, race tests on the real stack, short fuzzing
+test: deps lint check-generated
+	$(GO) test -race -count=1 -p $(TEST_P) -timeout 15m ./...
+	@$(MAKE) --no-print-directory fuzz-short
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+lint:
+	buf lint
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+generate:
+	buf generate --template proto/buf.gen.yaml
+
+## check-generated: fail if the committed generated code differs from a fresh generation
+check-generated:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	  buf generate --template proto/buf.gen.yaml -o $$tmp; \
+	  if ! diff -r -q $$tmp/proto/featurestore/v1 proto/featurestore/v1 -x '*.proto'; then \
+	    echo "generated code is stale: run 'make generate' and commit"; exit 1; fi; \
+	  echo "generated code is up to date"
+
+FUZZ_TARGETS := ./featurestore:FuzzDecodeRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$fn ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/fuzz-$$fn.log 2>&1 || { cat /tmp/fuzz-$$fn.log; exit 1; }; \
+	  tail -n 1 /tmp/fuzz-$$fn.log; done
+
+## fuzz: longer fuzzing (FUZZTIME=2m by default here)
+fuzz:
+	@$(MAKE) --no-print-directory fuzz-short FUZZTIME=$${FUZZTIME:-2m}
+
+## bench: benchmarks as ratios against baselines measured in the same run
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 30m ./server/ | tee /tmp/fs-bench.txt
+	$(GO) run ./server/benchratio < /tmp/fs-bench.txt
+
+clean:
+	rm -rf .build

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
+)
+
+var shared *devstack.Shared
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	s, err := devstack.StartShared(ctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration stack:", err)
+		os.Exit(1)
+	}
+	shared = s
+	code := m.Run()
+	s.Stop()
+	os.Exit(code)
+}
+
+// startServer runs the real main wiring on a free port and returns a connection to it.
+func startServer(t *testing.T, extra map[string]string) (*grpc.ClientConn, context.CancelFunc, chan error) {
+	t.Helper()
+	vk, err := devstack.StartValkey(context.Background(), shared.ValkeyBin, devstack.ValkeyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vk.Stop)
+	env := map[string]string{
+		"FS_LISTEN":            "127.0.0.1:0",
+		"FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint,
+		"FS_VALKEY_ADDRS":      vk.Addr,
+		"FS_TABLE_PREFIX":      devstack.UniquePrefix(t.Name()),
+		"FS_WRITE_TIMEOUT":     "200ms",
+		"FS_LEASE":             "400ms",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, nil, func(k string) string { return env[k] }, pw, io.Discard)
+		pw.Close()
+	}()
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+				addrCh <- a
+			}
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-addrCh:
+	case err := <-done:
+		cancel()
+		t.Fatalf("server exited at start-up: %v", err)
+	case <-time.After(time.Minute):
+		cancel()
+		t.Fatal("server did not start")
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		<-done
+	})
+	return conn, cancel, done
+}
+
+func TestEndToEnd(t *testing.T) {
+	conn, _, _ := startServer(t, nil)
+	ctx := context.Background()
+	c := pb.NewFeatureStoreServiceClient(conn)
+
+	applied, err := c.ApplyFeatureSet(ctx, &pb.ApplyFeatureSetRequest{FeatureSet: &pb.FeatureSet{
+		Name: "driver_stats", EntityType: "driver", Ttl: durationpb.New(time.Hour),
+		Features: []*pb.FeatureSpec{
+			{Name: "trips_today", Type: pb.ValueType_VALUE_TYPE_INT64},
+			{Name: "embedding", Type: pb.ValueType_VALUE_TYPE_FLOAT_LIST},
+		},
+	}})
+	if err != nil || applied.GetFeatureSet().GetVersion() != 1 {
+		t.Fatalf("apply: %v %v", applied, err)
+	}
+	now := time.Now().Add(-time.Second)
+	w, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "driver_stats", Rows: []*pb.FeatureRow{{
+		EntityId: "d1", EventTime: timestamppb.New(now),
+		Values: map[string]*pb.Value{
+			"trips_today": {Kind: &pb.Value_Int64Value{Int64Value: 7}},
+			"embedding":   {Kind: &pb.Value_FloatListValue{FloatListValue: &pb.FloatList{Values: []float32{0.5, 1}}}},
+		},
+	}}})
+	if err != nil || w.GetResults()[0].GetStatus() != pb.WriteStatus_WRITE_STATUS_WRITTEN {
+		t.Fatalf("write: %v %v", w, err)
+	}
+	old, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "driver_stats", Rows: []*pb.FeatureRow{{
+		EntityId: "d1", EventTime: timestamppb.New(now.Add(-time.Minute)),
+		Values:   map[string]*pb.Value{"trips_today": {Kind: &pb.Value_Int64Value{Int64Value: 1}}},
+	}}})
+	if err != nil || old.GetResults()[0].GetStatus() != pb.WriteStatus_WRITE_STATUS_STALE {
+		t.Fatalf("older write: %v %v, want STALE", old, err)
+	}
+	got, err := c.GetFeatures(ctx, &pb.GetFeaturesRequest{
+		Features:  []string{"driver_stats:trips_today", "driver_stats:embedding"},
+		EntityIds: []string{"d1", "unknown"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := got.GetResults()
+	if len(r) != 2 || r[0].GetEntityId() != "d1" || r[1].GetEntityId() != "unknown" {
+		t.Fatalf("results not in request order: %v", r)
+	}
+	if r[0].GetValues()[0].GetInt64Value() != 7 || len(r[0].GetValues()[1].GetFloatListValue().GetValues()) != 2 ||
+		r[0].GetStatuses()[0] != pb.FeatureStatus_FEATURE_STATUS_PRESENT ||
+		!r[0].GetEventTimes()[0].AsTime().Equal(now.Truncate(time.Microsecond)) {
+		t.Fatalf("d1: %v", r[0])
+	}
+	if r[1].GetStatuses()[0] != pb.FeatureStatus_FEATURE_STATUS_NOT_FOUND {
+		t.Fatalf("unknown entity: %v", r[1])
+	}
+
+	// Values older than the set's ttl are EXPIRED, not served.
+	if _, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "driver_stats", Rows: []*pb.FeatureRow{{
+		EntityId: "d2", EventTime: timestamppb.New(time.Now().Add(-2 * time.Hour)),
+		Values:   map[string]*pb.Value{"trips_today": {Kind: &pb.Value_Int64Value{Int64Value: 3}}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := c.GetFeatures(ctx, &pb.GetFeaturesRequest{Features: []string{"driver_stats:trips_today"}, EntityIds: []string{"d2"}})
+	if err != nil || exp.GetResults()[0].GetStatuses()[0] != pb.FeatureStatus_FEATURE_STATUS_EXPIRED {
+		t.Fatalf("expired value: %v %v", exp, err)
+	}
+
+	list, err := c.ListFeatureSets(ctx, &pb.ListFeatureSetsRequest{})
+	if err != nil || len(list.GetFeatureSets()) != 1 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+
+	// Health and reflection work out of the box (grpcurl needs reflection).
+	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "featurestore.v1.FeatureStoreService"})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", h, err)
+	}
+	rs, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := rs.Recv()
+	if err != nil || !strings.Contains(rr.String(), "featurestore.v1.FeatureStoreService") {
+		t.Fatalf("reflection: %v %v", rr, err)
+	}
+	rs.CloseSend()
+
+	// GDPR RPCs are not implemented yet and say so.
+	_, err = pb.NewGdprServiceClient(conn).DeleteSubject(ctx, &pb.DeleteSubjectRequest{SubjectId: "s"})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("DeleteSubject: %v, want Unimplemented", err)
+	}
+}
+
+func TestEndToEndInvalidRequests(t *testing.T) {
+	conn, _, _ := startServer(t, nil)
+	ctx := context.Background()
+	c := pb.NewFeatureStoreServiceClient(conn)
+	if _, err := c.ApplyFeatureSet(ctx, &pb.ApplyFeatureSetRequest{FeatureSet: &pb.FeatureSet{
+		Name: "s", EntityType: "user", Features: []*pb.FeatureSpec{{Name: "n", Type: pb.ValueType_VALUE_TYPE_INT64}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	ts := timestamppb.Now()
+	intv := &pb.Value{Kind: &pb.Value_Int64Value{Int64Value: 1}}
+	good := &pb.FeatureRow{EntityId: "good", EventTime: ts, Values: map[string]*pb.Value{"n": intv}}
+	tests := []struct {
+		name      string
+		call      func() error
+		wantCode  codes.Code
+		wantField string
+	}{
+		{"apply without set", func() error { _, err := c.ApplyFeatureSet(ctx, &pb.ApplyFeatureSetRequest{}); return err }, codes.InvalidArgument, "feature_set"},
+		{"apply type change", func() error {
+			_, err := c.ApplyFeatureSet(ctx, &pb.ApplyFeatureSetRequest{FeatureSet: &pb.FeatureSet{Name: "s", EntityType: "user", Features: []*pb.FeatureSpec{{Name: "n", Type: pb.ValueType_VALUE_TYPE_STRING}}}})
+			return err
+		}, codes.FailedPrecondition, "feature_set.features"},
+		{"get unknown set", func() error { _, err := c.GetFeatureSet(ctx, &pb.GetFeatureSetRequest{Name: "nope"}); return err }, codes.NotFound, "name"},
+		{"write unknown set", func() error {
+			_, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "nope", Rows: []*pb.FeatureRow{good}})
+			return err
+		}, codes.NotFound, "feature_set"},
+		{"write unknown feature", func() error {
+			_, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "s", Rows: []*pb.FeatureRow{good, {EntityId: "x", EventTime: ts, Values: map[string]*pb.Value{"zz": intv}}}})
+			return err
+		}, codes.InvalidArgument, `rows[1].values["zz"]`},
+		{"write wrong type", func() error {
+			_, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "s", Rows: []*pb.FeatureRow{good, {EntityId: "x", EventTime: ts, Values: map[string]*pb.Value{"n": {Kind: &pb.Value_BoolValue{BoolValue: true}}}}}})
+			return err
+		}, codes.InvalidArgument, `rows[1].values["n"]`},
+		{"write empty value", func() error {
+			_, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "s", Rows: []*pb.FeatureRow{good, {EntityId: "x", EventTime: ts, Values: map[string]*pb.Value{"n": {}}}}})
+			return err
+		}, codes.InvalidArgument, `rows[1].values["n"]`},
+		{"write empty entity id", func() error {
+			_, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "s", Rows: []*pb.FeatureRow{good, {EventTime: ts, Values: map[string]*pb.Value{"n": intv}}}})
+			return err
+		}, codes.InvalidArgument, "rows[1].entity_id"},
+		{"write without event time", func() error {
+			_, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "s", Rows: []*pb.FeatureRow{good, {EntityId: "x", Values: map[string]*pb.Value{"n": intv}}}})
+			return err
+		}, codes.InvalidArgument, "rows[1].event_time"},
+		{"read unknown feature", func() error {
+			_, err := c.GetFeatures(ctx, &pb.GetFeaturesRequest{Features: []string{"s:zz"}, EntityIds: []string{"a"}})
+			return err
+		}, codes.NotFound, "features[0]"},
+		{"read empty entity id", func() error {
+			_, err := c.GetFeatures(ctx, &pb.GetFeaturesRequest{Features: []string{"s:n"}, EntityIds: []string{""}})
+			return err
+		}, codes.InvalidArgument, "entity_ids[0]"},
+		{"read too many entities", func() error {
+			_, err := c.GetFeatures(ctx, &pb.GetFeaturesRequest{Features: []string{"s:n"}, EntityIds: make([]string, 1001)})
+			return err
+		}, codes.InvalidArgument, "entity_ids"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			st := status.Convert(err)
+			if st.Code() != tc.wantCode || !strings.HasPrefix(st.Message(), tc.wantField+":") {
+				t.Fatalf("got %v %q, want %v naming %s", st.Code(), st.Message(), tc.wantCode, tc.wantField)
+			}
+		})
+	}
+	// None of the rejected writes wrote the valid row that came with them.
+	got, err := c.GetFeatures(ctx, &pb.GetFeaturesRequest{Features: []string{"s:n"}, EntityIds: []string{"good"}})
+	if err != nil || got.GetResults()[0].GetStatuses()[0] != pb.FeatureStatus_FEATURE_STATUS_NOT_FOUND {
+		t.Fatalf("row of a rejected request is readable: %v %v", got, err)
+	}
+}
+
+func TestStartupErrorsAreClear(t *testing.T) {
+	port, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := fmt.Sprintf("127.0.0.1:%d", port)
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"valkey unreachable", map[string]string{"FS_VALKEY_ADDRS": dead, "FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint}, "valkey unreachable"},
+		{"dynamodb unreachable", map[string]string{"FS_DYNAMODB_ENDPOINT": "http://" + dead}, "dynamodb unreachable"},
+		{"bad lease", map[string]string{"FS_WRITE_TIMEOUT": "5s", "FS_LEASE": "1s"}, "must be shorter than -lease"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			vk, err := devstack.StartValkey(context.Background(), shared.ValkeyBin, devstack.ValkeyOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer vk.Stop()
+			env := map[string]string{"FS_LISTEN": "127.0.0.1:0", "FS_VALKEY_ADDRS": vk.Addr, "FS_STARTUP_TIMEOUT": "3s"}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err = run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("run: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	conn, cancel, done := startServer(t, nil)
+	h := healthpb.NewHealthClient(conn)
+	if _, err := h.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v on shutdown", err)
+		}
+		done <- nil // for the cleanup
+	case <-time.After(15 * time.Second):
+		t.Fatal("server did not stop")
+	}
+}
