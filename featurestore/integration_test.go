@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 }
 
 // Short leases keep the tests fast; the protocol does not depend on their size.
-var testCfg = featurestore.Config{WriteTimeout: 200 * time.Millisecond, Lease: 400 * time.Millisecond}
+var testCfg = featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
 
 // countingDB counts database reads so tests can tell cache hits from misses.
 type countingDB struct {

@@ -52,8 +52,8 @@ func startServer(t *testing.T, extra map[string]string) (*grpc.ClientConn, conte
 		"FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint,
 		"FS_VALKEY_ADDRS":      vk.Addr,
 		"FS_TABLE_PREFIX":      devstack.UniquePrefix(t.Name()),
-		"FS_WRITE_TIMEOUT":     "200ms",
-		"FS_LEASE":             "400ms",
+		"FS_WRITE_TIMEOUT":     "1s",
+		"FS_LEASE":             "1500ms",
 	}
 	for k, v := range extra {
 		env[k] = v
