@@ -70,9 +70,12 @@ fuzz:
 	@$(MAKE) --no-print-directory fuzz-short FUZZTIME=$${FUZZTIME:-2m}
 
 ## bench: benchmarks as ratios against baselines measured in the same run
+BENCH_COUNT ?= 5
+BENCH_TIME ?= 2000x
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 30m ./server/ | tee /tmp/fs-bench.txt
-	$(GO) run ./server/benchratio < /tmp/fs-bench.txt
+	@mkdir -p .build
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 30m ./server/ | tee .build/bench.txt
+	@awk -f deploy/dev/benchsummary.awk .build/bench.txt
 
 clean:
 	rm -rf .build

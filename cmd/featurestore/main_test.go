@@ -124,7 +124,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	old, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "driver_stats", Rows: []*pb.FeatureRow{{
 		EntityId: "d1", EventTime: timestamppb.New(now.Add(-time.Minute)),
-		Values:   map[string]*pb.Value{"trips_today": {Kind: &pb.Value_Int64Value{Int64Value: 1}}},
+		Values: map[string]*pb.Value{"trips_today": {Kind: &pb.Value_Int64Value{Int64Value: 1}}},
 	}}})
 	if err != nil || old.GetResults()[0].GetStatus() != pb.WriteStatus_WRITE_STATUS_STALE {
 		t.Fatalf("older write: %v %v, want STALE", old, err)
@@ -152,7 +152,7 @@ func TestEndToEnd(t *testing.T) {
 	// Values older than the set's ttl are EXPIRED, not served.
 	if _, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "driver_stats", Rows: []*pb.FeatureRow{{
 		EntityId: "d2", EventTime: timestamppb.New(time.Now().Add(-2 * time.Hour)),
-		Values:   map[string]*pb.Value{"trips_today": {Kind: &pb.Value_Int64Value{Int64Value: 3}}},
+		Values: map[string]*pb.Value{"trips_today": {Kind: &pb.Value_Int64Value{Int64Value: 3}}},
 	}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,171 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	vk "github.com/valkey-io/valkey-go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
+	"github.com/dsfeatures/featurestore/server"
+)
+
+// The benchmarks start their stack lazily, so `go test` of this package's unit tests
+// does not pay for DynamoDB Local.
+func startShared(b *testing.B) *devstack.Shared {
+	b.Helper()
+	s, err := devstack.StartShared(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Stop)
+	return s
+}
+
+// baseline is the least a GetFeatures handler could do: the same pipelined ValKey GETs
+// for the same keys, and a response naming the entities, without decoding anything.
+type baseline struct {
+	pb.UnimplementedFeatureStoreServiceServer
+	client vk.Client
+	set    string
+}
+
+func (s *baseline) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error) {
+	cmds := make(vk.Commands, 0, len(req.GetEntityIds())+1)
+	cmds = append(cmds, s.client.B().Get().Key(featurestore.SetKey(s.set).CacheKey()).Build())
+	for _, id := range req.GetEntityIds() {
+		cmds = append(cmds, s.client.B().Get().Key(featurestore.RowKey(s.set, id).CacheKey()).Build())
+	}
+	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(req.GetEntityIds()))}
+	for i, r := range s.client.DoMulti(ctx, cmds...) {
+		if _, err := r.AsBytes(); err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			out.Results[i-1] = &pb.EntityResult{EntityId: req.GetEntityIds()[i-1]}
+		}
+	}
+	return out, nil
+}
+
+func serve(b *testing.B, srv *grpc.Server) pb.FeatureStoreServiceClient {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(lis)
+	b.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return pb.NewFeatureStoreServiceClient(conn)
+}
+
+// BenchmarkGetFeaturesCached measures GetFeatures on cached keys against the baseline,
+// interleaving the two call by call so both see the same machine noise. It reports the
+// medians and p99s of both and their ratio (ours / baseline; 1.0 is "costs nothing").
+func BenchmarkGetFeaturesCached(b *testing.B) {
+	shared := startShared(b)
+	cfg := featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
+	st := shared.NewStack(b, cfg.Lease, devstack.ValkeyOptions{})
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := featurestore.New(st.DB, st.Cache, featurestore.SystemClock{}, cfg, logger)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	fs := featurestore.FeatureSet{Name: "bench", EntityType: "user"}
+	var refs []string
+	for i := 0; i < 10; i++ {
+		fs.Features = append(fs.Features, featurestore.FeatureSpec{Name: "f" + strconv.Itoa(i), Type: featurestore.TypeDouble})
+		refs = append(refs, "bench:f"+strconv.Itoa(i))
+	}
+	if _, err := svc.ApplyFeatureSet(ctx, fs); err != nil {
+		b.Fatal(err)
+	}
+	const entities = 100
+	ids := make([]string, entities)
+	rows := make([]featurestore.WriteRow, entities)
+	for e := range ids {
+		ids[e] = fmt.Sprintf("user-%03d", e)
+		rows[e] = featurestore.WriteRow{EntityID: ids[e], EventTime: time.Now(), Values: map[string]featurestore.Value{}}
+		for _, f := range fs.Features {
+			rows[e].Values[f.Name] = featurestore.Value{Type: featurestore.TypeDouble, Float: float64(e)}
+		}
+	}
+	if _, err := svc.WriteFeatures(ctx, "bench", rows); err != nil {
+		b.Fatal(err)
+	}
+	// New keys are served from DynamoDB until the horizon passes; then one read caches them.
+	time.Sleep(cfg.Lease + 100*time.Millisecond)
+	if _, _, err := svc.GetFeatures(ctx, refs, ids); err != nil {
+		b.Fatal(err)
+	}
+
+	ours := serve(b, server.NewGRPC(server.New(svc, logger), logger).Server)
+	bg := grpc.NewServer()
+	pb.RegisterFeatureStoreServiceServer(bg, &baseline{client: st.Cache.Client(), set: "bench"})
+	base := serve(b, bg)
+
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("entities=%d/features=10", n), func(b *testing.B) {
+			req := &pb.GetFeaturesRequest{Features: refs, EntityIds: ids[:n]}
+			// Warm both paths (connections, scripts, memoized set).
+			for i := 0; i < 50; i++ {
+				call(b, ours, req)
+				call(b, base, req)
+			}
+			oursNs := make([]float64, 0, b.N)
+			baseNs := make([]float64, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				resp := call(b, ours, req)
+				t1 := time.Now()
+				call(b, base, req)
+				t2 := time.Now()
+				oursNs = append(oursNs, float64(t1.Sub(t0)))
+				baseNs = append(baseNs, float64(t2.Sub(t1)))
+				if i == 0 && resp.GetResults()[n-1].GetStatuses()[9] != pb.FeatureStatus_FEATURE_STATUS_PRESENT {
+					b.Fatalf("benchmark keys are not present: %v", resp.GetResults()[n-1])
+				}
+			}
+			b.StopTimer()
+			om, op := quantiles(oursNs)
+			bm, bp := quantiles(baseNs)
+			b.ReportMetric(om, "ours-p50-ns")
+			b.ReportMetric(op, "ours-p99-ns")
+			b.ReportMetric(bm, "base-p50-ns")
+			b.ReportMetric(bp, "base-p99-ns")
+			b.ReportMetric(om/bm, "ratio-p50")
+			b.ReportMetric(op/bp, "ratio-p99")
+		})
+	}
+}
+
+func call(b *testing.B, c pb.FeatureStoreServiceClient, req *pb.GetFeaturesRequest) *pb.GetFeaturesResponse {
+	resp, err := c.GetFeatures(context.Background(), req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return resp
+}
+
+func quantiles(ns []float64) (p50, p99 float64) {
+	s := append([]float64(nil), ns...)
+	sort.Float64s(s)
+	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)]
+}
