@@ -9,7 +9,7 @@ TEST_P ?= 2
 FUZZTIME ?= 5s
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: all deps build run test unit lint generate check-generated fuzz-short fuzz bench clean
+.PHONY: all deps build run test unit lint generate check-generated fuzz-short fuzz bench chaos clean
 
 all: build
 
@@ -76,6 +76,15 @@ bench: deps
 	@mkdir -p .build
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 30m ./server/ | tee .build/bench.txt
 	@awk -f deploy/dev/benchsummary.awk .build/bench.txt
+
+## chaos: the long linearizability run: many seeds, minutes each (CI runs one short seed)
+CHAOS_SEEDS ?= 1-10
+CHAOS_DURATION ?= 45s
+chaos: deps
+	@mkdir -p .build/chaos
+	$(GO) test -count=1 -v -timeout 120m -run 'TestChaos$$' ./featurestore/chaos/ \
+	  -args -chaos.seeds=$(CHAOS_SEEDS) -chaos.duration=$(CHAOS_DURATION) -chaos.out=$(CURDIR)/.build/chaos \
+	  | grep -E '^(chaos total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation' | tee .build/chaos/summary.txt
 
 clean:
 	rm -rf .build

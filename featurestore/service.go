@@ -35,6 +35,10 @@ type Config struct {
 	MaxValues      int
 	// MaxRows bounds the rows of one WriteFeatures call.
 	MaxRows int
+	// AfterCommit, if set, runs between COMMIT and PUBLISH. It exists for fault injection:
+	// when it returns an error the write ends as if its replica had died there, with no
+	// PUBLISH and no repair, and the caller gets that error. Leave nil in production.
+	AfterCommit func(ctx context.Context, keys []ItemKey) error
 }
 
 // DefaultConfig is the configuration used for zero fields.
@@ -189,6 +193,11 @@ func (s *Service) writeThrough(ctx context.Context, keys []ItemKey, commit commi
 	}
 	_ = g.Wait()
 
+	if s.cfg.AfterCommit != nil {
+		if err := s.cfg.AfterCommit(ctx, keys); err != nil {
+			return err
+		}
+	}
 	pubs := make([]Publication, 0, len(keys))
 	for i := range keys {
 		if oks[i] {

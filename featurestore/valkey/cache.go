@@ -30,7 +30,23 @@ type Options struct {
 	// Timeout bounds every cache call, so that a stalled or dead cache costs reads a
 	// bounded delay before they fall back to the database. Default 500ms.
 	Timeout time.Duration
+	// Mutation breaks the protocol in a known way, so that tests can show the linearizability
+	// checker finds the violations that follow. Never set it outside such tests.
+	Mutation Mutation
 }
+
+// Mutation selects a deliberately broken protocol for mutation testing.
+type Mutation int
+
+const (
+	// Correct is the real protocol.
+	Correct Mutation = iota
+	// MutationPlainPopulate makes POPULATE a plain SET, ignoring versions, markers and tickets.
+	MutationPlainPopulate
+	// MutationPublishOwn makes PUBLISH store the writer's own version as the value once
+	// its token is removed, instead of the newest version carried in the marker.
+	MutationPublishOwn
+)
 
 // Cache is a featurestore.Cache on a ValKey client.
 type Cache struct {
@@ -98,7 +114,14 @@ func New(client vk.Client, opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("ticket prefix: %w", err)
 	}
 	c := &Cache{client: client, opts: opts, ticketPrefix: hex.EncodeToString(b[:])}
-	for i, src := range []string{markScript, publishScript, prepareScript, populateScript} {
+	srcs := []string{markScript, publishScript, prepareScript, populateScript}
+	switch opts.Mutation {
+	case MutationPlainPopulate:
+		srcs[scriptPopulate] = plainPopulateScript
+	case MutationPublishOwn:
+		srcs[scriptPublish] = publishOwnScript
+	}
+	for i, src := range srcs {
 		sum := sha1.Sum([]byte(src))
 		c.scripts[i] = script{src: src, sha: hex.EncodeToString(sum[:])}
 	}

@@ -1,0 +1,340 @@
+// Package chaos proves the feature store's per-key linearizability under faults. It runs
+// several replicas (featurestore.Service instances, each with its own connections) against
+// one DynamoDB Local and one valkey-server, each replica's paths to both stores going
+// through an in-process toxiproxy; drives concurrent writers and readers over a small hot
+// key space while injecting faults; records every operation with its invocation and
+// response times; and checks each key's history with porcupine. A write that fails is
+// recorded with an unknown outcome (it may have applied), not dropped.
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/anishathalye/porcupine"
+
+	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/featurestore/valkey"
+)
+
+// Config is one run.
+type Config struct {
+	Seed     int64
+	Duration time.Duration
+	Replicas int
+	Keys     int
+	Writers  int
+	Readers  int
+	// Faults to draw from (default: all kinds) and the mean time between them.
+	Faults     []string
+	FaultEvery time.Duration
+	// WriteTimeout and Lease configure every replica.
+	WriteTimeout time.Duration
+	Lease        time.Duration
+	// Mutation breaks the cache protocol on purpose (mutation testing).
+	Mutation valkey.Mutation
+	// OutDir receives porcupine's HTML visualization of any violating history.
+	OutDir string
+	// Progress, if set, receives a line per phase.
+	Progress io.Writer
+}
+
+func (c Config) withDefaults() Config {
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 3
+	}
+	if c.Keys == 0 {
+		c.Keys = 4
+	}
+	if c.Writers == 0 {
+		c.Writers = 4
+	}
+	if c.Readers == 0 {
+		c.Readers = 4
+	}
+	if len(c.Faults) == 0 {
+		c.Faults = faultKinds
+	}
+	if c.FaultEvery == 0 {
+		c.FaultEvery = 400 * time.Millisecond
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 400 * time.Millisecond
+	}
+	if c.Lease == 0 {
+		c.Lease = 700 * time.Millisecond
+	}
+	if c.OutDir == "" {
+		c.OutDir = filepath.Join(os.TempDir(), "featurestore-chaos")
+	}
+	return c
+}
+
+// Report is what a run found.
+type Report struct {
+	Seed       int64
+	Histories  int // keys checked
+	Operations int
+	Writes     int
+	Reads      int
+	Unknown    int // writes with an unknown outcome
+	Faults     map[string]int
+	Violations int
+	// Inconclusive counts histories the checker could not decide in time.
+	Inconclusive   int
+	Visualizations []string
+}
+
+func (r Report) String() string {
+	kinds := make([]string, 0, len(r.Faults))
+	total := 0
+	for k, n := range r.Faults {
+		kinds = append(kinds, k+"="+strconv.Itoa(n))
+		total += n
+	}
+	sort.Strings(kinds)
+	return fmt.Sprintf("seed=%d histories=%d operations=%d (writes=%d reads=%d unknown=%d) faults=%d %v violations=%d inconclusive=%d",
+		r.Seed, r.Histories, r.Operations, r.Writes, r.Reads, r.Unknown, total, kinds, r.Violations, r.Inconclusive)
+}
+
+type environment struct {
+	cfg    Config
+	valkey *devstack.Valkey
+	cache  *valkey.Cache // a direct client, for faults
+}
+
+type replica struct {
+	svc      *featurestore.Service
+	cache    *valkey.Cache
+	vkProxy  *toxiproxy.Proxy
+	ddbProxy *toxiproxy.Proxy
+	crashing atomic.Bool
+}
+
+var errCrashed = errors.New("replica crashed between commit and publish")
+
+// Run performs one seeded run against shared's DynamoDB Local and a fresh valkey-server.
+func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, error) {
+	cfg = cfg.withDefaults()
+	rep := Report{Seed: cfg.Seed, Faults: map[string]int{}}
+	logf := func(format string, args ...any) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, format+"\n", args...)
+		}
+	}
+	vk, err := devstack.StartValkey(ctx, shared.ValkeyBin, devstack.ValkeyOptions{MaxMemory: "3mb"})
+	if err != nil {
+		return rep, err
+	}
+	defer vk.Stop()
+	direct, err := valkey.Dial(ctx, []string{vk.Addr}, valkey.Options{Horizon: cfg.Lease})
+	if err != nil {
+		return rep, err
+	}
+	defer direct.Close()
+	env := &environment{cfg: cfg, valkey: vk, cache: direct}
+
+	prefix := devstack.UniquePrefix(fmt.Sprintf("chaos%d", cfg.Seed))
+	tables := dynamo.TablesWithPrefix(prefix)
+	if err := dynamo.New(dynamo.NewClient(dynamo.LocalConfig(), shared.DynamoDB.Endpoint), tables).EnsureTables(ctx); err != nil {
+		return rep, err
+	}
+	px := newProxies()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	replicas := make([]*replica, cfg.Replicas)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	var bg sync.WaitGroup
+	for i := range replicas {
+		r := &replica{}
+		if r.vkProxy, err = px.add(fmt.Sprintf("valkey-%d", i), vk.Addr); err != nil {
+			return rep, err
+		}
+		defer r.vkProxy.Stop()
+		if r.ddbProxy, err = px.add(fmt.Sprintf("ddb-%d", i), "127.0.0.1:"+strconv.Itoa(shared.DynamoDB.Port)); err != nil {
+			return rep, err
+		}
+		defer r.ddbProxy.Stop()
+		if r.cache, err = valkey.Dial(ctx, []string{r.vkProxy.Listen}, valkey.Options{Horizon: cfg.Lease, Mutation: cfg.Mutation, Timeout: 300 * time.Millisecond}); err != nil {
+			return rep, err
+		}
+		defer r.cache.Close()
+		db := dynamo.New(dynamo.NewClient(dynamo.LocalConfig(), "http://"+r.ddbProxy.Listen), tables)
+		rr := r
+		r.svc, err = featurestore.New(db, r.cache, featurestore.SystemClock{}, featurestore.Config{
+			WriteTimeout: cfg.WriteTimeout,
+			Lease:        cfg.Lease,
+			AfterCommit: func(context.Context, []featurestore.ItemKey) error {
+				if rr.crashing.Load() {
+					return errCrashed
+				}
+				return nil
+			},
+		}, logger)
+		if err != nil {
+			return rep, err
+		}
+		bg.Add(1)
+		go func() { defer bg.Done(); _ = rr.svc.Run(runCtx) }()
+		replicas[i] = r
+	}
+	defer bg.Wait()
+	defer stopRun()
+
+	set := featurestore.FeatureSet{Name: "chaos", EntityType: "key", Features: []featurestore.FeatureSpec{{Name: "v", Type: featurestore.TypeInt64}}}
+	if _, err := replicas[0].svc.ApplyFeatureSet(ctx, set); err != nil {
+		return rep, fmt.Errorf("apply: %w", err)
+	}
+	keys := make([]string, cfg.Keys)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+	}
+
+	logf("chaos seed=%d: %d replicas, %d writers, %d readers, %d keys, %v, faults every ~%v", cfg.Seed, cfg.Replicas, cfg.Writers, cfg.Readers, cfg.Keys, cfg.Duration, cfg.FaultEvery)
+	rng := rand.New(rand.NewSource(cfg.Seed))
+	start := time.Now()
+	now := func() int64 { return time.Since(start).Nanoseconds() }
+	var (
+		mu      sync.Mutex
+		history []op
+		clock   atomic.Int64 // event times: mostly increasing, sometimes older
+		values  atomic.Int64
+	)
+	record := func(o op) {
+		mu.Lock()
+		history = append(history, o)
+		mu.Unlock()
+	}
+	loadCtx, stopLoad := context.WithTimeout(ctx, cfg.Duration)
+	defer stopLoad()
+	var wg sync.WaitGroup
+	for w := 0; w < cfg.Writers; w++ {
+		seed := rng.Int63()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewSource(seed))
+			rp := replicas[w%len(replicas)]
+			for loadCtx.Err() == nil {
+				key := keys[r.Intn(len(keys))]
+				t := clock.Add(1)
+				if r.Intn(5) == 0 {
+					t -= int64(r.Intn(20)) // an older event: STALE unless it is new to the key
+				}
+				v := values.Add(1)
+				in := writeIn{T: t, V: v}
+				call := now()
+				wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				res, err := rp.svc.WriteFeatures(wctx, "chaos", []featurestore.WriteRow{{
+					EntityID: key, EventTime: time.UnixMicro(1_000_000_000 + t),
+					Values: map[string]featurestore.Value{"v": {Type: featurestore.TypeInt64, Int: v}},
+				}})
+				cancel()
+				o := op{Key: key, Client: w, Input: in, Call: call, Return: now()}
+				switch {
+				case err != nil:
+					// Unknown outcome: it may apply at any time from its call on.
+					o.Output, o.Return = writeOut{Status: "unknown"}, math.MaxInt64
+				case res[0].Status == featurestore.Written:
+					o.Output = writeOut{Status: "written"}
+				default:
+					o.Output = writeOut{Status: "stale"}
+				}
+				record(o)
+			}
+		}()
+	}
+	for rd := 0; rd < cfg.Readers; rd++ {
+		seed := rng.Int63()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewSource(seed))
+			rp := replicas[rd%len(replicas)]
+			client := cfg.Writers + rd
+			for loadCtx.Err() == nil {
+				n := 1 + r.Intn(min(3, len(keys)))
+				ks := make([]string, 0, n)
+				for _, i := range r.Perm(len(keys))[:n] {
+					ks = append(ks, keys[i])
+				}
+				call := now()
+				rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, vals, err := rp.svc.GetFeatures(rctx, []string{"chaos:v"}, ks)
+				cancel()
+				ret := now()
+				if err != nil {
+					continue // a failed read observed nothing
+				}
+				for i, k := range ks {
+					out := readOut{}
+					if vals[i].Status == featurestore.Present {
+						out = readOut{Found: true, T: vals[i].EventTime - 1_000_000_000, V: vals[i].Value.Int}
+					}
+					record(op{Key: k, Client: client, Output: out, Call: call, Return: ret})
+				}
+			}
+		}()
+	}
+	inj := &injector{rng: rand.New(rand.NewSource(rng.Int63())), counts: map[string]int{}, replicas: replicas, env: env}
+	wg.Add(1)
+	go func() { defer wg.Done(); inj.run(loadCtx, cfg.Faults, cfg.FaultEvery) }()
+	wg.Wait()
+	for k, n := range inj.counts {
+		rep.Faults[k] = n
+	}
+	logf("chaos seed=%d: load done after %v, %d operations; checking", cfg.Seed, time.Since(start).Round(time.Millisecond), len(history))
+
+	ops := make([]porcupine.Operation, len(history))
+	for i, o := range history {
+		ops[i] = porcupine.Operation{ClientId: o.Client, Input: o.Input, Output: o.Output, Call: o.Call, Return: o.Return, Metadata: o.Key}
+		if o.Input != nil {
+			rep.Writes++
+			if o.Output.(writeOut).Status == "unknown" {
+				rep.Unknown++
+			}
+		} else {
+			rep.Reads++
+		}
+	}
+	rep.Operations = len(ops)
+	for _, part := range model.Partition(ops) {
+		rep.Histories++
+		res, info := porcupine.CheckOperationsVerbose(porcupine.Model{
+			Init: model.Init, Step: model.Step, Hash: model.Hash, DescribeOperation: model.DescribeOperation,
+			DescribeState: model.DescribeState, DescribeOperationMetadata: model.DescribeOperationMetadata,
+		}, part, time.Minute)
+		switch res {
+		case porcupine.Illegal:
+			rep.Violations++
+			if err := os.MkdirAll(cfg.OutDir, 0o755); err == nil {
+				path := filepath.Join(cfg.OutDir, fmt.Sprintf("violation-seed%d-%s.html", cfg.Seed, part[0].Metadata))
+				if err := porcupine.VisualizePath(model, info, path); err == nil {
+					rep.Visualizations = append(rep.Visualizations, path)
+				}
+			}
+		case porcupine.Unknown:
+			rep.Inconclusive++
+		}
+	}
+	logf("chaos %s", rep)
+	return rep, nil
+}

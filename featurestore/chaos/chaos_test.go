@@ -1,0 +1,146 @@
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/featurestore/valkey"
+)
+
+// `make test` runs the defaults: one short seeded run. `make chaos` passes more seeds and
+// a longer duration.
+var (
+	seedsFlag    = flag.String("chaos.seeds", "1", "seeds to run: a list (1,5,9) or a range (1-20)")
+	durationFlag = flag.Duration("chaos.duration", 8*time.Second, "load duration of each run")
+	outFlag      = flag.String("chaos.out", "", "directory for HTML visualizations of violations (default: a temp dir)")
+)
+
+var shared *devstack.Shared
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	s, err := devstack.StartShared(ctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration stack:", err)
+		os.Exit(1)
+	}
+	shared = s
+	code := m.Run()
+	s.Stop()
+	os.Exit(code)
+}
+
+func parseSeeds(s string) ([]int64, error) {
+	var out []int64
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.ParseInt(strings.TrimSpace(lo), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("seed %q: %w", part, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseInt(strings.TrimSpace(hi), 10, 64); err != nil || b < a {
+				return nil, fmt.Errorf("seed range %q", part)
+			}
+		}
+		for i := a; i <= b; i++ {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestChaos runs the real protocol under every kind of fault and requires zero violations.
+func TestChaos(t *testing.T) {
+	seeds, err := parseSeeds(*seedsFlag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := Report{Faults: map[string]int{}}
+	for _, seed := range seeds {
+		rep, err := Run(context.Background(), shared, Config{Seed: seed, Duration: *durationFlag, OutDir: *outFlag, Progress: testWriter{t}})
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if rep.Violations > 0 {
+			t.Errorf("seed %d: %d linearizability violations; histories: %v", seed, rep.Violations, rep.Visualizations)
+		}
+		if rep.Operations < 100 || rep.Reads == 0 || rep.Writes == 0 {
+			t.Errorf("seed %d: too little load to mean anything: %s", seed, rep)
+		}
+		total.Histories += rep.Histories
+		total.Operations += rep.Operations
+		total.Writes += rep.Writes
+		total.Reads += rep.Reads
+		total.Unknown += rep.Unknown
+		total.Violations += rep.Violations
+		total.Inconclusive += rep.Inconclusive
+		for k, n := range rep.Faults {
+			total.Faults[k] += n
+		}
+	}
+	t.Logf("TOTAL over %d seeds: %s", len(seeds), total)
+	fmt.Printf("chaos total over %d seeds x %v: %s\n", len(seeds), *durationFlag, total)
+}
+
+// TestMutationsAreCaught shows the checker has teeth: with the protocol broken in a known
+// way, runs find violations. Each mutation gets up to a few seeded runs.
+func TestMutationsAreCaught(t *testing.T) {
+	tests := []struct {
+		name     string
+		mutation valkey.Mutation
+		faults   []string
+		keys     int
+	}{
+		// A reader's late populate overwrites a newer published value: needs slow cache
+		// paths for readers and frequent misses.
+		{"plain SET populate", valkey.MutationPlainPopulate, []string{"valkey-latency", "valkey-flush"}, 1},
+		// The first writer to commit publishes last and stores its own, older version.
+		{"publish own version", valkey.MutationPublishOwn, []string{"valkey-latency"}, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := int64(1); seed <= 6; seed++ {
+				rep, err := Run(context.Background(), shared, Config{
+					Seed: seed, Duration: 6 * time.Second, Mutation: tc.mutation, Faults: tc.faults,
+					FaultEvery: 150 * time.Millisecond, Keys: tc.keys, OutDir: *outFlag, Progress: testWriter{t},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.Violations > 0 {
+					t.Logf("found %d violations with seed %d, as expected (%v)", rep.Violations, seed, rep.Visualizations)
+					return
+				}
+			}
+			t.Fatal("the checker found no violation in a deliberately broken protocol")
+		})
+	}
+}
+
+func TestParseSeeds(t *testing.T) {
+	got, err := parseSeeds("1-3,7")
+	if err != nil || fmt.Sprint(got) != "[1 2 3 7]" {
+		t.Fatalf("parseSeeds: %v %v", got, err)
+	}
+	if _, err := parseSeeds("3-1"); err == nil {
+		t.Fatal("accepted a backwards range")
+	}
+}

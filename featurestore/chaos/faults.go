@@ -1,0 +1,145 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// proxies puts an in-process toxiproxy between each replica and each store, so that a
+// fault can hit one replica's path to one store.
+type proxies struct {
+	server *toxiproxy.ApiServer
+}
+
+func newProxies() *proxies {
+	return &proxies{server: toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())}
+}
+
+func (p *proxies) add(name, upstream string) (*toxiproxy.Proxy, error) {
+	px := toxiproxy.NewProxy(p.server, name, "127.0.0.1:0", upstream)
+	if err := px.Start(); err != nil {
+		return nil, fmt.Errorf("proxy %s: %w", name, err)
+	}
+	return px, nil
+}
+
+// toxic adds a toxic and returns a function that removes it.
+func toxic(px *toxiproxy.Proxy, name, kind, stream string, attrs string) (func(), error) {
+	js := fmt.Sprintf(`{"name":%q,"type":%q,"stream":%q,"attributes":%s}`, name, kind, stream, attrs)
+	if _, err := px.Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
+		return nil, fmt.Errorf("toxic %s on %s: %w", kind, px.Name, err)
+	}
+	return func() { _ = px.Toxics.RemoveToxic(context.Background(), name) }, nil
+}
+
+// faultKinds are the faults the injector draws from.
+var faultKinds = []string{
+	"valkey-latency",           // a slow cache path for one replica
+	"valkey-stall",             // the cache path stops answering (toxiproxy timeout)
+	"valkey-reset",             // connections reset
+	"valkey-restart",           // ValKey restarts empty: markers and values are gone
+	"valkey-flush",             // FLUSHALL: the same loss, without reconnects
+	"lru-eviction",             // filler data pushes hot keys out under maxmemory
+	"ddb-latency",              // a slow database path
+	"ddb-timeout-after-commit", // responses delayed past the write deadline: commits land, callers time out
+	"ddb-reset",                // connections reset (the SDK retries; a retried conditional put may fail its condition)
+	"replica-crash",            // writes on one replica die between COMMIT and PUBLISH
+}
+
+type injector struct {
+	rng      *rand.Rand
+	mu       sync.Mutex
+	counts   map[string]int
+	replicas []*replica
+	env      *environment
+	seq      atomic.Int64
+}
+
+// run injects faults until ctx ends: one at a time, each held for a random while.
+func (f *injector) run(ctx context.Context, kinds []string, every time.Duration) {
+	for {
+		wait := every/2 + time.Duration(f.rng.Int63n(int64(every)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		kind := kinds[f.rng.Intn(len(kinds))]
+		hold := 100*time.Millisecond + time.Duration(f.rng.Int63n(int64(700*time.Millisecond)))
+		r := f.replicas[f.rng.Intn(len(f.replicas))]
+		undo, err := f.inject(ctx, kind, r)
+		if err != nil {
+			continue
+		}
+		f.mu.Lock()
+		f.counts[kind]++
+		f.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(hold):
+		}
+		if undo != nil {
+			undo()
+		}
+	}
+}
+
+func (f *injector) inject(ctx context.Context, kind string, r *replica) (func(), error) {
+	name := fmt.Sprintf("%s-%d", kind, f.seq.Add(1))
+	twoWay := func(pxName string, toxicKind, attrs string) (func(), error) {
+		px := r.vkProxy
+		if strings.HasPrefix(pxName, "ddb") {
+			px = r.ddbProxy
+		}
+		up, err := toxic(px, name+"-up", toxicKind, "upstream", attrs)
+		if err != nil {
+			return nil, err
+		}
+		down, err := toxic(px, name+"-down", toxicKind, "downstream", attrs)
+		if err != nil {
+			up()
+			return nil, err
+		}
+		return func() { up(); down() }, nil
+	}
+	switch kind {
+	case "valkey-latency":
+		return twoWay("vk", "latency", `{"latency":80,"jitter":80}`)
+	case "valkey-stall":
+		return toxic(r.vkProxy, name, "timeout", "upstream", `{"timeout":0}`)
+	case "valkey-reset":
+		return toxic(r.vkProxy, name, "reset_peer", "upstream", `{"timeout":0}`)
+	case "valkey-restart":
+		return nil, f.env.valkey.Restart(ctx)
+	case "valkey-flush":
+		c := f.env.cache.Client()
+		return nil, c.Do(ctx, c.B().Flushall().Build()).Error()
+	case "lru-eviction":
+		c := f.env.cache.Client()
+		filler := strings.Repeat("x", 16<<10)
+		for i := 0; i < 300; i++ {
+			_ = c.Do(ctx, c.B().Set().Key(fmt.Sprintf("filler:%d:%d", f.seq.Load(), i)).Value(filler).Build()).Error()
+		}
+		return nil, nil
+	case "ddb-latency":
+		return twoWay("ddb", "latency", `{"latency":60,"jitter":60}`)
+	case "ddb-timeout-after-commit":
+		// Only responses are delayed: requests arrive and commit, callers give up first.
+		return toxic(r.ddbProxy, name, "latency", "downstream", fmt.Sprintf(`{"latency":%d}`, (f.env.cfg.WriteTimeout+200*time.Millisecond).Milliseconds()))
+	case "ddb-reset":
+		return toxic(r.ddbProxy, name, "reset_peer", "downstream", `{"timeout":0}`)
+	case "replica-crash":
+		r.crashing.Store(true)
+		return func() { r.crashing.Store(false) }, nil
+	}
+	return nil, fmt.Errorf("unknown fault %q", kind)
+}
