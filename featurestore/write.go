@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -110,7 +111,8 @@ func (s *Service) WriteFeatures(ctx context.Context, setName string, rows []Writ
 }
 
 // writeRows writes valid rows through, grouping them by entity so that each entity is one
-// conditional write, and fills results.
+// conditional write, and fills results. After MARK, all entities are read in one wave of
+// batched consistent reads; only entities that lose a race are re-read one by one.
 func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRow, results []RowResult) error {
 	var keys []ItemKey
 	var groups [][]int
@@ -125,8 +127,22 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 		}
 		groups[g] = append(groups[g], i)
 	}
+	var (
+		once    sync.Once
+		current map[ItemKey]Item
+		readErr error
+	)
+	prefetch := func(ctx context.Context, key ItemKey) (Item, bool, error) {
+		if len(keys) == 1 {
+			return s.db.GetItem(ctx, key)
+		}
+		// The first committer reads every key; the others wait for it. It runs after MARK.
+		once.Do(func() { current, readErr = s.db.GetItems(ctx, keys) })
+		it, ok := current[key]
+		return it, ok, readErr
+	}
 	return s.writeThrough(ctx, keys, func(ctx context.Context, g int) (Item, bool, error) {
-		return s.commitRows(ctx, set, keys[g], rows, groups[g], results)
+		return s.commitRows(ctx, set, keys[g], rows, groups[g], results, prefetch)
 	})
 }
 
@@ -134,9 +150,14 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 // with a conditional put, retrying a bounded number of times when another writer won.
 // A retried put whose first attempt had applied fails its condition; the re-read then
 // finds the values already there, and the rows are reported written, not conflicting.
-func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, rows []WriteRow, idx []int, results []RowResult) (Item, bool, error) {
+func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, rows []WriteRow, idx []int, results []RowResult,
+	firstRead func(context.Context, ItemKey) (Item, bool, error)) (Item, bool, error) {
 	for attempt := 0; attempt < s.cfg.MaxCommitAttempts; attempt++ {
-		cur, found, err := s.db.GetItem(ctx, key)
+		read := s.db.GetItem
+		if attempt == 0 {
+			read = firstRead
+		}
+		cur, found, err := read(ctx, key)
 		if err != nil {
 			return Item{}, false, Unavailable("database unavailable; nothing is known to be written", err)
 		}
@@ -207,4 +228,49 @@ func cells(r *WriteRow) []Cell {
 		out = append(out, Cell{Name: name, EventTime: t, Value: v})
 	}
 	return out
+}
+
+// WriteRowsLenient is the write of the streaming and batch lanes: every row is validated on
+// its own, and an invalid row is REJECTED with its reason while the others are written.
+// field and base name rows in reasons: row i is "<field>[<base+i>]", so a batch can give
+// positions in the whole batch (e.g. "rows[1234].entity_id: is required"). An
+// unknown feature set rejects every row. The error is non-nil only when the write itself
+// failed (KindUnavailable or KindAborted: outcome unknown for the valid rows; resending
+// them is safe).
+func (s *Service) WriteRowsLenient(ctx context.Context, setName, field string, base int64, rows []WriteRow) ([]RowResult, error) {
+	results := make([]RowResult, len(rows))
+	if len(rows) == 0 {
+		return results, nil
+	}
+	set, err := s.GetFeatureSet(ctx, setName)
+	if err != nil {
+		if k := ErrorKind(err); k == KindNotFound || k == KindInvalid {
+			for i := range results {
+				results[i] = RowResult{Status: Rejected, Error: fmt.Sprintf("feature_set: feature set %q not found", setName)}
+			}
+			return results, nil
+		}
+		return nil, err
+	}
+	valid := make([]WriteRow, 0, len(rows))
+	pos := make([]int, 0, len(rows))
+	for i := range rows {
+		if err := ValidateRow(&set, fmt.Sprintf("%s[%d]", field, base+int64(i)), &rows[i]); err != nil {
+			results[i] = RowResult{Status: Rejected, Error: err.Error()}
+			continue
+		}
+		valid = append(valid, rows[i])
+		pos = append(pos, i)
+	}
+	if len(valid) == 0 {
+		return results, nil
+	}
+	sub := make([]RowResult, len(valid))
+	if err := s.writeRows(ctx, &set, valid, sub); err != nil {
+		return nil, err
+	}
+	for j, i := range pos {
+		results[i] = sub[j]
+	}
+	return results, nil
 }

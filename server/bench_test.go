@@ -115,7 +115,7 @@ func BenchmarkGetFeaturesCached(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	ours := serve(b, server.NewGRPC(server.New(svc, logger), logger).Server)
+	ours := serve(b, server.NewGRPC(server.New(svc, logger, server.Options{}), logger).Server)
 	bg := grpc.NewServer()
 	pb.RegisterFeatureStoreServiceServer(bg, &baseline{client: st.Cache.Client(), set: "bench"})
 	base := serve(b, bg)

@@ -152,3 +152,31 @@ func timestampFromMicros(us int64) *timestamppb.Timestamp {
 	}
 	return timestamppb.New(time.UnixMicro(us))
 }
+
+// rowsFromProtoLenient converts rows without failing: what cannot be converted (a value
+// with no kind, a missing or invalid event time) is left for validation to reject, so that
+// in the streaming and batch lanes one bad row never fails the rows around it.
+func rowsFromProtoLenient(rows []*pb.FeatureRow) []featurestore.WriteRow {
+	out := make([]featurestore.WriteRow, len(rows))
+	for i, r := range rows {
+		w := featurestore.WriteRow{EntityID: r.GetEntityId(), SubjectID: r.GetSubjectId()}
+		if ts := r.GetEventTime(); ts != nil && ts.CheckValid() == nil {
+			w.EventTime = ts.AsTime()
+		}
+		w.Values = make(map[string]featurestore.Value, len(r.GetValues()))
+		for name, v := range r.GetValues() {
+			val, _ := valueFromProto("", v) // an empty value has no type: validation names it
+			w.Values[name] = val
+		}
+		out[i] = w
+	}
+	return out
+}
+
+func rowResultsToProto(results []featurestore.RowResult) []*pb.RowResult {
+	out := make([]*pb.RowResult, len(results))
+	for i, r := range results {
+		out[i] = &pb.RowResult{Status: writeStatusToProto(r.Status), Version: r.Version, Error: r.Error}
+	}
+	return out
+}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/ingest"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 
@@ -34,14 +35,30 @@ type Features interface {
 type Server struct {
 	pb.UnimplementedFeatureStoreServiceServer
 	features Features
+	lanes    ingest.Writer
 	logger   *slog.Logger
+	opts     Options
 }
 
 var _ pb.FeatureStoreServiceServer = (*Server)(nil)
 
-// New returns a Server over features.
-func New(features Features, logger *slog.Logger) *Server {
-	return &Server{features: features, logger: logger}
+// Options tune the handlers. Zero values take the lanes' defaults.
+type Options struct {
+	// StreamInFlight and BatchInFlight bound the requests (sub-chunks) each stream
+	// writes at once; beyond them the server stops reading and flow control pushes back.
+	StreamInFlight int
+	BatchInFlight  int
+}
+
+// Domain is everything the handlers use; *featurestore.Service implements it.
+type Domain interface {
+	Features
+	ingest.Writer
+}
+
+// New returns a Server over the domain.
+func New(d Domain, logger *slog.Logger, opts Options) *Server {
+	return &Server{features: d, lanes: d, logger: logger, opts: opts}
 }
 
 // Gdpr implements GdprService; its RPCs answer Unimplemented until deletion lands.

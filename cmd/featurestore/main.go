@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	g := server.NewGRPC(server.New(svc, logger), logger)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{}), logger)
 	addr := lis.Addr().String()
 	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
 	fmt.Fprintf(stdout, "listening on %s\n", addr)

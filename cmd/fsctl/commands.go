@@ -23,6 +23,7 @@ import (
 
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/ingest"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 
@@ -250,66 +251,8 @@ func cmdWrite(ctx context.Context, g globals, args []string) error {
 	return nil
 }
 
-// parseValue parses a command-line value as type t.
-func parseValue(t featurestore.ValueType, s string) (*pb.Value, error) {
-	list := func() []string {
-		if s == "" {
-			return nil
-		}
-		return strings.Split(s, ",")
-	}
-	switch t {
-	case featurestore.TypeInt64:
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("want an integer, got %q", s)
-		}
-		return &pb.Value{Kind: &pb.Value_Int64Value{Int64Value: n}}, nil
-	case featurestore.TypeDouble:
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, fmt.Errorf("want a number, got %q", s)
-		}
-		return &pb.Value{Kind: &pb.Value_DoubleValue{DoubleValue: f}}, nil
-	case featurestore.TypeString:
-		return &pb.Value{Kind: &pb.Value_StringValue{StringValue: s}}, nil
-	case featurestore.TypeBytes:
-		b, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			return nil, fmt.Errorf("want base64, got %q", s)
-		}
-		return &pb.Value{Kind: &pb.Value_BytesValue{BytesValue: b}}, nil
-	case featurestore.TypeBool:
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return nil, fmt.Errorf("want true or false, got %q", s)
-		}
-		return &pb.Value{Kind: &pb.Value_BoolValue{BoolValue: b}}, nil
-	case featurestore.TypeFloatList:
-		var out []float32
-		for _, p := range list() {
-			f, err := strconv.ParseFloat(strings.TrimSpace(p), 32)
-			if err != nil {
-				return nil, fmt.Errorf("want comma-separated numbers, got %q", p)
-			}
-			out = append(out, float32(f))
-		}
-		return &pb.Value{Kind: &pb.Value_FloatListValue{FloatListValue: &pb.FloatList{Values: out}}}, nil
-	case featurestore.TypeInt64List:
-		var out []int64
-		for _, p := range list() {
-			n, err := strconv.ParseInt(strings.TrimSpace(p), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("want comma-separated integers, got %q", p)
-			}
-			out = append(out, n)
-		}
-		return &pb.Value{Kind: &pb.Value_Int64ListValue{Int64ListValue: &pb.Int64List{Values: out}}}, nil
-	case featurestore.TypeStringList:
-		return &pb.Value{Kind: &pb.Value_StringListValue{StringListValue: &pb.StringList{Values: list()}}}, nil
-	}
-	return nil, fmt.Errorf("unsupported type %s", t)
-}
+// parseValue parses a command-line value as type t (lists comma-separated, bytes base64).
+func parseValue(t featurestore.ValueType, s string) (*pb.Value, error) { return ingest.ParseValue(t, s) }
 
 func cmdGet(ctx context.Context, g globals, args []string) error {
 	fset := flag.NewFlagSet("get", flag.ContinueOnError)

@@ -35,6 +35,11 @@ Commands:
                                   lists are comma-separated, bytes are base64)
   get -features S:F,... -entities E,...
                                   read features for entities
+  import -set S [-format csv|jsonl|parquet] FILE
+                                  write a file on the batch lane, with progress and a summary;
+                                  columns map to features by name (plus entity_id, subject_id,
+                                  event_time as RFC 3339 or Unix seconds; default now)
+  stream -set S < rows.jsonl      write JSON Lines from stdin on the streaming lane
   create-tables [-dynamodb-endpoint URL] [-region R] [-table-prefix P]
                                   create the DynamoDB tables, GSI and TTL (idempotent)
 
@@ -86,6 +91,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return cmdWrite(ctx, g, rest)
 	case "get":
 		return cmdGet(ctx, g, rest)
+	case "import":
+		return cmdImport(ctx, g, rest)
+	case "stream":
+		return cmdStream(ctx, g, rest)
 	case "create-tables":
 		return cmdCreateTables(ctx, g, rest)
 	case "help":

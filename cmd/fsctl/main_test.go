@@ -116,7 +116,7 @@ func startServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := server.NewGRPC(server.New(svc, logger), logger)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{}), logger)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 	return lis.Addr().String()

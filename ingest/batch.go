@@ -1,0 +1,141 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/dsfeatures/featurestore/featurestore"
+)
+
+// BatchChunk is one chunk of a batch.
+type BatchChunk struct {
+	Set  string
+	Rows []featurestore.WriteRow
+}
+
+// BatchError locates a rejected row.
+type BatchError struct {
+	Row      int64 // position in the whole batch, from 0
+	EntityID string
+	Error    string
+}
+
+// BatchSummary is the batch lane's answer.
+type BatchSummary struct {
+	Written, Stale, Rejected int64
+	// Errors holds the first rejected rows, in no particular order beyond the first
+	// MaxErrors encountered.
+	Errors []BatchError
+}
+
+// BatchOptions tune the batch lane.
+type BatchOptions struct {
+	// MaxInFlight bounds the sub-chunks being written at once (default 4).
+	MaxInFlight int
+	// SubChunk is the most rows written through at once (default 50). Each sub-chunk must
+	// commit within the write timeout, so it stays small.
+	SubChunk int
+	// MaxErrors bounds Summary.Errors (default 100).
+	MaxErrors int
+	// Retries of a sub-chunk whose write failed with an unknown outcome (default 3);
+	// merge by event time makes them safe.
+	Retries int
+	// Progress, if set, is called after each sub-chunk with the running totals.
+	Progress func(BatchSummary)
+}
+
+// Batch runs the batch lane until recv returns io.EOF, and returns the summary. Rows are
+// written in sub-chunks with bounded parallelism (rows of one entity in arrival order);
+// at most MaxInFlight sub-chunks are held, so memory does not grow with the batch. An
+// invalid row is counted as rejected with its position and reason. A write that still
+// fails after retries fails the batch: rows already written stay written, and resending
+// the whole batch is safe.
+func Batch(ctx context.Context, w Writer, recv func() (BatchChunk, error), o BatchOptions) (BatchSummary, error) {
+	if o.SubChunk <= 0 {
+		o.SubChunk = 50
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 4
+	}
+	if o.MaxErrors <= 0 {
+		o.MaxErrors = 100
+	}
+	if o.Retries <= 0 {
+		o.Retries = 3
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	q := newSequencer(o.MaxInFlight)
+	var (
+		mu  sync.Mutex
+		sum BatchSummary
+		pos int64
+	)
+	write := func(set string, rows []featurestore.WriteRow, base int64) {
+		var results []featurestore.RowResult
+		var err error
+		backoff := 50 * time.Millisecond
+		for attempt := 0; attempt <= o.Retries && ctx.Err() == nil; attempt++ {
+			if results, err = w.WriteRowsLenient(ctx, set, "rows", base, rows); err == nil {
+				break
+			}
+			if k := featurestore.ErrorKind(err); k != featurestore.KindUnavailable && k != featurestore.KindAborted {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff *= 2
+		}
+		if err != nil {
+			cancel(err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for i, r := range results {
+			switch r.Status {
+			case featurestore.Written:
+				sum.Written++
+			case featurestore.Stale:
+				sum.Stale++
+			default:
+				sum.Rejected++
+				if len(sum.Errors) < o.MaxErrors {
+					sum.Errors = append(sum.Errors, BatchError{Row: base + int64(i), EntityID: rows[i].EntityID, Error: r.Error})
+				}
+			}
+		}
+		if o.Progress != nil {
+			o.Progress(sum)
+		}
+	}
+	for ctx.Err() == nil {
+		chunk, err := recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			cancel(err)
+			break
+		}
+		for start := 0; start < len(chunk.Rows); start += o.SubChunk {
+			rows := chunk.Rows[start:min(start+o.SubChunk, len(chunk.Rows))]
+			base := pos + int64(start)
+			set := chunk.Set
+			if err := q.submit(ctx, rowKeys(set, rows), func() { write(set, rows, base) }); err != nil {
+				break
+			}
+		}
+		pos += int64(len(chunk.Rows))
+	}
+	q.wait()
+	if err := context.Cause(ctx); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
