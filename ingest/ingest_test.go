@@ -266,4 +266,3 @@ func FuzzJSONLRow(f *testing.F) {
 		}
 	})
 }
-
