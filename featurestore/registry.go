@@ -17,7 +17,7 @@ func (s *Service) ApplyFeatureSet(ctx context.Context, fs FeatureSet) (FeatureSe
 	}
 	key := SetKey(fs.Name)
 	var out FeatureSet
-	err := s.writeThrough(ctx, []ItemKey{key}, func(ctx context.Context, _ int) (Item, bool, error) {
+	err := s.writeThrough(ctx, []ItemKey{key}, s.perKey([]int{0}, func(ctx context.Context, _ int) (Item, bool, error) {
 		for attempt := 0; attempt < s.cfg.MaxCommitAttempts; attempt++ {
 			cur, found, err := s.db.GetItem(ctx, key)
 			if err != nil {
@@ -56,7 +56,7 @@ func (s *Service) ApplyFeatureSet(ctx context.Context, fs FeatureSet) (FeatureSe
 			return item, true, nil
 		}
 		return Item{}, false, &Error{Kind: KindAborted, Field: "feature_set.name", Message: "too many concurrent changes to this feature set; retry"}
-	})
+	}))
 	if err != nil {
 		return FeatureSet{}, err
 	}

@@ -164,10 +164,36 @@ func (s *Service) repair(ctx context.Context, pubs []Publication) {
 // known to be committed (and may be published), even if err reports a failure.
 type commitFunc func(ctx context.Context, i int) (item Item, ok bool, err error)
 
+// commitAllFunc commits every key and fills items, oks and errs (as commitFunc, per key).
+type commitAllFunc func(ctx context.Context, items []Item, oks []bool, errs []error)
+
+// perKey commits keys one by one, in parallel up to the configured bound.
+func (s *Service) perKey(idx []int, commit commitFunc) commitAllFunc {
+	return func(ctx context.Context, items []Item, oks []bool, errs []error) {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(s.cfg.Parallelism)
+		for _, i := range idx {
+			g.Go(func() error {
+				items[i], oks[i], errs[i] = commit(gctx, i)
+				return nil
+			})
+		}
+		_ = g.Wait()
+	}
+}
+
+func allIndexes(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
 // writeThrough runs MARK, COMMIT and PUBLISH for keys. It returns nil only when every
 // key committed and was published. A cache failure before COMMIT is KindUnavailable and
 // nothing was written; a failure after is KindUnavailable with an unknown outcome.
-func (s *Service) writeThrough(ctx context.Context, keys []ItemKey, commit commitFunc) error {
+func (s *Service) writeThrough(ctx context.Context, keys []ItemKey, commit commitAllFunc) error {
 	start := s.clock.Now()
 	ckeys := make([]string, len(keys))
 	for i, k := range keys {
@@ -183,15 +209,7 @@ func (s *Service) writeThrough(ctx context.Context, keys []ItemKey, commit commi
 	items := make([]Item, len(keys))
 	oks := make([]bool, len(keys))
 	errs := make([]error, len(keys))
-	g, gctx := errgroup.WithContext(cctx)
-	g.SetLimit(s.cfg.Parallelism)
-	for i := range keys {
-		g.Go(func() error {
-			items[i], oks[i], errs[i] = commit(gctx, i)
-			return nil
-		})
-	}
-	_ = g.Wait()
+	commit(cctx, items, oks, errs)
 
 	if s.cfg.AfterCommit != nil {
 		if err := s.cfg.AfterCommit(ctx, keys); err != nil {

@@ -60,9 +60,16 @@ type Database interface {
 	// PutItem stores item if the stored version equals prevVersion (0: the item must not
 	// exist), and otherwise returns ErrConflict. Any other error leaves the outcome unknown.
 	PutItem(ctx context.Context, item Item, prevVersion int64) error
+	// PutItems stores up to MaxGroupPut items atomically, each if its stored version equals
+	// its prevVersion; if any differs (or another transaction holds an item) nothing is
+	// stored and ErrConflict is returned. Retries by the client are idempotent.
+	PutItems(ctx context.Context, items []Item, prevVersions []int64) error
 	// ListItems returns every item of a table. It is meant for the small registry table.
 	ListItems(ctx context.Context, table Table) ([]Item, error)
 }
+
+// MaxGroupPut is the most items one PutItems call takes (DynamoDB's transaction limit).
+const MaxGroupPut = 100
 
 // CacheState is the state of a cache entry as a reader sees it.
 type CacheState uint8

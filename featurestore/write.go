@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -111,8 +110,10 @@ func (s *Service) WriteFeatures(ctx context.Context, setName string, rows []Writ
 }
 
 // writeRows writes valid rows through, grouping them by entity so that each entity is one
-// conditional write, and fills results. After MARK, all entities are read in one wave of
-// batched consistent reads; only entities that lose a race are re-read one by one.
+// conditional write, and fills results. With several entities the commit is grouped:
+// after MARK, one wave of batched consistent reads, a merge per entity, and the changed
+// items in transactions of up to MaxGroupPut conditional puts. A transaction that loses a
+// race stores nothing, and its entities fall back to one-by-one commits with fresh reads.
 func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRow, results []RowResult) error {
 	var keys []ItemKey
 	var groups [][]int
@@ -127,22 +128,61 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 		}
 		groups[g] = append(groups[g], i)
 	}
-	var (
-		once    sync.Once
-		current map[ItemKey]Item
-		readErr error
-	)
-	prefetch := func(ctx context.Context, key ItemKey) (Item, bool, error) {
-		if len(keys) == 1 {
-			return s.db.GetItem(ctx, key)
-		}
-		// The first committer reads every key; the others wait for it. It runs after MARK.
-		once.Do(func() { current, readErr = s.db.GetItems(ctx, keys) })
-		it, ok := current[key]
-		return it, ok, readErr
+	one := func(ctx context.Context, g int) (Item, bool, error) {
+		return s.commitRows(ctx, set, keys[g], rows, groups[g], results)
 	}
-	return s.writeThrough(ctx, keys, func(ctx context.Context, g int) (Item, bool, error) {
-		return s.commitRows(ctx, set, keys[g], rows, groups[g], results, prefetch)
+	if len(keys) == 1 {
+		return s.writeThrough(ctx, keys, s.perKey([]int{0}, one))
+	}
+	return s.writeThrough(ctx, keys, func(ctx context.Context, items []Item, oks []bool, errs []error) {
+		current, err := s.db.GetItems(ctx, keys)
+		if err != nil {
+			for g := range keys {
+				errs[g] = Unavailable("database unavailable; nothing is known to be written", err)
+			}
+			return
+		}
+		var pending []int // entities with a changed item to put
+		prevs := make([]int64, len(keys))
+		for g, key := range keys {
+			cur, found := current[key]
+			next, changed, err := s.mergeRows(set, key, cur, found, rows, groups[g], results)
+			switch {
+			case err != nil:
+				errs[g] = err
+			case !changed:
+				items[g], oks[g] = cur, found
+			default:
+				items[g], prevs[g] = next, cur.Version
+				pending = append(pending, g)
+			}
+		}
+		var retry []int
+		for start := 0; start < len(pending); start += MaxGroupPut {
+			part := pending[start:min(start+MaxGroupPut, len(pending))]
+			batch := make([]Item, len(part))
+			bprev := make([]int64, len(part))
+			for j, g := range part {
+				batch[j], bprev[j] = items[g], prevs[g]
+			}
+			err := s.db.PutItems(ctx, batch, bprev)
+			switch {
+			case errors.Is(err, ErrConflict):
+				retry = append(retry, part...)
+			case err != nil:
+				for _, g := range part {
+					errs[g] = Unavailable("database unavailable; the rows may have been written, retrying is safe", err)
+				}
+			default:
+				for _, g := range part {
+					oks[g] = true
+					setVersions(results, groups[g], items[g].Version)
+				}
+			}
+		}
+		if len(retry) > 0 {
+			s.perKey(retry, one)(ctx, items, oks, errs)
+		}
 	})
 }
 
@@ -150,56 +190,18 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 // with a conditional put, retrying a bounded number of times when another writer won.
 // A retried put whose first attempt had applied fails its condition; the re-read then
 // finds the values already there, and the rows are reported written, not conflicting.
-func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, rows []WriteRow, idx []int, results []RowResult,
-	firstRead func(context.Context, ItemKey) (Item, bool, error)) (Item, bool, error) {
+func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, rows []WriteRow, idx []int, results []RowResult) (Item, bool, error) {
 	for attempt := 0; attempt < s.cfg.MaxCommitAttempts; attempt++ {
-		read := s.db.GetItem
-		if attempt == 0 {
-			read = firstRead
-		}
-		cur, found, err := read(ctx, key)
+		cur, found, err := s.db.GetItem(ctx, key)
 		if err != nil {
 			return Item{}, false, Unavailable("database unavailable; nothing is known to be written", err)
 		}
-		var row Row
-		if found && len(cur.Data) > 0 {
-			if row, err = DecodeRow(cur.Data); err != nil {
-				return Item{}, false, fmt.Errorf("stored row %q: %w", key.PK, err)
-			}
-		}
-		changed := false
-		subject := cur.Subject
-		for _, i := range idx {
-			r := &rows[i]
-			out := row.Merge(cells(r))
-			results[i] = RowResult{Status: Stale}
-			if out.Written() {
-				results[i].Status = Written
-			}
-			if len(out.Stale) > 0 {
-				results[i].Error = "stale: stored values are newer for " + strings.Join(out.Stale, ", ")
-			}
-			if out.Applied > 0 {
-				changed = true
-				if r.SubjectID != "" {
-					subject = r.SubjectID
-				}
-			}
+		next, changed, err := s.mergeRows(set, key, cur, found, rows, idx, results)
+		if err != nil {
+			return Item{}, false, err
 		}
 		if !changed {
-			setVersions(results, idx, cur.Version)
 			return cur, found, nil
-		}
-		next := Item{
-			Key:     key,
-			Version: max(cur.Version+1, s.clock.Now().UnixMicro()),
-			Data:    AppendRow(nil, row),
-			Subject: subject,
-		}
-		if set.TTL > 0 {
-			// DynamoDB deletes lazily and serving checks ttl itself; a day of slack keeps
-			// values readable as EXPIRED rather than NOT_FOUND for a while.
-			next.ExpiresAt = time.UnixMicro(row.MaxEventTime()).Add(set.TTL + 24*time.Hour).Unix()
 		}
 		err = s.db.PutItem(ctx, next, cur.Version)
 		if errors.Is(err, ErrConflict) {
@@ -212,6 +214,52 @@ func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, 
 		return next, true, nil
 	}
 	return Item{}, false, &Error{Kind: KindAborted, Message: "too many concurrent writes to one entity; retrying is safe"}
+}
+
+// mergeRows merges the rows at idx into cur (the stored item, if found) and fills their
+// results. changed reports whether next must be written; if not, results carry cur's
+// version.
+func (s *Service) mergeRows(set *FeatureSet, key ItemKey, cur Item, found bool, rows []WriteRow, idx []int, results []RowResult) (next Item, changed bool, err error) {
+	var row Row
+	if found && len(cur.Data) > 0 {
+		if row, err = DecodeRow(cur.Data); err != nil {
+			return Item{}, false, fmt.Errorf("stored row %q: %w", key.PK, err)
+		}
+	}
+	subject := cur.Subject
+	for _, i := range idx {
+		r := &rows[i]
+		out := row.Merge(cells(r))
+		results[i] = RowResult{Status: Stale}
+		if out.Written() {
+			results[i].Status = Written
+		}
+		if len(out.Stale) > 0 {
+			results[i].Error = "stale: stored values are newer for " + strings.Join(out.Stale, ", ")
+		}
+		if out.Applied > 0 {
+			changed = true
+			if r.SubjectID != "" {
+				subject = r.SubjectID
+			}
+		}
+	}
+	if !changed {
+		setVersions(results, idx, cur.Version)
+		return Item{}, false, nil
+	}
+	next = Item{
+		Key:     key,
+		Version: max(cur.Version+1, s.clock.Now().UnixMicro()),
+		Data:    AppendRow(nil, row),
+		Subject: subject,
+	}
+	if set.TTL > 0 {
+		// DynamoDB deletes lazily and serving checks ttl itself; a day of slack keeps
+		// values readable as EXPIRED rather than NOT_FOUND for a while.
+		next.ExpiresAt = time.UnixMicro(row.MaxEventTime()).Add(set.TTL + 24*time.Hour).Unix()
+	}
+	return next, true, nil
 }
 
 func setVersions(results []RowResult, idx []int, v int64) {

@@ -35,7 +35,7 @@ type BatchSummary struct {
 type BatchOptions struct {
 	// MaxInFlight bounds the sub-chunks being written at once (default 4).
 	MaxInFlight int
-	// SubChunk is the most rows written through at once (default 50). Each sub-chunk must
+	// SubChunk is the most rows written through at once (default 100, one transaction). Each sub-chunk must
 	// commit within the write timeout, so it stays small.
 	SubChunk int
 	// MaxErrors bounds Summary.Errors (default 100).
@@ -55,7 +55,7 @@ type BatchOptions struct {
 // the whole batch is safe.
 func Batch(ctx context.Context, w Writer, recv func() (BatchChunk, error), o BatchOptions) (BatchSummary, error) {
 	if o.SubChunk <= 0 {
-		o.SubChunk = 50
+		o.SubChunk = 100
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 4

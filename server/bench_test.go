@@ -60,6 +60,12 @@ func (s *baseline) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) 
 }
 
 func serve(b *testing.B, srv *grpc.Server) pb.FeatureStoreServiceClient {
+	_, c := serveAt(b, srv)
+	return c
+}
+
+// serveAt serves srv on a free loopback port and returns its address and a client.
+func serveAt(b *testing.B, srv *grpc.Server) (string, pb.FeatureStoreServiceClient) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -71,7 +77,7 @@ func serve(b *testing.B, srv *grpc.Server) pb.FeatureStoreServiceClient {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { conn.Close() })
-	return pb.NewFeatureStoreServiceClient(conn)
+	return lis.Addr().String(), pb.NewFeatureStoreServiceClient(conn)
 }
 
 // BenchmarkGetFeaturesCached measures GetFeatures on cached keys against the baseline,

@@ -40,6 +40,9 @@ type Config struct {
 	Keys     int
 	Writers  int
 	Readers  int
+	// WriterPause, if set, makes each writer wait up to this long between writes, leaving
+	// moments with no writer in flight (when readers may populate the cache).
+	WriterPause time.Duration
 	// Faults to draw from (default: all kinds) and the mean time between them.
 	Faults     []string
 	FaultEvery time.Duration
@@ -200,8 +203,16 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 	defer stopRun()
 
 	set := featurestore.FeatureSet{Name: "chaos", EntityType: "key", Features: []featurestore.FeatureSpec{{Name: "v", Type: featurestore.TypeInt64}}}
-	if _, err := replicas[0].svc.ApplyFeatureSet(ctx, set); err != nil {
-		return rep, fmt.Errorf("apply: %w", err)
+	// Setup, not under test: a cold DynamoDB Local can miss a short write deadline.
+	for attempt := 1; ; attempt++ {
+		_, err := replicas[0].svc.ApplyFeatureSet(ctx, set)
+		if err == nil {
+			break
+		}
+		if attempt == 10 {
+			return rep, fmt.Errorf("apply: %w", err)
+		}
+		time.Sleep(cfg.Lease)
 	}
 	keys := make([]string, cfg.Keys)
 	for i := range keys {
@@ -259,6 +270,9 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 					o.Output = writeOut{Status: "stale"}
 				}
 				record(o)
+				if cfg.WriterPause > 0 {
+					time.Sleep(time.Duration(r.Int63n(int64(cfg.WriterPause))))
+				}
 			}
 		}()
 	}

@@ -106,22 +106,25 @@ func TestMutationsAreCaught(t *testing.T) {
 	tests := []struct {
 		name     string
 		mutation valkey.Mutation
-		faults   []string
-		keys     int
+		cfg      Config
 	}{
-		// A reader's late populate overwrites a newer published value: needs slow cache
-		// paths for readers and frequent misses.
-		{"plain SET populate", valkey.MutationPlainPopulate, []string{"valkey-latency", "valkey-flush"}, 1},
+		// A reader's late populate overwrites a newer published value. Populates happen
+		// only when no writer is in flight, so writers pause; readers need misses (flushes)
+		// and slow cache paths (latency) so their populate lands after a whole write.
+		{"plain SET populate", valkey.MutationPlainPopulate, Config{
+			Faults: []string{"valkey-latency", "valkey-flush"}, Keys: 1, Writers: 2, Readers: 6,
+			WriterPause: 20 * time.Millisecond, WriteTimeout: 150 * time.Millisecond, Lease: 250 * time.Millisecond,
+		}},
 		// The first writer to commit publishes last and stores its own, older version.
-		{"publish own version", valkey.MutationPublishOwn, []string{"valkey-latency"}, 2},
+		{"publish own version", valkey.MutationPublishOwn, Config{Faults: []string{"valkey-latency"}, Keys: 2}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for seed := int64(1); seed <= 6; seed++ {
-				rep, err := Run(context.Background(), shared, Config{
-					Seed: seed, Duration: 6 * time.Second, Mutation: tc.mutation, Faults: tc.faults,
-					FaultEvery: 150 * time.Millisecond, Keys: tc.keys, OutDir: *outFlag, Progress: testWriter{t},
-				})
+				cfg := tc.cfg
+				cfg.Seed, cfg.Duration, cfg.Mutation = seed, 6*time.Second, tc.mutation
+				cfg.FaultEvery, cfg.OutDir, cfg.Progress = 150*time.Millisecond, *outFlag, testWriter{t}
+				rep, err := Run(context.Background(), shared, cfg)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -194,6 +194,38 @@ func (s *Store) PutItem(ctx context.Context, item featurestore.Item, prevVersion
 	return nil
 }
 
+// PutItems writes items in one TransactWriteItems call, each conditional on its version.
+// The SDK fills the client request token, so its retries are idempotent.
+func (s *Store) PutItems(ctx context.Context, items []featurestore.Item, prevVersions []int64) error {
+	if len(items) > featurestore.MaxGroupPut {
+		return fmt.Errorf("dynamodb: %d items in one transaction, limit %d", len(items), featurestore.MaxGroupPut)
+	}
+	tx := make([]types.TransactWriteItem, len(items))
+	for i, it := range items {
+		put := &types.Put{TableName: aws.String(s.table(it.Key.Table)), Item: encodeItem(it)}
+		if prevVersions[i] == 0 {
+			put.ConditionExpression = aws.String("attribute_not_exists(" + AttrPK + ")")
+		} else {
+			put.ConditionExpression = aws.String(AttrVersion + " = :v")
+			put.ExpressionAttributeValues = map[string]types.AttributeValue{
+				":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(prevVersions[i], 10)},
+			}
+		}
+		tx[i] = types.TransactWriteItem{Put: put}
+	}
+	_, err := s.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: tx})
+	var canceled *types.TransactionCanceledException
+	var inProgress *types.TransactionInProgressException
+	var conflict *types.TransactionConflictException
+	if errors.As(err, &canceled) || errors.As(err, &conflict) || errors.As(err, &inProgress) {
+		return featurestore.ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("dynamodb transact write: %w", err)
+	}
+	return nil
+}
+
 // ListItems scans a table with consistent reads.
 func (s *Store) ListItems(ctx context.Context, t featurestore.Table) ([]featurestore.Item, error) {
 	var out []featurestore.Item

@@ -1,0 +1,167 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"google.golang.org/grpc"
+
+	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/client"
+	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
+	"github.com/dsfeatures/featurestore/server"
+)
+
+// ingestParallelism is the concurrency of both the lanes (sub-chunks in flight) and the
+// raw baseline (BatchWriteItem calls in flight), so the ratio compares like with like.
+const ingestParallelism = 4
+
+// BenchmarkIngest writes rowsPerRun rows of 10 features through the batch lane and the
+// streaming lane, and the same items with raw BatchWriteItem (25 items a call,
+// ingestParallelism calls in flight, no cache, no read, no merge) as the baseline, in
+// one run. Metrics are rows/s and the ratio to the baseline (higher is better).
+func BenchmarkIngest(b *testing.B) {
+	const rowsPerRun = 4000
+	shared := startShared(b)
+	cfg := featurestore.Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second}
+	st := shared.NewStack(b, cfg.Lease, devstack.ValkeyOptions{})
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := featurestore.New(st.DB, st.Cache, featurestore.SystemClock{}, cfg, logger)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	fs := featurestore.FeatureSet{Name: "ingest", EntityType: "user"}
+	for i := 0; i < 10; i++ {
+		fs.Features = append(fs.Features, featurestore.FeatureSpec{Name: "f" + strconv.Itoa(i), Type: featurestore.TypeDouble})
+	}
+	if _, err := svc.ApplyFeatureSet(ctx, fs); err != nil {
+		b.Fatal(err)
+	}
+	g := server.NewGRPC(server.New(svc, logger, server.Options{StreamInFlight: ingestParallelism, BatchInFlight: ingestParallelism}), logger, grpc.MaxRecvMsgSize(64<<20))
+	addr, _ := serveAt(b, g.Server)
+	c, err := client.Dial(addr, client.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ddb := dynamo.NewClient(dynamo.LocalConfig(), shared.DynamoDB.Endpoint)
+	rawTable := st.Prefix + "raw"
+	if _, err := ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String(rawTable), BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash}},
+	}); err != nil {
+		b.Fatal(err)
+	}
+
+	run := 0
+	rows := func() []*pb.FeatureRow {
+		run++
+		out := make([]*pb.FeatureRow, rowsPerRun)
+		at := time.Now()
+		for i := range out {
+			vals := make(map[string]*pb.Value, 10)
+			for f := 0; f < 10; f++ {
+				vals["f"+strconv.Itoa(f)] = client.Double(float64(i + f))
+			}
+			out[i] = client.Row(fmt.Sprintf("r%d-%d", run, i), at, vals)
+		}
+		return out
+	}
+	var rawRate, batchRate, streamRate []float64
+	for i := 0; i < b.N; i++ {
+		// Raw BatchWriteItem baseline: the encoded row as it would be stored.
+		data := rows()
+		start := time.Now()
+		work := make(chan []types.WriteRequest)
+		var wg sync.WaitGroup
+		for w := 0; w < ingestParallelism; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for reqs := range work {
+					in := &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{rawTable: reqs}}
+					for len(in.RequestItems) > 0 {
+						out, err := ddb.BatchWriteItem(ctx, in)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						in.RequestItems = out.UnprocessedItems
+					}
+				}
+			}()
+		}
+		for s := 0; s < len(data); s += 25 {
+			reqs := make([]types.WriteRequest, 0, 25)
+			for _, r := range data[s:min(s+25, len(data))] {
+				row := featurestore.Row{}
+				for name, v := range r.GetValues() {
+					row.Cells = append(row.Cells, featurestore.Cell{Name: name, EventTime: r.GetEventTime().AsTime().UnixMicro(), Value: featurestore.Value{Type: featurestore.TypeDouble, Float: v.GetDoubleValue()}})
+				}
+				reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: map[string]types.AttributeValue{
+					"pk": &types.AttributeValueMemberS{Value: "ingest#" + r.GetEntityId()}, "version": &types.AttributeValueMemberN{Value: "1"},
+					"row": &types.AttributeValueMemberB{Value: featurestore.AppendRow(nil, row)},
+				}}})
+			}
+			work <- reqs
+		}
+		close(work)
+		wg.Wait()
+		rawRate = append(rawRate, rowsPerRun/time.Since(start).Seconds())
+
+		data = rows()
+		start = time.Now()
+		next := 0
+		sum, err := c.BatchWrite(ctx, "ingest", 500, func() (*pb.FeatureRow, error) {
+			if next == len(data) {
+				return nil, nil
+			}
+			next++
+			return data[next-1], nil
+		})
+		if err != nil || sum.GetRowsWritten() != rowsPerRun {
+			b.Fatalf("batch: %v %v", sum, err)
+		}
+		batchRate = append(batchRate, rowsPerRun/time.Since(start).Seconds())
+
+		data = rows()
+		start = time.Now()
+		sw, err := c.NewStreamWriter(ctx, client.StreamOptions{MaxUnacked: 2 * ingestParallelism})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for s := 0; s < len(data); s += 50 {
+			if _, err := sw.Send("ingest", data[s:min(s+50, len(data))]...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := sw.Close(); err != nil {
+			b.Fatal(err)
+		}
+		streamRate = append(streamRate, rowsPerRun/time.Since(start).Seconds())
+	}
+	raw, batch, stream := median(rawRate), median(batchRate), median(streamRate)
+	b.ReportMetric(raw, "raw-rows/s")
+	b.ReportMetric(batch, "batch-rows/s")
+	b.ReportMetric(stream, "stream-rows/s")
+	b.ReportMetric(batch/raw, "batch-ratio")
+	b.ReportMetric(stream/raw, "stream-ratio")
+}
+
+func median(xs []float64) float64 {
+	p50, _ := quantiles(xs)
+	return p50
+}
