@@ -9,7 +9,7 @@ TEST_P ?= 2
 FUZZTIME ?= 5s
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: all deps build run test unit lint generate check-generated fuzz-short fuzz bench chaos clean
+.PHONY: all deps build run test unit lint generate check-generated fuzz-short fuzz bench bench-import chaos clean
 
 all: build
 
@@ -57,7 +57,8 @@ check-generated:
 	    echo "generated code is stale: run 'make generate' and commit"; exit 1; fi; \
 	  echo "generated code is up to date"
 
-FUZZ_TARGETS := ./featurestore:FuzzDecodeRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope
+FUZZ_TARGETS := ./featurestore:FuzzDecodeRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \
+  ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
@@ -74,8 +75,14 @@ BENCH_COUNT ?= 5
 BENCH_TIME ?= 2000x
 bench: deps
 	@mkdir -p .build
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 30m ./server/ | tee .build/bench.txt
+	$(GO) test -run '^$$' -bench GetFeatures -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 30m ./server/ | tee .build/bench.txt
+	$(GO) test -run '^$$' -bench Ingest -benchtime 3x -count 1 -timeout 30m ./server/ | tee .build/bench-ingest.txt
 	@awk -f deploy/dev/benchsummary.awk .build/bench.txt
+
+## bench-import: 1M-row Parquet import into a server process: rows/s and its peak RSS
+IMPORT_ROWS ?= 1000000
+bench-import: deps
+	$(GO) test -run '^$$' -bench ImportParquet -benchtime 1x -timeout 90m ./cmd/fsctl/ -args -import.rows=$(IMPORT_ROWS)
 
 ## chaos: the long linearizability run: many seeds, minutes each (CI runs one short seed)
 CHAOS_SEEDS ?= 1-10

@@ -252,7 +252,9 @@ func cmdWrite(ctx context.Context, g globals, args []string) error {
 }
 
 // parseValue parses a command-line value as type t (lists comma-separated, bytes base64).
-func parseValue(t featurestore.ValueType, s string) (*pb.Value, error) { return ingest.ParseValue(t, s) }
+func parseValue(t featurestore.ValueType, s string) (*pb.Value, error) {
+	return ingest.ParseValue(t, s)
+}
 
 func cmdGet(ctx context.Context, g globals, args []string) error {
 	fset := flag.NewFlagSet("get", flag.ContinueOnError)

@@ -198,3 +198,53 @@ func TestCreateTables(t *testing.T) {
 		}
 	}
 }
+
+func TestImportAndStream(t *testing.T) {
+	addr := startServer(t)
+	dir := t.TempDir()
+	setFile := filepath.Join(dir, "set.yaml")
+	os.WriteFile(setFile, []byte("name: s\nentity_type: u\nfeatures:\n  - {name: n, type: int64}\n  - {name: tags, type: string_list}\n"), 0o644)
+	if _, err := fsctl(t, addr, "apply", setFile); err != nil {
+		t.Fatal(err)
+	}
+	csvFile := filepath.Join(dir, "rows.csv")
+	var b strings.Builder
+	b.WriteString("entity_id,event_time,n,tags\n")
+	for i := 0; i < 300; i++ {
+		fmt.Fprintf(&b, "e%d,2026-01-02T00:00:00Z,%d,\"a,b\"\n", i, i)
+	}
+	b.WriteString(",2026-01-02T00:00:00Z,1,\n") // row 300: no entity id
+	os.WriteFile(csvFile, []byte(b.String()), 0o644)
+	out, err := fsctl(t, addr, "import", "-set", "s", csvFile)
+	if err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	for _, want := range []string{"imported 100%", "301 rows: 300 written, 0 stale, 1 rejected", `row 300 (entity ""): rows[300].entity_id: is required`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("import output lacks %q:\n%s", want, out)
+		}
+	}
+	// Stream JSON Lines from stdin; an older row is stale.
+	var sout bytes.Buffer
+	stdin := strings.NewReader(`{"entity_id":"e1","event_time":"2026-01-03T00:00:00Z","n":1001}` + "\n" +
+		`{"entity_id":"e2","event_time":"2026-01-01T00:00:00Z","n":5}` + "\n" +
+		`{"entity_id":"e3","event_time":"2026-01-03T00:00:00Z","n":"x"}` + "\n")
+	if err := run(context.Background(), []string{"-addr", addr, "stream", "-set", "s"}, func(string) string { return "" }, stdin, &sout, io.Discard); err == nil {
+		t.Fatalf("stream accepted a line with a string for an int64 (want a parse error naming the line):\n%s", sout.String())
+	} else if !strings.Contains(err.Error(), "line 3: n: want an integer") {
+		t.Fatalf("stream error %v", err)
+	}
+	sout.Reset()
+	stdin = strings.NewReader(`{"entity_id":"e1","event_time":"2026-01-03T00:00:00Z","n":1001}` + "\n" +
+		`{"entity_id":"e2","event_time":"2026-01-01T00:00:00Z","n":5}` + "\n")
+	if err := run(context.Background(), []string{"-addr", addr, "stream", "-set", "s"}, func(string) string { return "" }, stdin, &sout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(sout.String(), "1 written, 1 stale, 0 rejected") {
+		t.Fatalf("stream output: %s", sout.String())
+	}
+	out, err = fsctl(t, addr, "get", "-features", "s:n", "-entities", "e1,e2,e299")
+	if err != nil || !strings.Contains(out, "e1      s:n      present  1001") || !strings.Contains(out, "e2      s:n      present  2") || !strings.Contains(out, "e299    s:n      present  299") {
+		t.Fatalf("get after import and stream: %v\n%s", err, out)
+	}
+}
