@@ -69,7 +69,7 @@ func newEnv(t *testing.T, vo devstack.ValkeyOptions) *env {
 // newReplica is another server replica on the same stores.
 func (e *env) newReplica(t *testing.T) *featurestore.Service {
 	t.Helper()
-	svc, err := featurestore.New(e.db, e.Cache, featurestore.SystemClock{}, testCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := featurestore.New(e.db, e.Cache, nil, featurestore.SystemClock{}, testCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

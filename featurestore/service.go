@@ -83,11 +83,12 @@ func (c Config) withDefaults() Config {
 // Service is the feature store's domain service: the registry, GetFeatures and the
 // write lanes, all on the write-through protocol described in the package doc.
 type Service struct {
-	db     Database
-	cache  Cache
-	clock  Clock
-	cfg    Config
-	logger *slog.Logger
+	db       Database
+	cache    Cache
+	erasures Erasures
+	clock    Clock
+	cfg      Config
+	logger   *slog.Logger
 
 	tokenPrefix string
 	tokenSeq    atomic.Uint64
@@ -99,8 +100,10 @@ type Service struct {
 	repairs chan []Publication
 }
 
-// New returns a Service. Call Run to start its background repair of failed publishes.
-func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger) (*Service, error) {
+// New returns a Service. erasures may be nil when GDPR deletion is not wired (rows are
+// then never refused for an erased subject). Call Run to start the background repair of
+// failed publishes.
+func New(db Database, cache Cache, erasures Erasures, clock Clock, cfg Config, logger *slog.Logger) (*Service, error) {
 	cfg = cfg.withDefaults()
 	if cfg.WriteTimeout >= cfg.Lease {
 		return nil, fmt.Errorf("write timeout %v must be shorter than the lease %v", cfg.WriteTimeout, cfg.Lease)
@@ -112,6 +115,7 @@ func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger)
 	return &Service{
 		db:          db,
 		cache:       cache,
+		erasures:    erasures,
 		clock:       clock,
 		cfg:         cfg,
 		logger:      logger,

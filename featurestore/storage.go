@@ -66,6 +66,18 @@ type Database interface {
 	PutItems(ctx context.Context, items []Item, prevVersions []int64) error
 	// ListItems returns every item of a table. It is meant for the small registry table.
 	ListItems(ctx context.Context, table Table) ([]Item, error)
+	// KeysBySubject lists the rows the by_subject index holds for subject. The index is
+	// eventually consistent: it may miss rows written a moment ago and list rows erased a
+	// moment ago, so callers re-query until it is empty.
+	KeysBySubject(ctx context.Context, subject string) ([]ItemKey, error)
+}
+
+// Erasures tells which data subjects have been erased (GDPR) and when. A row of such a
+// subject with an event time at or before that time is refused in every lane.
+type Erasures interface {
+	// ErasedAt returns, for each subject that has been erased, the deletion time in Unix
+	// microseconds. Reads are strongly consistent.
+	ErasedAt(ctx context.Context, subjects []string) (map[string]int64, error)
 }
 
 // MaxGroupPut is the most items one PutItems call takes (DynamoDB's transaction limit).

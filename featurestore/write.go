@@ -128,13 +128,24 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 		}
 		groups[g] = append(groups[g], i)
 	}
+	// Erasures are looked up inside the commit, under its deadline: a write that missed a
+	// deletion's tombstone commits before the deletion's worker takes its final look.
+	var erased map[string]int64
 	one := func(ctx context.Context, g int) (Item, bool, error) {
-		return s.commitRows(ctx, set, keys[g], rows, groups[g], results)
-	}
-	if len(keys) == 1 {
-		return s.writeThrough(ctx, keys, s.perKey([]int{0}, one))
+		return s.commitRows(ctx, set, keys[g], rows, groups[g], results, erased)
 	}
 	return s.writeThrough(ctx, keys, func(ctx context.Context, items []Item, oks []bool, errs []error) {
+		var err error
+		if erased, err = s.erasedSubjects(ctx, rows); err != nil {
+			for g := range keys {
+				errs[g] = err
+			}
+			return
+		}
+		if len(keys) == 1 {
+			s.perKey([]int{0}, one)(ctx, items, oks, errs)
+			return
+		}
 		current, err := s.db.GetItems(ctx, keys)
 		if err != nil {
 			for g := range keys {
@@ -146,7 +157,7 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 		prevs := make([]int64, len(keys))
 		for g, key := range keys {
 			cur, found := current[key]
-			next, changed, err := s.mergeRows(set, key, cur, found, rows, groups[g], results)
+			next, changed, err := s.mergeRows(set, key, cur, found, rows, groups[g], results, erased)
 			switch {
 			case err != nil:
 				errs[g] = err
@@ -190,13 +201,13 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 // with a conditional put, retrying a bounded number of times when another writer won.
 // A retried put whose first attempt had applied fails its condition; the re-read then
 // finds the values already there, and the rows are reported written, not conflicting.
-func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, rows []WriteRow, idx []int, results []RowResult) (Item, bool, error) {
+func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, rows []WriteRow, idx []int, results []RowResult, erased map[string]int64) (Item, bool, error) {
 	for attempt := 0; attempt < s.cfg.MaxCommitAttempts; attempt++ {
 		cur, found, err := s.db.GetItem(ctx, key)
 		if err != nil {
 			return Item{}, false, Unavailable("database unavailable; nothing is known to be written", err)
 		}
-		next, changed, err := s.mergeRows(set, key, cur, found, rows, idx, results)
+		next, changed, err := s.mergeRows(set, key, cur, found, rows, idx, results, erased)
 		if err != nil {
 			return Item{}, false, err
 		}
@@ -217,9 +228,9 @@ func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, 
 }
 
 // mergeRows merges the rows at idx into cur (the stored item, if found) and fills their
-// results. changed reports whether next must be written; if not, results carry cur's
-// version.
-func (s *Service) mergeRows(set *FeatureSet, key ItemKey, cur Item, found bool, rows []WriteRow, idx []int, results []RowResult) (next Item, changed bool, err error) {
+// results. Rows of an erased subject at or before its deletion time are rejected.
+// changed reports whether next must be written; if not, results carry cur's version.
+func (s *Service) mergeRows(set *FeatureSet, key ItemKey, cur Item, found bool, rows []WriteRow, idx []int, results []RowResult, erased map[string]int64) (next Item, changed bool, err error) {
 	var row Row
 	if found && len(cur.Data) > 0 {
 		if row, err = DecodeRow(cur.Data); err != nil {
@@ -229,6 +240,10 @@ func (s *Service) mergeRows(set *FeatureSet, key ItemKey, cur Item, found bool, 
 	subject := cur.Subject
 	for _, i := range idx {
 		r := &rows[i]
+		if t, ok := erased[r.SubjectID]; ok && r.SubjectID != "" && r.EventTime.UnixMicro() <= t {
+			results[i] = RowResult{Status: Rejected, Version: cur.Version, Error: ErasedReason}
+			continue
+		}
 		out := row.Merge(cells(r))
 		results[i] = RowResult{Status: Stale}
 		if out.Written() {
@@ -264,8 +279,36 @@ func (s *Service) mergeRows(set *FeatureSet, key ItemKey, cur Item, found bool, 
 
 func setVersions(results []RowResult, idx []int, v int64) {
 	for _, i := range idx {
-		results[i].Version = v
+		if results[i].Status != Rejected {
+			results[i].Version = v
+		}
 	}
+}
+
+// ErasedReason is the error of a row refused because its subject was erased.
+const ErasedReason = "subject_id: the data subject was erased (GDPR); rows with event_time at or before the deletion are refused"
+
+// erasedSubjects looks up the erasure times of the subjects of rows.
+func (s *Service) erasedSubjects(ctx context.Context, rows []WriteRow) (map[string]int64, error) {
+	if s.erasures == nil {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	var subjects []string
+	for i := range rows {
+		if sub := rows[i].SubjectID; sub != "" && !seen[sub] {
+			seen[sub] = true
+			subjects = append(subjects, sub)
+		}
+	}
+	if len(subjects) == 0 {
+		return nil, nil
+	}
+	erased, err := s.erasures.ErasedAt(ctx, subjects)
+	if err != nil {
+		return nil, Unavailable("database unavailable; nothing is known to be written", err)
+	}
+	return erased, nil
 }
 
 // cells converts a row's values to cells at the row's event time.

@@ -37,7 +37,7 @@ func BenchmarkIngest(b *testing.B) {
 	cfg := featurestore.Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second}
 	st := shared.NewStack(b, cfg.Lease, devstack.ValkeyOptions{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := featurestore.New(st.DB, st.Cache, featurestore.SystemClock{}, cfg, logger)
+	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{}, cfg, logger)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func BenchmarkIngest(b *testing.B) {
 	if _, err := svc.ApplyFeatureSet(ctx, fs); err != nil {
 		b.Fatal(err)
 	}
-	g := server.NewGRPC(server.New(svc, logger, server.Options{StreamInFlight: ingestParallelism, BatchInFlight: ingestParallelism}), logger, grpc.MaxRecvMsgSize(64<<20))
+	g := server.NewGRPC(server.New(svc, logger, server.Options{StreamInFlight: ingestParallelism, BatchInFlight: ingestParallelism}), nil, logger, grpc.MaxRecvMsgSize(64<<20))
 	addr, _ := serveAt(b, g.Server)
 	c, err := client.Dial(addr, client.Options{})
 	if err != nil {

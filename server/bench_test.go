@@ -88,7 +88,7 @@ func BenchmarkGetFeaturesCached(b *testing.B) {
 	cfg := featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
 	st := shared.NewStack(b, cfg.Lease, devstack.ValkeyOptions{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := featurestore.New(st.DB, st.Cache, featurestore.SystemClock{}, cfg, logger)
+	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{}, cfg, logger)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func BenchmarkGetFeaturesCached(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	ours := serve(b, server.NewGRPC(server.New(svc, logger, server.Options{}), logger).Server)
+	ours := serve(b, server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger).Server)
 	bg := grpc.NewServer()
 	pb.RegisterFeatureStoreServiceServer(bg, &baseline{client: st.Cache.Client(), set: "bench"})
 	base := serve(b, bg)

@@ -61,11 +61,6 @@ func New(d Domain, logger *slog.Logger, opts Options) *Server {
 	return &Server{features: d, lanes: d, logger: logger, opts: opts}
 }
 
-// Gdpr implements GdprService; its RPCs answer Unimplemented until deletion lands.
-type Gdpr struct {
-	pb.UnimplementedGdprServiceServer
-}
-
 // GRPC is a configured gRPC server with the feature store, health and reflection.
 type GRPC struct {
 	*grpc.Server
@@ -73,22 +68,26 @@ type GRPC struct {
 }
 
 // NewGRPC builds the gRPC server: handlers, interceptors, health (SERVING for "" and both
-// services) and reflection, so grpcurl works without proto files.
-func NewGRPC(s *Server, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
+// services) and reflection, so grpcurl works without proto files. g may be nil: the GDPR
+// RPCs then answer Unimplemented.
+func NewGRPC(s *Server, g *Gdpr, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
 	opts = append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(recoverUnary(logger)),
 		grpc.ChainStreamInterceptor(recoverStream(logger)),
 	}, opts...)
-	g := grpc.NewServer(opts...)
-	pb.RegisterFeatureStoreServiceServer(g, s)
-	pb.RegisterGdprServiceServer(g, &Gdpr{})
+	if g == nil {
+		g = NewGdpr(nil, logger)
+	}
+	srv := grpc.NewServer(opts...)
+	pb.RegisterFeatureStoreServiceServer(srv, s)
+	pb.RegisterGdprServiceServer(srv, g)
 	h := health.NewServer()
-	healthpb.RegisterHealthServer(g, h)
+	healthpb.RegisterHealthServer(srv, h)
 	for _, name := range []string{"", pb.FeatureStoreService_ServiceDesc.ServiceName, pb.GdprService_ServiceDesc.ServiceName} {
 		h.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
-	reflection.Register(g)
-	return &GRPC{Server: g, Health: h}
+	reflection.Register(srv)
+	return &GRPC{Server: srv, Health: h}
 }
 
 func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {

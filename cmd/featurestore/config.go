@@ -26,6 +26,7 @@ type config struct {
 	Lease            time.Duration
 	StartupTimeout   time.Duration
 	ShutdownTimeout  time.Duration
+	GdprRate         float64
 	LogLevel         slog.Level
 	LogFormat        string
 }
@@ -47,6 +48,7 @@ var settings = []envFlag{
 	{"lease", "FS_LEASE", "3s", "how long a writer's cache marker holds before readers may heal it; also the horizon after a cache loss"},
 	{"startup-timeout", "FS_STARTUP_TIMEOUT", "30s", "how long to wait for DynamoDB and ValKey at start-up"},
 	{"shutdown-timeout", "FS_SHUTDOWN_TIMEOUT", "10s", "how long to drain in-flight RPCs on SIGTERM"},
+	{"gdpr-rate", "FS_GDPR_RATE", "100", "items each replica's deletion worker erases per second at most"},
 	{"log-level", "FS_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "FS_LOG_FORMAT", "text", "text or json"},
 }
@@ -105,6 +107,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	c.Lease = dur("lease")
 	c.StartupTimeout = dur("startup-timeout")
 	c.ShutdownTimeout = dur("shutdown-timeout")
+	if c.GdprRate, err = strconv.ParseFloat(*vals["gdpr-rate"], 64); err != nil || c.GdprRate <= 0 {
+		errs = append(errs, fmt.Errorf("-gdpr-rate: want a positive number of items per second, got %q", *vals["gdpr-rate"]))
+	}
 	if c.WriteTimeout >= c.Lease {
 		errs = append(errs, fmt.Errorf("-write-timeout (%v) must be shorter than -lease (%v)", c.WriteTimeout, c.Lease))
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
+	"github.com/dsfeatures/featurestore/gdpr"
 	"github.com/dsfeatures/featurestore/server"
 )
 
@@ -55,7 +56,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	db := dynamo.New(dynamo.NewClient(awsCfg, cfg.DynamoDBEndpoint), dynamo.TablesWithPrefix(cfg.TablePrefix))
+	ddb := dynamo.NewClient(awsCfg, cfg.DynamoDBEndpoint)
+	tables := dynamo.TablesWithPrefix(cfg.TablePrefix)
+	db := dynamo.New(ddb, tables)
 	if cfg.CreateTables {
 		if err := db.EnsureTables(sctx); err != nil {
 			return fmt.Errorf("dynamodb unreachable or tables not creatable (-dynamodb-endpoint %q): %w", cfg.DynamoDBEndpoint, err)
@@ -64,7 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("dynamodb unreachable or tables missing (run 'fsctl create-tables'): %w", err)
 	}
 
-	svc, err := featurestore.New(db, cache, featurestore.SystemClock{}, featurestore.Config{
+	deletions := gdpr.NewStore(ddb, tables.Deletions)
+	svc, err := featurestore.New(db, cache, deletions, featurestore.SystemClock{}, featurestore.Config{
 		WriteTimeout: cfg.WriteTimeout,
 		Lease:        cfg.Lease,
 	}, logger)
@@ -76,13 +80,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	g := server.NewGRPC(server.New(svc, logger, server.Options{}), logger)
+	eraser := gdpr.New(deletions, svc, featurestore.SystemClock{}, gdpr.Config{Rate: cfg.GdprRate, WriteTimeout: cfg.WriteTimeout}, logger)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{}), server.NewGdpr(eraser, logger), logger)
 	addr := lis.Addr().String()
 	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
 	fmt.Fprintf(stdout, "listening on %s\n", addr)
 
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return svc.Run(ectx) })
+	eg.Go(func() error { return eraser.Run(ectx) })
 	eg.Go(func() error { return g.Serve(lis) })
 	eg.Go(func() error {
 		<-ectx.Done()

@@ -184,10 +184,14 @@ func TestEndToEnd(t *testing.T) {
 	}
 	rs.CloseSend()
 
-	// GDPR RPCs are not implemented yet and say so.
-	_, err = pb.NewGdprServiceClient(conn).DeleteSubject(ctx, &pb.DeleteSubjectRequest{SubjectId: "s"})
-	if status.Code(err) != codes.Unimplemented {
-		t.Fatalf("DeleteSubject: %v, want Unimplemented", err)
+	// GDPR requests are validated.
+	_, err = pb.NewGdprServiceClient(conn).DeleteSubject(ctx, &pb.DeleteSubjectRequest{})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("DeleteSubject without subject: %v, want InvalidArgument", err)
+	}
+	_, err = pb.NewGdprServiceClient(conn).GetDeletion(ctx, &pb.GetDeletionRequest{Id: "del-nope"})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("GetDeletion of an unknown id: %v, want NotFound", err)
 	}
 }
 

@@ -348,7 +348,7 @@ func cmdCreateTables(ctx context.Context, g globals, args []string) error {
 	if err := dynamo.New(dynamo.NewClient(cfg, *endpoint), tables).EnsureTables(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "tables ready: %s (GSI %s, TTL on %s), %s\n", tables.Rows, dynamo.IndexSubject, dynamo.AttrExpiresAt, tables.Sets)
+	fmt.Fprintf(g.stdout, "tables ready: %s (GSI %s, TTL on %s), %s, %s\n", tables.Rows, dynamo.IndexSubject, dynamo.AttrExpiresAt, tables.Sets, tables.Deletions)
 	return nil
 }
 

@@ -40,6 +40,9 @@ Commands:
                                   columns map to features by name (plus entity_id, subject_id,
                                   event_time as RFC 3339 or Unix seconds; default now)
   stream -set S < rows.jsonl      write JSON Lines from stdin on the streaming lane
+  gdpr delete SUBJECT [-reason R] [-wait]
+                                  erase a data subject (durable when it returns)
+  gdpr status ID [-wait]          a deletion's state; -wait shows a spinner until done
   create-tables [-dynamodb-endpoint URL] [-region R] [-table-prefix P]
                                   create the DynamoDB tables, GSI and TTL (idempotent)
 
@@ -95,6 +98,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return cmdImport(ctx, g, rest)
 	case "stream":
 		return cmdStream(ctx, g, rest)
+	case "gdpr":
+		return cmdGdpr(ctx, g, rest)
 	case "create-tables":
 		return cmdCreateTables(ctx, g, rest)
 	case "help":

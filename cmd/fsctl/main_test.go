@@ -108,7 +108,7 @@ func startServer(t *testing.T) string {
 	t.Helper()
 	st := shared.NewStack(t, 1500*time.Millisecond, devstack.ValkeyOptions{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := featurestore.New(st.DB, st.Cache, featurestore.SystemClock{}, featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}, logger)
+	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{}, featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func startServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := server.NewGRPC(server.New(svc, logger, server.Options{}), logger)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 	return lis.Addr().String()

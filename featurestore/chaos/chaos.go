@@ -182,7 +182,7 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 		defer r.cache.Close()
 		db := dynamo.New(dynamo.NewClient(dynamo.LocalConfig(), "http://"+r.ddbProxy.Listen), tables)
 		rr := r
-		r.svc, err = featurestore.New(db, r.cache, featurestore.SystemClock{}, featurestore.Config{
+		r.svc, err = featurestore.New(db, r.cache, nil, featurestore.SystemClock{}, featurestore.Config{
 			WriteTimeout: cfg.WriteTimeout,
 			Lease:        cfg.Lease,
 			AfterCommit: func(context.Context, []featurestore.ItemKey) error {

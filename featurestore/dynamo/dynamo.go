@@ -32,11 +32,13 @@ const (
 type Tables struct {
 	Rows string
 	Sets string
+	// Deletions holds GDPR deletion jobs, subject tombstones and the audit trail.
+	Deletions string
 }
 
 // TablesWithPrefix returns the default table names with prefix prepended.
 func TablesWithPrefix(prefix string) Tables {
-	return Tables{Rows: prefix + "featurestore_rows", Sets: prefix + "featurestore_sets"}
+	return Tables{Rows: prefix + "featurestore_rows", Sets: prefix + "featurestore_sets", Deletions: prefix + "featurestore_deletions"}
 }
 
 // Store is a featurestore.Database on a DynamoDB client.
@@ -224,6 +226,29 @@ func (s *Store) PutItems(ctx context.Context, items []featurestore.Item, prevVer
 		return fmt.Errorf("dynamodb transact write: %w", err)
 	}
 	return nil
+}
+
+// KeysBySubject queries the keys-only by_subject GSI.
+func (s *Store) KeysBySubject(ctx context.Context, subject string) ([]featurestore.ItemKey, error) {
+	var out []featurestore.ItemKey
+	p := dynamodb.NewQueryPaginator(s.client, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.tables.Rows),
+		IndexName:                 aws.String(IndexSubject),
+		KeyConditionExpression:    aws.String(AttrSubject + " = :s"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": &types.AttributeValueMemberS{Value: subject}},
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("dynamodb query %s: %w", IndexSubject, err)
+		}
+		for _, it := range page.Items {
+			if pk, ok := it[AttrPK].(*types.AttributeValueMemberS); ok {
+				out = append(out, featurestore.ItemKey{Table: featurestore.RowsTable, PK: pk.Value})
+			}
+		}
+	}
+	return out, nil
 }
 
 // ListItems scans a table with consistent reads.

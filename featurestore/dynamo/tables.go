@@ -21,7 +21,10 @@ func (s *Store) EnsureTables(ctx context.Context) error {
 	if err := s.ensureTTL(ctx, s.tables.Rows); err != nil {
 		return err
 	}
-	return s.ensureTable(ctx, setsTableInput(s.tables.Sets))
+	if err := s.ensureTable(ctx, setsTableInput(s.tables.Sets)); err != nil {
+		return err
+	}
+	return s.ensureTable(ctx, setsTableInput(s.tables.Deletions))
 }
 
 func rowsTableInput(name string) *dynamodb.CreateTableInput {

@@ -23,6 +23,9 @@ import (
 type Options struct {
 	// ValueTTL is how long a VALUE (and a DIRTY marker) lives without being touched.
 	ValueTTL time.Duration
+	// FenceTTL is how long an empty VALUE (an absent or erased row: a version fence) lives.
+	// It must outlast the longest read deadline. Default 1 minute.
+	FenceTTL time.Duration
 	// Horizon is the longest lease any writer can hold. A key recreated after it went
 	// missing (evicted, expired or lost in a restart) is not served from the cache until
 	// the horizon has passed, because writers that marked the lost entry may still commit.
@@ -102,6 +105,9 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Cache, error) {
 func New(client vk.Client, opts Options) (*Cache, error) {
 	if opts.ValueTTL <= 0 {
 		opts.ValueTTL = 24 * time.Hour
+	}
+	if opts.FenceTTL <= 0 {
+		opts.FenceTTL = time.Minute
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 500 * time.Millisecond
@@ -197,10 +203,14 @@ func (c *Cache) Populate(ctx context.Context, pops []featurestore.Publication) e
 }
 
 func (c *Cache) pubCalls(pubs []featurestore.Publication) []call {
-	ttl := ms(c.opts.ValueTTL)
+	ttl, fence := ms(c.opts.ValueTTL), ms(c.opts.FenceTTL)
 	calls := make([]call, len(pubs))
 	for i, p := range pubs {
-		calls[i] = call{key: p.Key, args: []string{p.Token, strconv.FormatInt(p.Version, 10), vk.BinaryString(p.Data), ttl}}
+		t := ttl
+		if len(p.Data) == 0 {
+			t = fence
+		}
+		calls[i] = call{key: p.Key, args: []string{p.Token, strconv.FormatInt(p.Version, 10), vk.BinaryString(p.Data), t}}
 	}
 	return calls
 }
