@@ -77,6 +77,7 @@ bench: deps
 	@mkdir -p .build
 	$(GO) test -run '^$$' -bench GetFeatures -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 30m ./server/ | tee .build/bench.txt
 	$(GO) test -run '^$$' -bench Ingest -benchtime 3x -count 1 -timeout 30m ./server/ | tee .build/bench-ingest.txt
+	$(GO) test -run '^$$' -bench DeletionUnderLoad -benchtime 1x -count 1 -timeout 30m ./gdpr/ | tee .build/bench-gdpr.txt
 	@awk -f deploy/dev/benchsummary.awk .build/bench.txt
 
 ## bench-import: 1M-row Parquet import into a server process: rows/s and its peak RSS

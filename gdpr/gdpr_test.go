@@ -41,7 +41,9 @@ type env struct {
 	svc   *featurestore.Service
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvB(t) }
+
+func newEnvB(t testing.TB) *env {
 	st := shared.NewStack(t, fsCfg.Lease, devstack.ValkeyOptions{})
 	store := gdpr.NewStore(st.DB.Client(), st.DB.Tables().Deletions)
 	svc, err := featurestore.New(st.DB, st.Cache, store, featurestore.SystemClock{}, fsCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -52,7 +54,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // worker starts a deletion worker (a replica's); stop kills it without cleanup.
-func (e *env) worker(t *testing.T, cfg gdpr.Config) (*gdpr.Service, context.CancelFunc) {
+func (e *env) worker(t testing.TB, cfg gdpr.Config) (*gdpr.Service, context.CancelFunc) {
 	if cfg.Poll == 0 {
 		cfg.Poll = 100 * time.Millisecond
 	}
