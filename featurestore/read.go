@@ -140,35 +140,49 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 		}
 	}
 
-	rows := make([]Row, nsets*len(entityIDs))
-	for j := range rows {
-		r := res[nsets+j]
-		if !r.found {
-			continue
-		}
-		if rows[j], err = DecodeRow(r.data); err != nil {
-			return nil, nil, fmt.Errorf("stored row %q: %w", keys[nsets+j].PK, err)
-		}
+	// Per set, the feature names requested from it, and where each lands in a result row.
+	setNames2 := make([][]string, nsets)
+	setPos := make([][]int, nsets)
+	for f, r := range refs {
+		si := refSet[f]
+		setNames2[si] = append(setNames2[si], r.Feature)
+		setPos[si] = append(setPos[si], f)
 	}
-
+	maxPer := 0
+	for si := range setNames2 {
+		maxPer = max(maxPer, len(setNames2[si]))
+	}
+	cellBuf := make([]Cell, maxPer)
+	foundBuf := make([]bool, maxPer)
 	now := s.clock.Now()
 	values := make([]FeatureValue, len(entityIDs)*len(refs))
 	for e := range entityIDs {
-		for f, r := range refs {
-			si := refSet[f]
-			row := &rows[si*len(entityIDs)+e]
-			c, ok := row.Cell(r.Feature)
-			v := &values[e*len(refs)+f]
-			if !ok {
-				v.Status = NotFoundStatus
+		for f := range refs {
+			values[e*len(refs)+f].Status = NotFoundStatus
+		}
+	}
+	for si := range setNames2 {
+		names := setNames2[si]
+		ttl := sets[si].TTL
+		for e := range entityIDs {
+			r := res[nsets+si*len(entityIDs)+e]
+			if !r.found {
 				continue
 			}
-			v.EventTime = c.EventTime
-			v.Value = c.Value
-			v.Status = Present
-			if ttl := sets[si].TTL; ttl > 0 && now.Sub(time.UnixMicro(c.EventTime)) > ttl {
-				v.Status = Expired
-				v.Value = Value{}
+			cells, found := cellBuf[:len(names)], foundBuf[:len(names)]
+			clear(found)
+			if err := LookupCells(r.data, names, cells, found); err != nil {
+				return nil, nil, fmt.Errorf("stored row %q: %w", keys[nsets+si*len(entityIDs)+e].PK, err)
+			}
+			for j, ok := range found {
+				if !ok {
+					continue
+				}
+				v := &values[e*len(refs)+setPos[si][j]]
+				v.EventTime, v.Value, v.Status = cells[j].EventTime, cells[j].Value, Present
+				if ttl > 0 && now.Sub(time.UnixMicro(cells[j].EventTime)) > ttl {
+					v.Status, v.Value = Expired, Value{}
+				}
 			}
 		}
 	}

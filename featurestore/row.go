@@ -310,3 +310,71 @@ func CheckValue(field string, t ValueType, v Value) error {
 
 // String describes a cell without its value, for errors and logs.
 func (c Cell) String() string { return fmt.Sprintf("%s@%d", c.Name, c.EventTime) }
+
+// LookupCells decodes from an encoded row only the cells named in names, into out
+// (out[i] for names[i]; found[i] tells whether it was there). It allocates nothing for
+// names or for cells it skips, which is what the read path wants: a request usually asks
+// for a few features of wide rows.
+func LookupCells(b []byte, names []string, out []Cell, found []bool) error {
+	if len(b) == 0 || b[0] != rowFormat {
+		return ErrCorruptRow
+	}
+	d := rowDecoder{b: b[1:]}
+	n := d.count(4)
+	for c := 0; c < n && d.err == nil; c++ {
+		name := d.bytes()
+		t := d.varint()
+		idx := -1
+		for i, want := range names {
+			if string(name) == want {
+				idx = i
+				break
+			}
+		}
+		if idx < 0 {
+			d.skipValue()
+			continue
+		}
+		v := d.value()
+		if d.err != nil {
+			break
+		}
+		for i := idx; i < len(names); i++ { // a feature may be requested twice
+			if names[i] == names[idx] {
+				out[i] = Cell{Name: names[i], EventTime: t, Value: v}
+				found[i] = true
+			}
+		}
+	}
+	return d.err
+}
+
+// skipValue advances past one encoded value without decoding it.
+func (d *rowDecoder) skipValue() {
+	t := d.fixed(1)
+	if d.err != nil {
+		return
+	}
+	switch ValueType(t[0]) {
+	case TypeInt64:
+		d.varint()
+	case TypeDouble:
+		d.fixed(8)
+	case TypeString, TypeBytes:
+		d.bytes()
+	case TypeBool:
+		d.fixed(1)
+	case TypeFloatList:
+		d.fixed(4 * d.count(4))
+	case TypeInt64List:
+		for n := d.count(1); n > 0 && d.err == nil; n-- {
+			d.varint()
+		}
+	case TypeStringList:
+		for n := d.count(1); n > 0 && d.err == nil; n-- {
+			d.bytes()
+		}
+	default:
+		d.err = ErrCorruptRow
+	}
+}

@@ -206,3 +206,32 @@ func FuzzParseFeatureRef(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLookupCells checks the selective decoder against the full one: on any input it must
+// not panic, and on a valid row it must find exactly the cells DecodeRow finds.
+func FuzzLookupCells(f *testing.F) {
+	f.Add(AppendRow(nil, Row{Cells: []Cell{
+		{Name: "a", EventTime: 1, Value: Value{Type: TypeStringList, Strs: []string{"x"}}},
+		{Name: "b", EventTime: 2, Value: Value{Type: TypeFloatList, Floats: []float32{1}}},
+		{Name: "c", EventTime: 3, Value: Value{Type: TypeInt64List, Ints: []int64{1, 2}}},
+	}}), "b")
+	f.Fuzz(func(t *testing.T, b []byte, name string) {
+		names := []string{name, "a", "c", name}
+		out := make([]Cell, len(names))
+		found := make([]bool, len(names))
+		err := LookupCells(b, names, out, found)
+		row, derr := DecodeRow(b)
+		if derr != nil {
+			return
+		}
+		if err != nil {
+			t.Fatalf("LookupCells failed on a valid row: %v", err)
+		}
+		for i, n := range names {
+			want, ok := row.Cell(n)
+			if ok != found[i] || (ok && !want.Value.Equal(out[i].Value)) || (ok && want.EventTime != out[i].EventTime) {
+				t.Fatalf("%q: found %v %+v, DecodeRow says %v %+v", n, found[i], out[i], ok, want)
+			}
+		}
+	})
+}

@@ -180,3 +180,46 @@ func rowResultsToProto(results []featurestore.RowResult) []*pb.RowResult {
 	}
 	return out
 }
+
+// valueArena hands out response values from arrays allocated once per response.
+type valueArena struct {
+	vals    []pb.Value
+	doubles []pb.Value_DoubleValue
+	ints    []pb.Value_Int64Value
+	n       int
+}
+
+func newValueArena(n int) *valueArena { return &valueArena{vals: make([]pb.Value, n)} }
+
+func (a *valueArena) next() *pb.Value {
+	v := &a.vals[a.n]
+	a.n++
+	return v
+}
+
+func (a *valueArena) empty() *pb.Value { return a.next() }
+
+// value converts v; the common scalar kinds come from arrays too.
+func (a *valueArena) value(v featurestore.Value) *pb.Value {
+	switch v.Type {
+	case featurestore.TypeDouble:
+		if a.doubles == nil {
+			a.doubles = make([]pb.Value_DoubleValue, 0, len(a.vals))
+		}
+		a.doubles = append(a.doubles, pb.Value_DoubleValue{DoubleValue: v.Float})
+		out := a.next()
+		out.Kind = &a.doubles[len(a.doubles)-1]
+		return out
+	case featurestore.TypeInt64:
+		if a.ints == nil {
+			a.ints = make([]pb.Value_Int64Value, 0, len(a.vals))
+		}
+		a.ints = append(a.ints, pb.Value_Int64Value{Int64Value: v.Int})
+		out := a.next()
+		out.Kind = &a.ints[len(a.ints)-1]
+		return out
+	}
+	out := a.next()
+	out.Kind = valueToProto(v).Kind
+	return out
+}

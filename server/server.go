@@ -160,26 +160,34 @@ func (s *Server) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) (*
 		return nil, toStatus(ctx, s.logger, "GetFeatures", err)
 	}
 	nf := len(refs)
-	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(req.GetEntityIds()))}
-	// One backing array per kind of slice keeps allocations per response constant.
-	ers := make([]pb.EntityResult, len(req.GetEntityIds()))
-	allStatuses := make([]pb.FeatureStatus, len(values))
-	allValues := make([]*pb.Value, len(values))
-	for e, id := range req.GetEntityIds() {
+	ids := req.GetEntityIds()
+	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(ids))}
+	// Messages are allocated in bulk, one array per kind, rather than one by one: the
+	// allocation count per response stays constant whatever its size.
+	ers := make([]pb.EntityResult, len(ids))
+	statuses := make([]pb.FeatureStatus, len(values))
+	vals := make([]*pb.Value, len(values))
+	times := make([]*timestamppb.Timestamp, len(values))
+	tsArena := make([]timestamppb.Timestamp, len(values))
+	arena := newValueArena(len(values))
+	for e, id := range ids {
 		er := &ers[e]
 		er.EntityId = id
-		er.Statuses = allStatuses[e*nf : (e+1)*nf : (e+1)*nf]
-		er.Values = allValues[e*nf : (e+1)*nf : (e+1)*nf]
-		er.EventTimes = make([]*timestamppb.Timestamp, nf)
+		lo, hi := e*nf, (e+1)*nf
+		er.Statuses, er.Values, er.EventTimes = statuses[lo:hi:hi], vals[lo:hi:hi], times[lo:hi:hi]
 		for f := 0; f < nf; f++ {
-			v := values[e*nf+f]
+			v := &values[lo+f]
 			er.Statuses[f] = featureStatusToProto(v.Status)
 			if v.Status == featurestore.Present {
-				er.Values[f] = valueToProto(v.Value)
+				er.Values[f] = arena.value(v.Value)
 			} else {
-				er.Values[f] = &pb.Value{}
+				er.Values[f] = arena.empty()
 			}
-			er.EventTimes[f] = timestampFromMicros(v.EventTime)
+			if v.EventTime != 0 {
+				ts := &tsArena[lo+f]
+				ts.Seconds, ts.Nanos = v.EventTime/1e6, int32(v.EventTime%1e6)*1000
+				er.EventTimes[f] = ts
+			}
 		}
 		out.Results[e] = er
 	}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	vk "github.com/valkey-io/valkey-go"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/featurestore/valkey"
+	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
+	"github.com/dsfeatures/featurestore/server"
+)
+
+const (
+	hotEntities  = 2000
+	coldEntities = 20000
+)
+
+type env struct {
+	closers []func()
+	// ours serves with the default lease; cold serves the cold pool with a lease longer
+	// than the run, so keys it reads stay uncached (within their horizon) throughout.
+	ours, cold, base pb.FeatureStoreServiceClient
+	ddb              *dynamodb.Client
+	tables           dynamo.Tables
+	rawTable         string
+	valkey           vk.Client
+	refs             map[int][]string // features -> refs of the set with that many features
+}
+
+func (e *env) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+}
+
+func serveGRPC(e *env, srv *grpc.Server) (pb.FeatureStoreServiceClient, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve(lis)
+	e.closers = append(e.closers, srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, func() { conn.Close() })
+	return pb.NewFeatureStoreServiceClient(conn), nil
+}
+
+func setup(ctx context.Context, o options, log io.Writer) (*env, error) {
+	e := &env{refs: map[int][]string{}}
+	ok := false
+	defer func() {
+		if !ok {
+			e.close()
+		}
+	}()
+	dir, err := devstack.FindDynamoDBLocal(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := devstack.FindValkeyServer(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	ddbLocal, err := devstack.StartDynamoDB(ctx, dir, 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, ddbLocal.Stop)
+	vks, err := devstack.StartValkey(ctx, bin, devstack.ValkeyOptions{MaxMemory: "1gb"})
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, vks.Stop)
+	e.ddb = dynamo.NewClient(dynamo.LocalConfig(), ddbLocal.Endpoint)
+	e.tables = dynamo.TablesWithPrefix("bench_")
+	db := dynamo.New(e.ddb, e.tables)
+	if err := db.EnsureTables(ctx); err != nil {
+		return nil, err
+	}
+	e.rawTable = "bench_raw"
+	if _, err := e.ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String(e.rawTable), BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash}},
+	}); err != nil {
+		return nil, err
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	newSvc := func(cfg featurestore.Config) (*featurestore.Service, error) {
+		cache, err := valkey.Dial(ctx, []string{vks.Addr}, valkey.Options{Horizon: cfg.Lease})
+		if err != nil {
+			return nil, err
+		}
+		e.closers = append(e.closers, cache.Close)
+		return featurestore.New(db, cache, nil, featurestore.SystemClock{}, cfg, logger)
+	}
+	svc, err := newSvc(featurestore.DefaultConfig())
+	if err != nil {
+		return nil, err
+	}
+	coldSvc, err := newSvc(featurestore.Config{WriteTimeout: 5 * time.Minute, Lease: 6 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	if e.ours, err = serveGRPC(e, server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger).Server); err != nil {
+		return nil, err
+	}
+	if e.cold, err = serveGRPC(e, server.NewGRPC(server.New(coldSvc, logger, server.Options{}), nil, logger).Server); err != nil {
+		return nil, err
+	}
+	e.valkey, err = vk.NewClient(vk.ClientOption{InitAddress: []string{vks.Addr}, DisableCache: true})
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, e.valkey.Close)
+	bsrv := grpc.NewServer()
+	pb.RegisterFeatureStoreServiceServer(bsrv, &bareGets{client: e.valkey})
+	if e.base, err = serveGRPC(e, bsrv); err != nil {
+		return nil, err
+	}
+
+	// Seed data: sets of 10 and 100 double features; a hot pool in both, a cold pool in b10.
+	fmt.Fprintf(log, "fsbench: seeding %d hot entities in two sets and %d cold ones...\n", hotEntities, coldEntities)
+	for _, nf := range []int{10, 100} {
+		fs := featurestore.FeatureSet{Name: "b" + strconv.Itoa(nf), EntityType: "user"}
+		for i := 0; i < nf; i++ {
+			fs.Features = append(fs.Features, featurestore.FeatureSpec{Name: "f" + strconv.Itoa(i), Type: featurestore.TypeDouble})
+			e.refs[nf] = append(e.refs[nf], fs.Name+":f"+strconv.Itoa(i))
+		}
+		if _, err := svc.ApplyFeatureSet(ctx, fs); err != nil {
+			return nil, err
+		}
+		if err := seed(ctx, svc, fs, "h", hotEntities); err != nil {
+			return nil, err
+		}
+	}
+	if err := seed(ctx, svc, featurestore.FeatureSet{Name: "b10", Features: nil}, "c", coldEntities); err != nil {
+		return nil, err
+	}
+	// New keys are cached once their horizon has passed and a read heals them.
+	time.Sleep(featurestore.DefaultConfig().Lease + 200*time.Millisecond)
+	for _, nf := range []int{10, 100} {
+		for s := 0; s < hotEntities; s += 100 {
+			ids := make([]string, 0, 100)
+			for i := s; i < s+100; i++ {
+				ids = append(ids, entity("h", i))
+			}
+			if _, err := e.ours.GetFeatures(ctx, &pb.GetFeaturesRequest{Features: e.refs[nf], EntityIds: ids}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ok = true
+	return e, nil
+}
+
+func entity(pool string, i int) string { return pool + strconv.Itoa(i) }
+
+// seed writes n entities of the pool with every feature of the set named fs.Name (the
+// features are looked up when fs.Features is empty).
+func seed(ctx context.Context, svc *featurestore.Service, fs featurestore.FeatureSet, pool string, n int) error {
+	if len(fs.Features) == 0 {
+		full, err := svc.GetFeatureSet(ctx, fs.Name)
+		if err != nil {
+			return err
+		}
+		fs = full
+	}
+	at := time.Now().Add(-time.Minute)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for s := 0; s < n; s += 100 {
+		g.Go(func() error {
+			rows := make([]featurestore.WriteRow, 0, 100)
+			for i := s; i < min(s+100, n); i++ {
+				vals := make(map[string]featurestore.Value, len(fs.Features))
+				for f, spec := range fs.Features {
+					vals[spec.Name] = featurestore.Value{Type: featurestore.TypeDouble, Float: float64(i*1000 + f)}
+				}
+				rows = append(rows, featurestore.WriteRow{EntityID: entity(pool, i), EventTime: at, Values: vals})
+			}
+			_, err := svc.WriteRowsLenient(gctx, fs.Name, "rows", 0, rows)
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+// bareGets is the cached-read baseline: the same pipelined ValKey GETs as GetFeatures
+// (the set and every row), and a response naming the entities, decoding nothing.
+type bareGets struct {
+	pb.UnimplementedFeatureStoreServiceServer
+	client vk.Client
+}
+
+func (s *bareGets) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error) {
+	set, _, _ := cutRef(req.GetFeatures()[0])
+	cmds := make(vk.Commands, 0, len(req.GetEntityIds())+1)
+	cmds = append(cmds, s.client.B().Get().Key(featurestore.SetKey(set).CacheKey()).Build())
+	for _, id := range req.GetEntityIds() {
+		cmds = append(cmds, s.client.B().Get().Key(featurestore.RowKey(set, id).CacheKey()).Build())
+	}
+	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(req.GetEntityIds()))}
+	for i, r := range s.client.DoMulti(ctx, cmds...) {
+		if _, err := r.AsBytes(); err != nil && !vk.IsValkeyNil(err) {
+			return nil, err
+		}
+		if i > 0 {
+			out.Results[i-1] = &pb.EntityResult{EntityId: req.GetEntityIds()[i-1]}
+		}
+	}
+	return out, nil
+}
+
+func cutRef(ref string) (set, feature string, ok bool) {
+	for i := 0; i < len(ref); i++ {
+		if ref[i] == ':' {
+			return ref[:i], ref[i+1:], true
+		}
+	}
+	return ref, "", false
+}

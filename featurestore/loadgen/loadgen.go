@@ -1,0 +1,139 @@
+// Package loadgen drives a function at a fixed rate (open loop) or as fast as a fixed
+// number of workers can (closed loop), and summarizes throughput and latency. In open-loop
+// mode each operation's latency is measured from the moment it was scheduled to start, not
+// from when it actually started, so a slow server cannot hide its queueing delay
+// (no coordinated omission).
+package loadgen
+
+import (
+	"context"
+	"math/rand"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Op is one operation; i numbers operations from 0, rng is the caller's worker's own
+// source (seeded, so runs are reproducible).
+type Op func(ctx context.Context, i int, rng *rand.Rand) error
+
+// Result summarizes a run.
+type Result struct {
+	Ops        int
+	Errors     int
+	Dropped    int // open loop: operations not started because MaxInFlight were running
+	Elapsed    time.Duration
+	Throughput float64 // successful operations per second
+	P50        time.Duration
+	P99        time.Duration
+	P999       time.Duration
+}
+
+func summarize(lat []time.Duration, errs, dropped int, elapsed time.Duration) Result {
+	r := Result{Ops: len(lat) + errs, Errors: errs, Dropped: dropped, Elapsed: elapsed}
+	if elapsed > 0 {
+		r.Throughput = float64(len(lat)) / elapsed.Seconds()
+	}
+	if len(lat) == 0 {
+		return r
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	r.P50, r.P99, r.P999 = q(0.50), q(0.99), q(0.999)
+	return r
+}
+
+// Closed runs op on workers goroutines back to back for d.
+func Closed(ctx context.Context, seed int64, workers int, d time.Duration, op Op) Result {
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	var next int
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(seed + int64(w)))
+			for time.Now().Before(end) && ctx.Err() == nil {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				t0 := time.Now()
+				err := op(ctx, i, rng)
+				el := time.Since(t0)
+				mu.Lock()
+				if err != nil {
+					errs++
+				} else {
+					lat = append(lat, el)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return summarize(lat, errs, 0, time.Since(start))
+}
+
+// Open starts op rate times per second for d, each in its own goroutine, with at most
+// maxInFlight running; an operation that would exceed it is dropped and counted.
+func Open(ctx context.Context, seed int64, rate float64, maxInFlight int, d time.Duration, op Op) Result {
+	interval := time.Duration(float64(time.Second) / rate)
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs, dropped := 0, 0
+	slots := make(chan struct{}, maxInFlight)
+	var wg sync.WaitGroup
+	rng := rand.New(rand.NewSource(seed))
+	start := time.Now()
+	n := int(d.Seconds() * rate)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		intended := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(intended); wait > 0 {
+			time.Sleep(wait)
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			dropped++
+			continue
+		}
+		opRng := rand.New(rand.NewSource(rng.Int63()))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := op(ctx, i, opRng)
+			el := time.Since(intended)
+			<-slots
+			mu.Lock()
+			if err != nil {
+				errs++
+			} else {
+				lat = append(lat, el)
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return summarize(lat, errs, dropped, time.Since(start))
+}
+
+// Keys picks entity indexes in [0, n): uniformly, or Zipf-distributed (s=1.1) so a few
+// hot keys take most of the traffic.
+type Keys struct {
+	N    int
+	Zipf bool
+}
+
+// Pick returns one index.
+func (k Keys) Pick(rng *rand.Rand) int {
+	if !k.Zipf {
+		return rng.Intn(k.N)
+	}
+	// rand.Zipf keeps state per rng; building one per call is cheap next to an RPC.
+	return int(rand.NewZipf(rng, 1.1, 1, uint64(k.N-1)).Uint64())
+}
