@@ -187,7 +187,7 @@ func seed(ctx context.Context, svc *featurestore.Service, fs featurestore.Featur
 	}
 	at := time.Now().Add(-time.Minute)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
+	g.SetLimit(2)
 	for s := 0; s < n; s += 100 {
 		g.Go(func() error {
 			rows := make([]featurestore.WriteRow, 0, 100)
@@ -198,7 +198,13 @@ func seed(ctx context.Context, svc *featurestore.Service, fs featurestore.Featur
 				}
 				rows = append(rows, featurestore.WriteRow{EntityID: entity(pool, i), EventTime: at, Values: vals})
 			}
-			_, err := svc.WriteRowsLenient(gctx, fs.Name, "rows", 0, rows)
+			var err error
+			for attempt := 0; attempt < 5; attempt++ { // merges are idempotent: retrying is safe
+				if _, err = svc.WriteRowsLenient(gctx, fs.Name, "rows", 0, rows); err == nil {
+					return nil
+				}
+				time.Sleep(time.Second)
+			}
 			return err
 		})
 	}
