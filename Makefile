@@ -73,12 +73,18 @@ fuzz:
 ## bench: benchmarks as ratios against baselines measured in the same run
 BENCH_COUNT ?= 5
 BENCH_TIME ?= 2000x
+BENCH_DURATION ?= 3s
+## bench: the suite (every scenario against its baseline, one run, a Markdown table in
+## .build/benchmarks-table.md), then the Go benchmarks: interleaved cached reads, hot-path
+## allocations (-benchmem), ingestion lanes, deletion under load
 bench: deps
 	@mkdir -p .build
-	$(GO) test -run '^$$' -bench GetFeatures -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 30m ./server/ | tee .build/bench.txt
+	$(GO) run ./cmd/fsbench -duration $(BENCH_DURATION) -out .build/benchmarks-table.md
+	$(GO) test -run '^$$' -bench GetFeaturesCached -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 30m ./server/ | tee .build/bench.txt
+	@awk -f deploy/dev/benchsummary.awk .build/bench.txt
+	$(GO) test -run '^$$' -bench GetFeaturesHotPath -benchmem -benchtime 300x -count 1 -timeout 30m ./server/
 	$(GO) test -run '^$$' -bench Ingest -benchtime 3x -count 1 -timeout 30m ./server/ | tee .build/bench-ingest.txt
 	$(GO) test -run '^$$' -bench DeletionUnderLoad -benchtime 1x -count 1 -timeout 30m ./gdpr/ | tee .build/bench-gdpr.txt
-	@awk -f deploy/dev/benchsummary.awk .build/bench.txt
 
 ## bench-import: 1M-row Parquet import into a server process: rows/s and its peak RSS
 IMPORT_ROWS ?= 1000000

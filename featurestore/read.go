@@ -3,6 +3,7 @@ package featurestore
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -151,6 +152,8 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 	maxPer := 0
 	for si := range setNames2 {
 		maxPer = max(maxPer, len(setNames2[si]))
+		// LookupCells walks names in the rows' (sorted) order.
+		sort.Sort(byName{setNames2[si], setPos[si]})
 	}
 	cellBuf := make([]Cell, maxPer)
 	foundBuf := make([]bool, maxPer)
@@ -187,6 +190,19 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 		}
 	}
 	return refs, values, nil
+}
+
+// byName sorts feature names together with their positions in the request.
+type byName struct {
+	names []string
+	pos   []int
+}
+
+func (b byName) Len() int           { return len(b.names) }
+func (b byName) Less(i, j int) bool { return b.names[i] < b.names[j] }
+func (b byName) Swap(i, j int) {
+	b.names[i], b.names[j] = b.names[j], b.names[i]
+	b.pos[i], b.pos[j] = b.pos[j], b.pos[i]
 }
 
 func firstRefOf(refSet []int, si int) int {

@@ -312,26 +312,24 @@ func CheckValue(field string, t ValueType, v Value) error {
 func (c Cell) String() string { return fmt.Sprintf("%s@%d", c.Name, c.EventTime) }
 
 // LookupCells decodes from an encoded row only the cells named in names, into out
-// (out[i] for names[i]; found[i] tells whether it was there). It allocates nothing for
-// names or for cells it skips, which is what the read path wants: a request usually asks
-// for a few features of wide rows.
+// (out[i] for names[i]; found[i] tells whether it was there). names must be sorted (they
+// may repeat): cells are stored sorted too, so one merge walk finds them all. It allocates
+// nothing for names or for cells it skips, which is what the read path wants: a request
+// usually asks for some features of wide rows.
 func LookupCells(b []byte, names []string, out []Cell, found []bool) error {
 	if len(b) == 0 || b[0] != rowFormat {
 		return ErrCorruptRow
 	}
 	d := rowDecoder{b: b[1:]}
 	n := d.count(4)
+	j := 0
 	for c := 0; c < n && d.err == nil; c++ {
 		name := d.bytes()
 		t := d.varint()
-		idx := -1
-		for i, want := range names {
-			if string(name) == want {
-				idx = i
-				break
-			}
+		for j < len(names) && names[j] < string(name) {
+			j++
 		}
-		if idx < 0 {
+		if j == len(names) || names[j] != string(name) {
 			d.skipValue()
 			continue
 		}
@@ -339,11 +337,9 @@ func LookupCells(b []byte, names []string, out []Cell, found []bool) error {
 		if d.err != nil {
 			break
 		}
-		for i := idx; i < len(names); i++ { // a feature may be requested twice
-			if names[i] == names[idx] {
-				out[i] = Cell{Name: names[i], EventTime: t, Value: v}
-				found[i] = true
-			}
+		for ; j < len(names) && names[j] == string(name); j++ { // a feature may be requested twice
+			out[j] = Cell{Name: names[j], EventTime: t, Value: v}
+			found[j] = true
 		}
 	}
 	return d.err

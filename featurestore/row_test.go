@@ -2,6 +2,7 @@ package featurestore
 
 import (
 	"math"
+	"sort"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -217,6 +218,7 @@ func FuzzLookupCells(f *testing.F) {
 	}}), "b")
 	f.Fuzz(func(t *testing.T, b []byte, name string) {
 		names := []string{name, "a", "c", name}
+		sort.Strings(names)
 		out := make([]Cell, len(names))
 		found := make([]bool, len(names))
 		err := LookupCells(b, names, out, found)

@@ -34,7 +34,7 @@ func startShared(b *testing.B) *devstack.Shared {
 }
 
 // baseline is the least a GetFeatures handler could do: the same pipelined ValKey GETs
-// for the same keys, and a response naming the entities, without decoding anything.
+// for the same keys, and a response carrying each entity's cached bytes, decoding nothing.
 type baseline struct {
 	pb.UnimplementedFeatureStoreServiceServer
 	client vk.Client
@@ -49,11 +49,12 @@ func (s *baseline) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) 
 	}
 	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(req.GetEntityIds()))}
 	for i, r := range s.client.DoMulti(ctx, cmds...) {
-		if _, err := r.AsBytes(); err != nil {
+		b, err := r.AsBytes()
+		if err != nil {
 			return nil, err
 		}
 		if i > 0 {
-			out.Results[i-1] = &pb.EntityResult{EntityId: req.GetEntityIds()[i-1]}
+			out.Results[i-1] = &pb.EntityResult{EntityId: req.GetEntityIds()[i-1], Values: []*pb.Value{{Kind: &pb.Value_BytesValue{BytesValue: b}}}}
 		}
 	}
 	return out, nil

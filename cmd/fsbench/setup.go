@@ -212,7 +212,8 @@ func seed(ctx context.Context, svc *featurestore.Service, fs featurestore.Featur
 }
 
 // bareGets is the cached-read baseline: the same pipelined ValKey GETs as GetFeatures
-// (the set and every row), and a response naming the entities, decoding nothing.
+// (the set and every row), and a response carrying each entity's cached bytes as one
+// bytes value, decoding nothing. It moves the data, as GetFeatures must, and no more.
 type bareGets struct {
 	pb.UnimplementedFeatureStoreServiceServer
 	client vk.Client
@@ -227,11 +228,12 @@ func (s *bareGets) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) 
 	}
 	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(req.GetEntityIds()))}
 	for i, r := range s.client.DoMulti(ctx, cmds...) {
-		if _, err := r.AsBytes(); err != nil && !vk.IsValkeyNil(err) {
+		b, err := r.AsBytes()
+		if err != nil && !vk.IsValkeyNil(err) {
 			return nil, err
 		}
 		if i > 0 {
-			out.Results[i-1] = &pb.EntityResult{EntityId: req.GetEntityIds()[i-1]}
+			out.Results[i-1] = &pb.EntityResult{EntityId: req.GetEntityIds()[i-1], Values: []*pb.Value{{Kind: &pb.Value_BytesValue{BytesValue: b}}}}
 		}
 	}
 	return out, nil
