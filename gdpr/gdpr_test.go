@@ -20,17 +20,7 @@ import (
 var shared *devstack.Shared
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	s, err := devstack.StartShared(ctx)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration stack:", err)
-		os.Exit(1)
-	}
-	shared = s
-	code := m.Run()
-	s.Stop()
-	os.Exit(code)
+	os.Exit(devstack.RunTests(m, func(s *devstack.Shared) { shared = s }))
 }
 
 var fsCfg = featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}

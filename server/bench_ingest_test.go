@@ -3,8 +3,6 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/client"
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
@@ -33,22 +30,10 @@ const ingestParallelism = 4
 // one run. Metrics are rows/s and the ratio to the baseline (higher is better).
 func BenchmarkIngest(b *testing.B) {
 	const rowsPerRun = 4000
-	shared := startShared(b)
 	cfg := featurestore.Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second}
-	st := shared.NewStack(b, cfg.Lease, devstack.ValkeyOptions{})
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{}, cfg, logger)
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := newBenchEnv(b, cfg, "ingest", "f", 10)
+	shared, st, svc, logger := be.shared, be.st, be.svc, be.logger
 	ctx := context.Background()
-	fs := featurestore.FeatureSet{Name: "ingest", EntityType: "user"}
-	for i := 0; i < 10; i++ {
-		fs.Features = append(fs.Features, featurestore.FeatureSpec{Name: "f" + strconv.Itoa(i), Type: featurestore.TypeDouble})
-	}
-	if _, err := svc.ApplyFeatureSet(ctx, fs); err != nil {
-		b.Fatal(err)
-	}
 	g := server.NewGRPC(server.New(svc, logger, server.Options{StreamInFlight: ingestParallelism, BatchInFlight: ingestParallelism}), nil, logger, grpc.MaxRecvMsgSize(64<<20))
 	addr, _ := serveAt(b, g.Server)
 	c, err := client.Dial(addr, client.Options{})
@@ -124,14 +109,7 @@ func BenchmarkIngest(b *testing.B) {
 
 		data = rows()
 		start = time.Now()
-		next := 0
-		sum, err := c.BatchWrite(ctx, "ingest", 500, func() (*pb.FeatureRow, error) {
-			if next == len(data) {
-				return nil, nil
-			}
-			next++
-			return data[next-1], nil
-		})
+		sum, err := c.BatchWrite(ctx, "ingest", 500, client.RowsFrom(data))
 		if err != nil || sum.GetRowsWritten() != rowsPerRun {
 			b.Fatalf("batch: %v %v", sum, err)
 		}

@@ -33,6 +33,33 @@ func startShared(b *testing.B) *devstack.Shared {
 	return s
 }
 
+// benchEnv is a stack with a Service and a set of nf double features named prefix+i.
+type benchEnv struct {
+	shared *devstack.Shared
+	st     *devstack.Stack
+	svc    *featurestore.Service
+	logger *slog.Logger
+	fs     featurestore.FeatureSet
+}
+
+func newBenchEnv(b *testing.B, cfg featurestore.Config, set, prefix string, nf int) *benchEnv {
+	shared := startShared(b)
+	st := shared.NewStack(b, cfg.Lease, devstack.ValkeyOptions{})
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{}, cfg, logger)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fs := featurestore.FeatureSet{Name: set, EntityType: "user"}
+	for i := 0; i < nf; i++ {
+		fs.Features = append(fs.Features, featurestore.FeatureSpec{Name: prefix + strconv.Itoa(i), Type: featurestore.TypeDouble})
+	}
+	if _, err := svc.ApplyFeatureSet(context.Background(), fs); err != nil {
+		b.Fatal(err)
+	}
+	return &benchEnv{shared: shared, st: st, svc: svc, logger: logger, fs: fs}
+}
+
 // baseline is the least a GetFeatures handler could do: the same pipelined ValKey GETs
 // for the same keys, and a response carrying each entity's cached bytes, decoding nothing.
 type baseline struct {
@@ -85,23 +112,13 @@ func serveAt(b *testing.B, srv *grpc.Server) (string, pb.FeatureStoreServiceClie
 // interleaving the two call by call so both see the same machine noise. It reports the
 // medians and p99s of both and their ratio (ours / baseline; 1.0 is "costs nothing").
 func BenchmarkGetFeaturesCached(b *testing.B) {
-	shared := startShared(b)
 	cfg := featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
-	st := shared.NewStack(b, cfg.Lease, devstack.ValkeyOptions{})
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{}, cfg, logger)
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := newBenchEnv(b, cfg, "bench", "f", 10)
+	st, svc, logger, fs := be.st, be.svc, be.logger, be.fs
 	ctx := context.Background()
-	fs := featurestore.FeatureSet{Name: "bench", EntityType: "user"}
 	var refs []string
-	for i := 0; i < 10; i++ {
-		fs.Features = append(fs.Features, featurestore.FeatureSpec{Name: "f" + strconv.Itoa(i), Type: featurestore.TypeDouble})
-		refs = append(refs, "bench:f"+strconv.Itoa(i))
-	}
-	if _, err := svc.ApplyFeatureSet(ctx, fs); err != nil {
-		b.Fatal(err)
+	for _, f := range fs.Features {
+		refs = append(refs, "bench:"+f.Name)
 	}
 	const entities = 100
 	ids := make([]string, entities)

@@ -3,14 +3,11 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/dsfeatures/featurestore/featurestore"
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -19,25 +16,13 @@ import (
 // gRPC side) on cached keys, so that -benchmem reports the allocations of our hot path:
 // the cache read, decoding, and building the response.
 func BenchmarkGetFeaturesHotPath(b *testing.B) {
-	shared := startShared(b)
 	cfg := featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
-	st := shared.NewStack(b, cfg.Lease, devstack.ValkeyOptions{})
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{}, cfg, logger)
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := newBenchEnv(b, cfg, "hot", "feature_", 20)
+	svc, logger, fs := be.svc, be.logger, be.fs
 	ctx := context.Background()
-	fs := featurestore.FeatureSet{Name: "hot", EntityType: "user"}
 	var refs []string
-	for i := 0; i < 20; i++ { // the request asks for half of them
-		fs.Features = append(fs.Features, featurestore.FeatureSpec{Name: "feature_" + strconv.Itoa(i), Type: featurestore.TypeDouble})
-		if i%2 == 0 {
-			refs = append(refs, "hot:feature_"+strconv.Itoa(i))
-		}
-	}
-	if _, err := svc.ApplyFeatureSet(ctx, fs); err != nil {
-		b.Fatal(err)
+	for i := 0; i < 20; i += 2 { // the request asks for half of them
+		refs = append(refs, "hot:feature_"+strconv.Itoa(i))
 	}
 	ids := make([]string, 100)
 	rows := make([]featurestore.WriteRow, 100)

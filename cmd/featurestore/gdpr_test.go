@@ -72,14 +72,7 @@ func TestGdprEndToEnd(t *testing.T) {
 
 	// Late batch row (older) and a newer one.
 	rows := []*pb.FeatureRow{row("u1", old, 40), row("u3", time.Now(), 41)}
-	i := 0
-	sum, err := c.BatchWrite(ctx, "profile", 10, func() (*pb.FeatureRow, error) {
-		if i == len(rows) {
-			return nil, nil
-		}
-		i++
-		return rows[i-1], nil
-	})
+	sum, err := c.BatchWrite(ctx, "profile", 10, client.RowsFrom(rows))
 	if err != nil || sum.GetRowsRejected() != 1 || sum.GetRowsWritten() != 1 || sum.GetErrors()[0].GetRow() != 0 {
 		t.Fatalf("late batch: %v %v, want row 0 rejected and row 1 written", sum, err)
 	}

@@ -228,14 +228,7 @@ func TestBatchSummary(t *testing.T) {
 	}
 	rows[500] = client.Row("old", now.Add(-time.Hour), map[string]*pb.Value{"n": client.Int64(1)})
 	rows[731] = client.Row("bad", now, map[string]*pb.Value{"nope": client.Int64(1)})
-	i := 0
-	sum, err := c.BatchWrite(ctx, "counts", 128, func() (*pb.FeatureRow, error) {
-		if i == len(rows) {
-			return nil, nil
-		}
-		i++
-		return rows[i-1], nil
-	})
+	sum, err := c.BatchWrite(ctx, "counts", 128, client.RowsFrom(rows))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,14 +243,7 @@ func TestBatchSummary(t *testing.T) {
 		t.Fatalf("after batch: %v", got)
 	}
 	// The batch is safe to resend whole.
-	i = 0
-	again, err := c.BatchWrite(ctx, "counts", 128, func() (*pb.FeatureRow, error) {
-		if i == len(rows) {
-			return nil, nil
-		}
-		i++
-		return rows[i-1], nil
-	})
+	again, err := c.BatchWrite(ctx, "counts", 128, client.RowsFrom(rows))
 	if err != nil || again.GetRowsWritten() != 998 {
 		t.Fatalf("resend: %v %v", again, err)
 	}

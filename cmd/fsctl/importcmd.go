@@ -87,16 +87,12 @@ func cmdImport(ctx context.Context, g globals, args []string) error {
 	if *set == "" || fset.NArg() != 1 {
 		return errors.New("usage: fsctl import -set NAME [-format csv|jsonl|parquet] FILE")
 	}
-	c, err := client.Dial(g.addr, client.Options{})
+	c, fs, err := dialForSet(ctx, g, *set)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	fsResp, err := c.API().GetFeatureSet(ctx, &pb.GetFeatureSetRequest{Name: *set})
-	if err != nil {
-		return rpcError(err)
-	}
-	src, err := ingest.Open(fset.Arg(0), *format, fsResp.GetFeatureSet(), time.Now())
+	src, err := ingest.Open(fset.Arg(0), *format, fs, time.Now())
 	if err != nil {
 		return err
 	}
@@ -148,16 +144,12 @@ func cmdStream(ctx context.Context, g globals, args []string) error {
 	if *set == "" {
 		return errors.New("usage: fsctl stream -set NAME < rows.jsonl")
 	}
-	c, err := client.Dial(g.addr, client.Options{})
+	c, fs, err := dialForSet(ctx, g, *set)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	fsResp, err := c.API().GetFeatureSet(ctx, &pb.GetFeatureSetRequest{Name: *set})
-	if err != nil {
-		return rpcError(err)
-	}
-	src := ingest.NewJSONL(g.stdin, 0, ingest.FeatureTypes(fsResp.GetFeatureSet()), time.Now())
+	src := ingest.NewJSONL(g.stdin, 0, ingest.FeatureTypes(fs), time.Now())
 	var written, stale, rejected atomic.Int64
 	var firstErrs []string
 	w, err := c.NewStreamWriter(ctx, client.StreamOptions{OnAck: func(r *pb.StreamWriteFeaturesResponse) {
@@ -212,4 +204,18 @@ func cmdStream(ctx context.Context, g globals, args []string) error {
 		fmt.Fprintf(g.stdout, "  %s\n", e)
 	}
 	return nil
+}
+
+// dialForSet connects and fetches the feature set that rows will be parsed against.
+func dialForSet(ctx context.Context, g globals, set string) (*client.Client, *pb.FeatureSet, error) {
+	c, err := client.Dial(g.addr, client.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := c.API().GetFeatureSet(ctx, &pb.GetFeatureSetRequest{Name: set})
+	if err != nil {
+		c.Close()
+		return nil, nil, rpcError(err)
+	}
+	return c, resp.GetFeatureSet(), nil
 }

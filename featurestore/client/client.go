@@ -145,6 +145,18 @@ func (c *Client) BatchWrite(ctx context.Context, set string, chunkSize int, next
 	return stream.CloseAndRecv()
 }
 
+// RowsFrom yields rows one by one, for BatchWrite.
+func RowsFrom(rows []*pb.FeatureRow) func() (*pb.FeatureRow, error) {
+	i := 0
+	return func() (*pb.FeatureRow, error) {
+		if i == len(rows) {
+			return nil, nil
+		}
+		i++
+		return rows[i-1], nil
+	}
+}
+
 // Row builds a row.
 func Row(entityID string, eventTime time.Time, values map[string]*pb.Value) *pb.FeatureRow {
 	return &pb.FeatureRow{EntityId: entityID, EventTime: timestamppb.New(eventTime), Values: values}

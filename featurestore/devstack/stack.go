@@ -89,3 +89,19 @@ func UniquePrefix(name string) string {
 	}
 	return fmt.Sprintf("t_%s_%s_", clean, hex.EncodeToString(b[:]))
 }
+
+// RunTests is a TestMain body for packages that test against the real stack: it starts
+// the shared stack, hands it to use, runs the tests, stops the stack and returns the exit
+// code. Usage: func TestMain(m *testing.M) { os.Exit(devstack.RunTests(m, func(s *devstack.Shared) { shared = s })) }
+func RunTests(m *testing.M, use func(*Shared)) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	s, err := StartShared(ctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration stack:", err)
+		return 1
+	}
+	defer s.Stop()
+	use(s)
+	return m.Run()
+}
