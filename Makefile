@@ -9,7 +9,7 @@ TEST_P ?= 2
 FUZZTIME ?= 5s
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: all deps build run test unit lint generate check-generated fuzz-short fuzz bench bench-import chaos clean
+.PHONY: all deps build run test lint generate check-generated fuzz-short fuzz bench bench-import chaos clean
 
 all: build
 
@@ -36,9 +36,6 @@ run: deps build
 test: deps lint check-generated
 	$(GO) test -race -count=1 -p $(TEST_P) -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz-short
-
-unit:
-	$(GO) test -count=1 -short ./...
 
 lint:
 	buf lint
