@@ -1,0 +1,84 @@
+package featurestore_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/featurestore/valkey"
+)
+
+// TestValkeyCluster runs the write-through protocol unchanged against a 3-primary ValKey
+// Cluster: multi-entity reads and writes span slots (pipelines are split per node, and
+// every script touches one key), misses heal, and a cached read does no database read.
+func TestValkeyCluster(t *testing.T) {
+	ctx := context.Background()
+	cl, err := devstack.StartValkeyCluster(ctx, shared.ValkeyBin, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	cache, err := valkey.Dial(ctx, cl.Addrs, valkey.Options{Horizon: testCfg.Lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	db := dynamo.New(dynamo.NewClient(dynamo.LocalConfig(), shared.DynamoDB.Endpoint), dynamo.TablesWithPrefix(devstack.UniquePrefix(t.Name())))
+	if err := db.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	counting := &countingDB{Database: db}
+	svc, err := featurestore.New(counting, cache, nil, featurestore.SystemClock{}, testCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, svc, driverSet)
+	ids := make([]string, 50)
+	rows := make([]featurestore.WriteRow, len(ids))
+	for i := range ids {
+		ids[i] = fmt.Sprintf("driver-%d", i)
+		rows[i] = featurestore.WriteRow{EntityID: ids[i], EventTime: time.Now().Add(-time.Minute),
+			Values: map[string]featurestore.Value{"trips": {Type: featurestore.TypeInt64, Int: int64(i)}}}
+	}
+	if _, err := svc.WriteFeatures(ctx, "drivers", rows); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	read := func() []featurestore.FeatureValue {
+		_, vals, err := svc.GetFeatures(ctx, []string{"drivers:trips"}, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range vals {
+			if v.Status != featurestore.Present || v.Value.Int != int64(i) {
+				t.Fatalf("%s: %+v, want %d", ids[i], v, i)
+			}
+		}
+		return vals
+	}
+	read() // heals every key into the cluster
+	counting.reads.Store(0)
+	read()
+	if n := counting.reads.Load(); n != 0 {
+		t.Fatalf("cached read across the cluster did %d database reads, want 0", n)
+	}
+	// A second write round goes through MARK/PUBLISH on every node and stays cached.
+	for i := range rows {
+		rows[i].EventTime = time.Now()
+		rows[i].Values["trips"] = featurestore.Value{Type: featurestore.TypeInt64, Int: int64(i)}
+	}
+	if _, err := svc.WriteFeatures(ctx, "drivers", rows); err != nil {
+		t.Fatal(err)
+	}
+	counting.reads.Store(0)
+	read()
+	if n := counting.reads.Load(); n != 0 {
+		t.Fatalf("read after a write round did %d database reads, want 0", n)
+	}
+}
