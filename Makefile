@@ -25,9 +25,9 @@ build:
 run: deps build
 	@echo "Starting DynamoDB Local, valkey-server and the feature store on $(LISTEN)..."
 	@echo "Try, in another terminal:"
-	@echo "  .build/fsctl apply deploy/examples/driver_stats.yaml"
-	@echo "  .build/fsctl write -set driver_stats -entity d42 trips_today=7 rating=4.9"
-	@echo "  .build/fsctl get -features driver_stats:trips_today,driver_stats:rating -entities d42"
+	@echo "  .build/fsctl -addr $(LISTEN) apply deploy/examples/driver_stats.yaml"
+	@echo "  .build/fsctl -addr $(LISTEN) write -set driver_stats -entity d42 trips_today=7 rating=4.9"
+	@echo "  .build/fsctl -addr $(LISTEN) get -features driver_stats:trips_today,driver_stats:rating -entities d42"
 	@echo "  .tools/bin/grpcurl -plaintext $(LISTEN) list"
 	@echo "Ctrl-C stops everything."
 	@.build/devstack -dynamodb-port 0 -valkey-port 0 -- .build/featurestore -listen $(LISTEN)
