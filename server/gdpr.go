@@ -28,9 +28,15 @@ var _ pb.GdprServiceServer = (*Gdpr)(nil)
 // NewGdpr returns the GDPR handlers; with nil deletions they answer Unimplemented.
 func NewGdpr(d Deletions, logger *slog.Logger) *Gdpr { return &Gdpr{deletions: d, logger: logger} }
 
-// callerIdentity names who asked, for the audit trail. Until authentication exists every
-// caller is "unauthenticated"; the peer address is deliberately not recorded.
-func callerIdentity(context.Context) string { return "unauthenticated" }
+// callerIdentity names who asked, for the audit trail: the authenticated identity, or
+// "unauthenticated" when the server runs without authentication. The peer address is
+// deliberately not recorded.
+func callerIdentity(ctx context.Context) string {
+	if id := Identity(ctx); id != "" {
+		return id
+	}
+	return "unauthenticated"
+}
 
 // DeleteSubject files a deletion; it is durable when this returns.
 func (g *Gdpr) DeleteSubject(ctx context.Context, req *pb.DeleteSubjectRequest) (*pb.DeleteSubjectResponse, error) {

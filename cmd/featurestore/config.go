@@ -27,6 +27,12 @@ type config struct {
 	StartupTimeout   time.Duration
 	ShutdownTimeout  time.Duration
 	GdprRate         float64
+	AuthPolicy       string
+	TLSCert          string
+	TLSKey           string
+	TLSClientCA      string
+	Insecure         bool
+	MaxMessageBytes  int
 	LogLevel         slog.Level
 	LogFormat        string
 }
@@ -49,6 +55,12 @@ var settings = []envFlag{
 	{"startup-timeout", "FS_STARTUP_TIMEOUT", "30s", "how long to wait for DynamoDB and ValKey at start-up"},
 	{"shutdown-timeout", "FS_SHUTDOWN_TIMEOUT", "10s", "how long to drain in-flight RPCs on SIGTERM"},
 	{"gdpr-rate", "FS_GDPR_RATE", "100", "items each replica's deletion worker erases per second at most"},
+	{"auth-policy", "FS_AUTH_POLICY", "", "YAML access policy: bearer tokens and per-identity rules (see README); empty: no authentication"},
+	{"tls-cert", "FS_TLS_CERT", "", "server certificate (PEM) for TLS"},
+	{"tls-key", "FS_TLS_KEY", "", "server key (PEM) for TLS"},
+	{"tls-client-ca", "FS_TLS_CLIENT_CA", "", "CA (PEM) that signs client certificates: their common name is the caller's identity (mTLS)"},
+	{"insecure", "FS_INSECURE", "false", "allow serving without authentication on a non-loopback address"},
+	{"max-message-bytes", "FS_MAX_MESSAGE_BYTES", "16777216", "largest request message accepted"},
 	{"log-level", "FS_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "FS_LOG_FORMAT", "text", "text or json"},
 }
@@ -109,6 +121,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	c.ShutdownTimeout = dur("shutdown-timeout")
 	if c.GdprRate, err = strconv.ParseFloat(*vals["gdpr-rate"], 64); err != nil || c.GdprRate <= 0 {
 		errs = append(errs, fmt.Errorf("-gdpr-rate: want a positive number of items per second, got %q", *vals["gdpr-rate"]))
+	}
+	c.AuthPolicy, c.TLSCert, c.TLSKey, c.TLSClientCA = *vals["auth-policy"], *vals["tls-cert"], *vals["tls-key"], *vals["tls-client-ca"]
+	if c.Insecure, err = strconv.ParseBool(*vals["insecure"]); err != nil {
+		errs = append(errs, fmt.Errorf("-insecure: want true or false, got %q", *vals["insecure"]))
+	}
+	if c.MaxMessageBytes, err = strconv.Atoi(*vals["max-message-bytes"]); err != nil || c.MaxMessageBytes < 1024 {
+		errs = append(errs, fmt.Errorf("-max-message-bytes: want a number of bytes of at least 1024, got %q", *vals["max-message-bytes"]))
 	}
 	if c.WriteTimeout >= c.Lease {
 		errs = append(errs, fmt.Errorf("-write-timeout (%v) must be shorter than -lease (%v)", c.WriteTimeout, c.Lease))

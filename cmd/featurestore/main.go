@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
@@ -42,6 +43,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	secOpts, err := securityOptions(cfg)
+	if err != nil {
+		return err
+	}
 
 	sctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
 	defer cancel()
@@ -81,7 +86,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	eraser := gdpr.New(deletions, svc, featurestore.SystemClock{}, gdpr.Config{Rate: cfg.GdprRate, WriteTimeout: cfg.WriteTimeout}, logger)
-	g := server.NewGRPC(server.New(svc, logger, server.Options{}), server.NewGdpr(eraser, logger), logger)
+	grpcOpts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.MaxMessageBytes)}, secOpts...)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
 	addr := lis.Addr().String()
 	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
 	fmt.Fprintf(stdout, "listening on %s\n", addr)

@@ -32,6 +32,19 @@ func TestMain(m *testing.M) {
 // startServer runs the real main wiring on a free port and returns a connection to it.
 func startServer(t *testing.T, extra map[string]string) (*grpc.ClientConn, context.CancelFunc, chan error) {
 	t.Helper()
+	addr, cancel, done := startServerAt(t, extra)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, cancel, done
+}
+
+// startServerAt runs the real main wiring with a fresh ValKey and table prefix, the given
+// environment on top, and returns its address.
+func startServerAt(t *testing.T, extra map[string]string) (string, context.CancelFunc, chan error) {
+	t.Helper()
 	vk, err := devstack.StartValkey(context.Background(), shared.ValkeyBin, devstack.ValkeyOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -74,16 +87,11 @@ func startServer(t *testing.T, extra map[string]string) (*grpc.ClientConn, conte
 		cancel()
 		t.Fatal("server did not start")
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		conn.Close()
 		cancel()
 		<-done
 	})
-	return conn, cancel, done
+	return addr, cancel, done
 }
 
 func TestEndToEnd(t *testing.T) {
