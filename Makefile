@@ -54,7 +54,7 @@ check-generated:
 	    echo "generated code is stale: run 'make generate' and commit"; exit 1; fi; \
 	  echo "generated code is up to date"
 
-FUZZ_TARGETS := ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \
+FUZZ_TARGETS := ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzValidateRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \
   ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow
 
 fuzz-short:

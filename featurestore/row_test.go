@@ -3,6 +3,8 @@ package featurestore
 import (
 	"math"
 	"sort"
+	"strings"
+	"time"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -234,6 +236,33 @@ func FuzzLookupCells(f *testing.F) {
 			if ok != found[i] || (ok && !want.Value.Equal(out[i].Value)) || (ok && want.EventTime != out[i].EventTime) {
 				t.Fatalf("%q: found %v %+v, DecodeRow says %v %+v", n, found[i], out[i], ok, want)
 			}
+		}
+	})
+}
+
+// FuzzValidateRow feeds arbitrary rows to the validator: it must not panic, must answer
+// only KindInvalid naming a field, and must never echo the subject id (privacy in errors).
+func FuzzValidateRow(f *testing.F) {
+	f.Add("e1", "subject-secret", int64(1700000000000000), "n", uint8(TypeInt64), true)
+	f.Add("", "", int64(0), "", uint8(0), false)
+	set := FeatureSet{Name: "s", EntityType: "u", PersonalData: true, Features: []FeatureSpec{{Name: "n", Type: TypeInt64}, {Name: "tags", Type: TypeStringList}}}
+	f.Fuzz(func(t *testing.T, entity, subject string, micros int64, feature string, typ uint8, personal bool) {
+		set.PersonalData = personal
+		r := WriteRow{EntityID: entity, SubjectID: subject, Values: map[string]Value{feature: {Type: ValueType(typ)}}}
+		if micros != 0 {
+			r.EventTime = time.UnixMicro(micros)
+		}
+		err := ValidateRow(&set, "rows[0]", &r)
+		if err == nil {
+			return
+		}
+		var fe *Error
+		if !asError(err, &fe) || fe.Kind != KindInvalid || !strings.HasPrefix(fe.Field, "rows[0].") {
+			t.Fatalf("error %v: want KindInvalid naming a field of rows[0]", err)
+		}
+		// Short subjects occur in any message ("rows"); the request's own names may contain it.
+		if len(subject) >= 12 && !strings.Contains(feature, subject) && !strings.Contains(entity, subject) && strings.Contains(err.Error(), subject) {
+			t.Fatalf("error echoes the subject id: %v", err)
 		}
 	})
 }
