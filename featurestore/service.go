@@ -35,6 +35,8 @@ type Config struct {
 	MaxValues      int
 	// MaxRows bounds the rows of one WriteFeatures call.
 	MaxRows int
+	// Metrics, if set, receives cache and repair counts (default: discarded).
+	Metrics Metrics
 	// AfterCommit, if set, runs between COMMIT and PUBLISH. It exists for fault injection:
 	// when it returns an error the write ends as if its replica had died there, with no
 	// PUBLISH and no repair, and the caller gets that error. Leave nil in production.
@@ -77,6 +79,9 @@ func (c Config) withDefaults() Config {
 	set(&c.MaxFeatureRefs, d.MaxFeatureRefs)
 	set(&c.MaxValues, d.MaxValues)
 	set(&c.MaxRows, d.MaxRows)
+	if c.Metrics == nil {
+		c.Metrics = NopMetrics{}
+	}
 	return c
 }
 
@@ -152,6 +157,7 @@ func (s *Service) repair(ctx context.Context, pubs []Publication) {
 		cancel()
 		if err == nil {
 			s.logger.Info("repaired publish", "keys", len(pubs), "attempt", attempt)
+			s.cfg.Metrics.PublishRepairs(ctx, true)
 			return
 		}
 		select {
@@ -162,6 +168,7 @@ func (s *Service) repair(ctx context.Context, pubs []Publication) {
 		backoff = min(2*backoff, 5*time.Second)
 	}
 	s.logger.Warn("gave up repairing publish; keys heal when their leases end", "keys", len(pubs))
+	s.cfg.Metrics.PublishRepairs(ctx, false)
 }
 
 // commitFunc commits key i. It returns the item now stored, with ok when that item is
@@ -294,13 +301,18 @@ func (s *Service) readThrough(ctx context.Context, keys []ItemKey) ([]resolved, 
 			miss[i] = i
 		}
 	} else {
+		dirty := 0
 		for i, e := range entries {
 			if e.State == CacheValue {
 				out[i] = resolved{found: len(e.Data) > 0, version: e.Version, data: e.Data}
 			} else {
 				miss = append(miss, i)
+				if e.State == CacheDirty {
+					dirty++
+				}
 			}
 		}
+		s.cfg.Metrics.CacheLookups(ctx, len(keys)-len(miss), dirty, len(miss)-dirty)
 	}
 	if len(miss) == 0 {
 		return out, nil
@@ -323,6 +335,7 @@ func (s *Service) readThrough(ctx context.Context, keys []ItemKey) ([]resolved, 
 		return nil, Unavailable("database unavailable", err)
 	}
 	var pops []Publication
+	refused := 0
 	for j, i := range miss {
 		it, ok := items[keys[i]]
 		if ok {
@@ -331,12 +344,19 @@ func (s *Service) readThrough(ctx context.Context, keys []ItemKey) ([]resolved, 
 		if tickets != nil && tickets[j] != "" {
 			// An absent item is cached too (version 0, no data), so unknown entities stay cheap.
 			pops = append(pops, Publication{Key: mckeys[j], Token: tickets[j], Version: it.Version, Data: it.Data})
+		} else if tickets != nil {
+			refused++
 		}
 	}
 	if len(pops) > 0 {
-		if err := s.cache.Populate(ctx, pops); err != nil {
+		stored, err := s.cache.Populate(ctx, pops)
+		if err != nil {
 			s.logger.Debug("cache populate failed", "err", err)
 		}
+		refused += len(pops) - stored
+		s.cfg.Metrics.Populates(ctx, stored, refused)
+	} else if refused > 0 {
+		s.cfg.Metrics.Populates(ctx, 0, refused)
 	}
 	return out, nil
 }

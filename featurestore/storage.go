@@ -132,7 +132,8 @@ type Cache interface {
 	Mark(ctx context.Context, keys []string, token string, lease time.Duration) error
 	Publish(ctx context.Context, pubs []Publication) error
 	Prepare(ctx context.Context, keys []string) (tickets []string, err error)
-	Populate(ctx context.Context, pops []Publication) error
+	// Populate returns how many of pops were stored; the rest were refused.
+	Populate(ctx context.Context, pops []Publication) (stored int, err error)
 }
 
 // Clock tells the time; tests inject their own.
@@ -145,3 +146,21 @@ type SystemClock struct{}
 
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
+
+// Metrics receives what the service observes; see NopMetrics.
+type Metrics interface {
+	// CacheLookups counts keys a read found servable (hits), dirty, or missing.
+	CacheLookups(ctx context.Context, hits, dirty, missing int)
+	// Populates counts keys a read put back into the cache, and those the cache refused
+	// (a writer marked them, or their horizon had not passed).
+	Populates(ctx context.Context, stored, refused int)
+	// PublishRepairs counts background repairs of failed publishes, by outcome.
+	PublishRepairs(ctx context.Context, ok bool)
+}
+
+// NopMetrics discards everything.
+type NopMetrics struct{}
+
+func (NopMetrics) CacheLookups(context.Context, int, int, int) {}
+func (NopMetrics) Populates(context.Context, int, int)         {}
+func (NopMetrics) PublishRepairs(context.Context, bool)        {}

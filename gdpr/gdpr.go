@@ -38,6 +38,8 @@ type Config struct {
 	// WriteTimeout is the feature store's: writes that checked for tombstones before this
 	// job's existed commit within it, so the final index query waits that long past T.
 	WriteTimeout time.Duration
+	// Metrics, if set, counts jobs by outcome.
+	Metrics Metrics
 	// Settle is how long the index must stay empty (over two queries) to call a job done;
 	// it covers the index's propagation delay (default 500ms).
 	Settle time.Duration
@@ -59,8 +61,20 @@ func (c Config) withDefaults() Config {
 	if c.Settle <= 0 {
 		c.Settle = 500 * time.Millisecond
 	}
+	if c.Metrics == nil {
+		c.Metrics = nopMetrics{}
+	}
 	return c
 }
+
+// Metrics receives job outcomes: "requested", "done", "failed".
+type Metrics interface {
+	GdprJobs(ctx context.Context, event string)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) GdprJobs(context.Context, string) {}
 
 // Service files and runs deletions.
 type Service struct {
@@ -106,6 +120,7 @@ func (s *Service) DeleteSubject(ctx context.Context, subject, reason, by string)
 			s.logger.Warn("audit write failed", "job", out.ID, "err", err)
 		}
 		s.logger.Info("deletion requested", "job", out.ID, "by", by)
+		s.cfg.Metrics.GdprJobs(ctx, "requested")
 	}
 	return out, nil
 }
@@ -160,6 +175,7 @@ func (s *Service) runOnce(ctx context.Context) error {
 				continue // someone else resumes it
 			}
 			s.logger.Warn("deletion job failed; it will be retried after its lease", "job", claimed.ID, "err", err)
+			s.cfg.Metrics.GdprJobs(ctx, "failed")
 		}
 	}
 	return nil
@@ -247,5 +263,6 @@ func (s *Service) runJob(ctx context.Context, j Job) error {
 	_ = s.store.Audit(ctx, AuditEvent{JobID: j.ID, At: now, Event: "done", By: s.owner, SubjectHash: SubjectHash(j.Subject), ItemsDeleted: deleted,
 		Detail: fmt.Sprintf("%d rows kept with values newer than the deletion", len(kept))})
 	s.logger.Info("deletion done", "job", j.ID, "items_deleted", deleted)
+	s.cfg.Metrics.GdprJobs(ctx, "done")
 	return nil
 }

@@ -18,6 +18,7 @@ func (s *Server) StreamWriteFeatures(stream pb.FeatureStoreService_StreamWriteFe
 			return ingest.StreamRequest{Sequence: req.GetSequence(), Set: req.GetFeatureSet(), Rows: rowsFromProtoLenient(req.GetRows())}, nil
 		},
 		func(ack ingest.StreamAck) error {
+			countRows(ctx, s.opts.Metrics, "stream", ack.Results)
 			return stream.Send(&pb.StreamWriteFeaturesResponse{Sequence: ack.Sequence, Results: rowResultsToProto(ack.Results)})
 		},
 		ingest.StreamOptions{MaxInFlight: s.opts.StreamInFlight})
@@ -39,6 +40,7 @@ func (s *Server) BatchWriteFeatures(stream pb.FeatureStoreService_BatchWriteFeat
 	if err != nil {
 		return toStatus(ctx, s.logger, "BatchWriteFeatures", err)
 	}
+	s.opts.Metrics.Rows(ctx, "batch", int(sum.Written), int(sum.Stale), int(sum.Rejected))
 	out := &pb.BatchWriteFeaturesResponse{RowsWritten: sum.Written, RowsStale: sum.Stale, RowsRejected: sum.Rejected}
 	for _, e := range sum.Errors {
 		out.Errors = append(out.Errors, &pb.BatchError{Row: e.Row, EntityId: e.EntityID, Error: e.Error})

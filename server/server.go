@@ -48,6 +48,8 @@ type Options struct {
 	// writes at once; beyond them the server stops reading and flow control pushes back.
 	StreamInFlight int
 	BatchInFlight  int
+	// Metrics receives RPC and per-lane row counts (default: discarded).
+	Metrics Metrics
 }
 
 // Domain is everything the handlers use; *featurestore.Service implements it.
@@ -58,6 +60,9 @@ type Domain interface {
 
 // New returns a Server over the domain.
 func New(d Domain, logger *slog.Logger, opts Options) *Server {
+	if opts.Metrics == nil {
+		opts.Metrics = nopMetrics{}
+	}
 	return &Server{features: d, lanes: d, logger: logger, opts: opts}
 }
 
@@ -72,8 +77,8 @@ type GRPC struct {
 // RPCs then answer Unimplemented.
 func NewGRPC(s *Server, g *Gdpr, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
 	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(recoverUnary(logger)),
-		grpc.ChainStreamInterceptor(recoverStream(logger)),
+		grpc.ChainUnaryInterceptor(metricsUnary(s.opts.Metrics), recoverUnary(logger)),
+		grpc.ChainStreamInterceptor(metricsStream(s.opts.Metrics), recoverStream(logger)),
 	}, opts...)
 	if g == nil {
 		g = NewGdpr(nil, logger)
@@ -204,6 +209,7 @@ func (s *Server) WriteFeatures(ctx context.Context, req *pb.WriteFeaturesRequest
 	if err != nil {
 		return nil, toStatus(ctx, s.logger, "WriteFeatures", err)
 	}
+	countRows(ctx, s.opts.Metrics, "ondemand", results)
 	out := &pb.WriteFeaturesResponse{Results: make([]*pb.RowResult, len(results))}
 	for i, r := range results {
 		out.Results[i] = &pb.RowResult{Status: writeStatusToProto(r.Status), Version: r.Version, Error: r.Error}

@@ -99,7 +99,7 @@ func TestAuthentication(t *testing.T) {
 	if err := os.WriteFile(policy, []byte(strings.Replace(testPolicy, "%s", server.HashToken("write-token"), 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr, _, _ := startServerAt(t, map[string]string{"FS_AUTH_POLICY": policy, "FS_TLS_CERT": p.serverCert, "FS_TLS_KEY": p.serverKey, "FS_TLS_CLIENT_CA": p.caFile})
+	addr := startServerAt(t, map[string]string{"FS_AUTH_POLICY": policy, "FS_TLS_CERT": p.serverCert, "FS_TLS_KEY": p.serverKey, "FS_TLS_CLIENT_CA": p.caFile}).addr
 
 	dial := func(clientCert ...tls.Certificate) *grpc.ClientConn {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: p.caPool, Certificates: clientCert})))

@@ -33,6 +33,9 @@ type config struct {
 	TLSClientCA      string
 	Insecure         bool
 	MaxMessageBytes  int
+	MetricsListen    string
+	OTLPEndpoint     string
+	OTLPInsecure     bool
 	LogLevel         slog.Level
 	LogFormat        string
 }
@@ -61,6 +64,9 @@ var settings = []envFlag{
 	{"tls-client-ca", "FS_TLS_CLIENT_CA", "", "CA (PEM) that signs client certificates: their common name is the caller's identity (mTLS)"},
 	{"insecure", "FS_INSECURE", "false", "allow serving without authentication on a non-loopback address"},
 	{"max-message-bytes", "FS_MAX_MESSAGE_BYTES", "16777216", "largest request message accepted"},
+	{"metrics-listen", "FS_METRICS_LISTEN", "127.0.0.1:9464", "address of the Prometheus /metrics endpoint; empty disables it"},
+	{"otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/gRPC collector (host:port) for traces and metrics; empty disables export"},
+	{"otlp-insecure", "FS_OTLP_INSECURE", "false", "send OTLP without TLS"},
 	{"log-level", "FS_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "FS_LOG_FORMAT", "text", "text or json"},
 }
@@ -128,6 +134,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.MaxMessageBytes, err = strconv.Atoi(*vals["max-message-bytes"]); err != nil || c.MaxMessageBytes < 1024 {
 		errs = append(errs, fmt.Errorf("-max-message-bytes: want a number of bytes of at least 1024, got %q", *vals["max-message-bytes"]))
+	}
+	c.MetricsListen = *vals["metrics-listen"]
+	c.OTLPEndpoint = strings.TrimPrefix(strings.TrimPrefix(*vals["otlp-endpoint"], "http://"), "https://")
+	if c.OTLPInsecure, err = strconv.ParseBool(*vals["otlp-insecure"]); err != nil {
+		errs = append(errs, fmt.Errorf("-otlp-insecure: want true or false, got %q", *vals["otlp-insecure"]))
 	}
 	if c.WriteTimeout >= c.Lease {
 		errs = append(errs, fmt.Errorf("-write-timeout (%v) must be shorter than -lease (%v)", c.WriteTimeout, c.Lease))

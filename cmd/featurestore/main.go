@@ -9,16 +9,19 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/featurestore/telemetry"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
 	"github.com/dsfeatures/featurestore/gdpr"
 	"github.com/dsfeatures/featurestore/server"
@@ -51,7 +54,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
 	defer cancel()
 
-	cache, err := valkey.Dial(sctx, cfg.ValkeyAddrs, valkey.Options{ValueTTL: cfg.ValueTTL, Horizon: cfg.Lease})
+	tel, err := telemetry.New(sctx, telemetry.Config{ServiceName: "featurestore", OTLPEndpoint: cfg.OTLPEndpoint, OTLPInsecure: cfg.OTLPInsecure})
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() {
+		sd, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sd)
+	}()
+
+	cache, err := valkey.Dial(sctx, cfg.ValkeyAddrs, valkey.Options{ValueTTL: cfg.ValueTTL, Horizon: cfg.Lease, Tracer: tel.Tracer("valkey")})
 	if err != nil {
 		return fmt.Errorf("valkey unreachable (is it running? -valkey / FS_VALKEY_ADDRS): %w", err)
 	}
@@ -61,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	ddb := dynamo.NewClient(awsCfg, cfg.DynamoDBEndpoint)
+	ddb := dynamo.NewClient(awsCfg, cfg.DynamoDBEndpoint, dynamo.Instrument(tel, tel.Tracer("dynamodb")))
 	tables := dynamo.TablesWithPrefix(cfg.TablePrefix)
 	db := dynamo.New(ddb, tables)
 	if cfg.CreateTables {
@@ -76,6 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	svc, err := featurestore.New(db, cache, deletions, featurestore.SystemClock{}, featurestore.Config{
 		WriteTimeout: cfg.WriteTimeout,
 		Lease:        cfg.Lease,
+		Metrics:      tel,
 	}, logger)
 	if err != nil {
 		return err
@@ -85,14 +99,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	eraser := gdpr.New(deletions, svc, featurestore.SystemClock{}, gdpr.Config{Rate: cfg.GdprRate, WriteTimeout: cfg.WriteTimeout}, logger)
-	grpcOpts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.MaxMessageBytes)}, secOpts...)
-	g := server.NewGRPC(server.New(svc, logger, server.Options{}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
+	eraser := gdpr.New(deletions, svc, featurestore.SystemClock{}, gdpr.Config{Rate: cfg.GdprRate, WriteTimeout: cfg.WriteTimeout, Metrics: tel}, logger)
+	grpcOpts := append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.TracerProvider()), otelgrpc.WithMeterProvider(tel.MeterProvider()))),
+	}, secOpts...)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{Metrics: tel}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
 	addr := lis.Addr().String()
 	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
 	fmt.Fprintf(stdout, "listening on %s\n", addr)
 
 	eg, ectx := errgroup.WithContext(ctx)
+	if cfg.MetricsListen != "" {
+		mlis, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s for metrics: %w", cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", tel.Handler())
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", mlis.Addr())
+		eg.Go(func() error {
+			if err := hs.Serve(mlis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		eg.Go(func() error {
+			<-ectx.Done()
+			return hs.Close()
+		})
+	}
 	eg.Go(func() error { return svc.Run(ectx) })
 	eg.Go(func() error { return eraser.Run(ectx) })
 	eg.Go(func() error { return g.Serve(lis) })

@@ -32,18 +32,25 @@ func TestMain(m *testing.M) {
 // startServer runs the real main wiring on a free port and returns a connection to it.
 func startServer(t *testing.T, extra map[string]string) (*grpc.ClientConn, context.CancelFunc, chan error) {
 	t.Helper()
-	addr, cancel, done := startServerAt(t, extra)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	ts := startServerAt(t, extra)
+	conn, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return conn, cancel, done
+	return conn, ts.cancel, ts.done
+}
+
+// testServer is a server started by startServerAt.
+type testServer struct {
+	addr, metricsURL string
+	cancel           context.CancelFunc
+	done             chan error
 }
 
 // startServerAt runs the real main wiring with a fresh ValKey and table prefix, the given
-// environment on top, and returns its address.
-func startServerAt(t *testing.T, extra map[string]string) (string, context.CancelFunc, chan error) {
+// environment on top, and returns its addresses.
+func startServerAt(t *testing.T, extra map[string]string) testServer {
 	t.Helper()
 	vk, err := devstack.StartValkey(context.Background(), shared.ValkeyBin, devstack.ValkeyOptions{})
 	if err != nil {
@@ -57,6 +64,7 @@ func startServerAt(t *testing.T, extra map[string]string) (string, context.Cance
 		"FS_TABLE_PREFIX":      devstack.UniquePrefix(t.Name()),
 		"FS_WRITE_TIMEOUT":     "1s",
 		"FS_LEASE":             "1500ms",
+		"FS_METRICS_LISTEN":    "127.0.0.1:0",
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -68,18 +76,21 @@ func startServerAt(t *testing.T, extra map[string]string) (string, context.Cance
 		done <- run(ctx, nil, func(k string) string { return env[k] }, pw, io.Discard)
 		pw.Close()
 	}()
-	addrCh := make(chan string, 1)
+	addrCh, metricsCh := make(chan string, 1), make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
 				addrCh <- a
 			}
+			if a, ok := strings.CutPrefix(sc.Text(), "metrics on "); ok {
+				metricsCh <- a
+			}
 		}
 	}()
-	var addr string
+	ts := testServer{cancel: cancel, done: done}
 	select {
-	case addr = <-addrCh:
+	case ts.addr = <-addrCh:
 	case err := <-done:
 		cancel()
 		t.Fatalf("server exited at start-up: %v", err)
@@ -87,11 +98,18 @@ func startServerAt(t *testing.T, extra map[string]string) (string, context.Cance
 		cancel()
 		t.Fatal("server did not start")
 	}
+	if env["FS_METRICS_LISTEN"] != "" {
+		select {
+		case ts.metricsURL = <-metricsCh:
+		case <-time.After(10 * time.Second):
+			t.Fatal("server did not print its metrics address")
+		}
+	}
 	t.Cleanup(func() {
 		cancel()
 		<-done
 	})
-	return addr, cancel, done
+	return ts
 }
 
 func TestEndToEnd(t *testing.T) {

@@ -92,7 +92,7 @@ func BenchmarkImportParquet(b *testing.B) {
 	}
 	defer vk.Stop()
 	srv := exec.Command(bin, "-listen", "127.0.0.1:0", "-dynamodb-endpoint", shared.DynamoDB.Endpoint,
-		"-valkey", vk.Addr, "-table-prefix", devstack.UniquePrefix("import"), "-log-level", "warn")
+		"-valkey", vk.Addr, "-table-prefix", devstack.UniquePrefix("import"), "-log-level", "warn", "-metrics-listen=")
 	stdout, _ := srv.StdoutPipe()
 	srv.Stderr = os.Stderr
 	if err := srv.Start(); err != nil {

@@ -19,7 +19,7 @@ import (
 // endpoint, if set, points it at another server such as DynamoDB Local. The HTTP
 // transport keeps enough idle connections for the parallelism the lanes use; the SDK's
 // default of a few per host makes batch writes open and close connections constantly.
-func NewClient(cfg aws.Config, endpoint string) *dynamodb.Client {
+func NewClient(cfg aws.Config, endpoint string, opts ...func(*dynamodb.Options)) *dynamodb.Client {
 	cfg.HTTPClient = awshttp.NewBuildableClient().
 		WithTimeout(30 * time.Second).
 		WithTransportOptions(func(t *http.Transport) {
@@ -33,6 +33,10 @@ func NewClient(cfg aws.Config, endpoint string) *dynamodb.Client {
 			// DynamoDB Local's CRC32 header does not match compressed bodies; the SDK then
 			// logs a warning per call and drops the connection from its pool.
 			o.DisableValidateResponseChecksum = true
+		}
+	}, func(o *dynamodb.Options) {
+		for _, f := range opts {
+			f(o)
 		}
 	})
 }

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	vk "github.com/valkey-io/valkey-go"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dsfeatures/featurestore/featurestore"
 )
@@ -33,6 +36,8 @@ type Options struct {
 	// Timeout bounds every cache call, so that a stalled or dead cache costs reads a
 	// bounded delay before they fall back to the database. Default 500ms.
 	Timeout time.Duration
+	// Tracer, if set, traces each pipelined round trip.
+	Tracer trace.Tracer
 	// Mutation breaks the protocol in a known way, so that tests can show the linearizability
 	// checker finds the violations that follow. Never set it outside such tests.
 	Mutation Mutation
@@ -66,6 +71,22 @@ var _ featurestore.Cache = (*Cache)(nil)
 type script struct {
 	src string
 	sha string
+}
+
+var scriptNames = [...]string{"valkey.MARK", "valkey.PUBLISH", "valkey.PREPARE", "valkey.POPULATE"}
+
+// span starts a client span for one pipelined round trip of n commands.
+func (c *Cache) span(ctx context.Context, name string, n int) (context.Context, func(error)) {
+	if c.opts.Tracer == nil {
+		return ctx, func(error) {}
+	}
+	ctx, sp := c.opts.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attribute.Int("valkey.keys", n)))
+	return ctx, func(err error) {
+		if err != nil {
+			sp.SetStatus(otelcodes.Error, err.Error())
+		}
+		sp.End()
+	}
 }
 
 const (
@@ -150,7 +171,9 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]featurestore.CacheEnt
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	ctx, end := c.span(ctx, "valkey.GET", len(keys))
 	res := c.client.DoMulti(ctx, cmds...)
+	end(nil)
 	out := make([]featurestore.CacheEntry, len(keys))
 	for i, r := range res {
 		b, err := r.AsBytes()
@@ -196,10 +219,17 @@ func (c *Cache) Publish(ctx context.Context, pubs []featurestore.Publication) er
 	return err
 }
 
-// Populate stores versions read from the database under the tickets Prepare returned.
-func (c *Cache) Populate(ctx context.Context, pops []featurestore.Publication) error {
-	_, err := c.run(ctx, scriptPopulate, c.pubCalls(pops))
-	return err
+// Populate stores versions read from the database under the tickets Prepare returned,
+// and returns how many it stored.
+func (c *Cache) Populate(ctx context.Context, pops []featurestore.Publication) (int, error) {
+	res, err := c.run(ctx, scriptPopulate, c.pubCalls(pops))
+	stored := 0
+	for _, r := range res {
+		if n, _ := r.AsInt64(); n == 1 {
+			stored++
+		}
+	}
+	return stored, err
 }
 
 func (c *Cache) pubCalls(pubs []featurestore.Publication) []call {
@@ -243,15 +273,17 @@ type call struct {
 // run executes one script per call in one pipelined round trip, by SHA; if the server
 // does not know the script (first use, or after a restart) it resends those calls with
 // the source, which also loads it.
-func (c *Cache) run(ctx context.Context, which int, calls []call) ([]vk.ValkeyResult, error) {
+func (c *Cache) run(ctx context.Context, which int, calls []call) (res []vk.ValkeyResult, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	ctx, end := c.span(ctx, scriptNames[which], len(calls))
+	defer func() { end(err) }()
 	s := c.scripts[which]
 	cmds := make(vk.Commands, len(calls))
 	for i, cl := range calls {
 		cmds[i] = c.client.B().Evalsha().Sha1(s.sha).Numkeys(1).Key(cl.key).Arg(cl.args...).Build()
 	}
-	res := c.client.DoMulti(ctx, cmds...)
+	res = c.client.DoMulti(ctx, cmds...)
 	var retry []int
 	for i, r := range res {
 		if err, ok := vk.IsValkeyErr(r.Error()); ok && err.IsNoScript() {

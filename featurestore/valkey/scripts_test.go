@@ -178,7 +178,7 @@ func TestScripts(t *testing.T) {
 					if s.token != "" {
 						tk = s.token
 					}
-					err = c.Populate(ctx, []featurestore.Publication{{Key: "k", Token: tk, Version: s.version, Data: []byte("p")}})
+					_, err = c.Populate(ctx, []featurestore.Publication{{Key: "k", Token: tk, Version: s.version, Data: []byte("p")}})
 				case "sleep":
 					time.Sleep(s.sleep)
 				}
