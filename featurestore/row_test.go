@@ -4,8 +4,8 @@ import (
 	"math"
 	"sort"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )

@@ -43,7 +43,7 @@ type Telemetry struct {
 	handler http.Handler
 
 	rpcRequests, cacheLookups, populates, repairs, dynamoAttempts, rows, gdprJobs metric.Int64Counter
-	rpcDuration                                                                  metric.Float64Histogram
+	rpcDuration                                                                   metric.Float64Histogram
 }
 
 // New builds the providers. Call Shutdown to flush.
