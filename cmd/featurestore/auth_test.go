@@ -216,3 +216,15 @@ func TestRefusesUnauthenticatedNonLoopback(t *testing.T) {
 		t.Fatalf("run: %v, want a refusal", err)
 	}
 }
+
+func TestMessageSizeLimit(t *testing.T) {
+	conn, _, _ := startServer(t, map[string]string{"FS_MAX_MESSAGE_BYTES": "4096"})
+	ids := make([]string, 400)
+	for i := range ids {
+		ids[i] = strings.Repeat("x", 20)
+	}
+	_, err := pb.NewFeatureStoreServiceClient(conn).GetFeatures(context.Background(), &pb.GetFeaturesRequest{Features: []string{"s:n"}, EntityIds: ids})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("an 8 KB request to a 4 KB limit: %v, want ResourceExhausted", err)
+	}
+}
