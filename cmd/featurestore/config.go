@@ -26,6 +26,7 @@ type config struct {
 	Lease            time.Duration
 	StartupTimeout   time.Duration
 	ShutdownTimeout  time.Duration
+	DrainDelay       time.Duration
 	GdprRate         float64
 	AuthPolicy       string
 	TLSCert          string
@@ -57,6 +58,7 @@ var settings = []envFlag{
 	{"lease", "FS_LEASE", "3s", "how long a writer's cache marker holds before readers may heal it; also the horizon after a cache loss"},
 	{"startup-timeout", "FS_STARTUP_TIMEOUT", "30s", "how long to wait for DynamoDB and ValKey at start-up"},
 	{"shutdown-timeout", "FS_SHUTDOWN_TIMEOUT", "10s", "how long to drain in-flight RPCs on SIGTERM"},
+	{"drain-delay", "FS_DRAIN_DELAY", "0s", "on SIGTERM, how long health reports NOT_SERVING while still serving, before draining (let load balancers notice)"},
 	{"gdpr-rate", "FS_GDPR_RATE", "100", "items each replica's deletion worker erases per second at most"},
 	{"auth-policy", "FS_AUTH_POLICY", "", "YAML access policy: bearer tokens and per-identity rules (see README); empty: no authentication"},
 	{"tls-cert", "FS_TLS_CERT", "", "server certificate (PEM) for TLS"},
@@ -125,6 +127,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	c.Lease = dur("lease")
 	c.StartupTimeout = dur("startup-timeout")
 	c.ShutdownTimeout = dur("shutdown-timeout")
+	if c.DrainDelay, err = time.ParseDuration(*vals["drain-delay"]); err != nil || c.DrainDelay < 0 {
+		errs = append(errs, fmt.Errorf("-drain-delay: want a duration such as 5s, got %q", *vals["drain-delay"]))
+	}
 	if c.GdprRate, err = strconv.ParseFloat(*vals["gdpr-rate"], 64); err != nil || c.GdprRate <= 0 {
 		errs = append(errs, fmt.Errorf("-gdpr-rate: want a positive number of items per second, got %q", *vals["gdpr-rate"]))
 	}

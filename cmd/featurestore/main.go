@@ -135,8 +135,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	eg.Go(func() error { return g.Serve(lis) })
 	eg.Go(func() error {
 		<-ectx.Done()
-		// Health goes NOT_SERVING first so load balancers stop sending new RPCs.
+		// Health goes NOT_SERVING first, while still serving, so load balancers stop
+		// sending new RPCs before the drain refuses them.
 		g.Health.Shutdown()
+		if cfg.DrainDelay > 0 {
+			logger.Info("draining: health is NOT_SERVING", "delay", cfg.DrainDelay)
+			time.Sleep(cfg.DrainDelay)
+		}
 		done := make(chan struct{})
 		go func() { g.GracefulStop(); close(done) }()
 		select {

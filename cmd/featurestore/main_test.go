@@ -324,6 +324,23 @@ func TestStartupErrorsAreClear(t *testing.T) {
 	}
 }
 
+func TestDrainReportsNotServing(t *testing.T) {
+	conn, cancel, _ := startServer(t, map[string]string{"FS_DRAIN_DELAY": "3s"})
+	h := healthpb.NewHealthClient(conn)
+	cancel() // SIGTERM
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		resp, err := h.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "featurestore.v1.FeatureStoreService"})
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health during drain: %v %v, want NOT_SERVING", resp, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestGracefulShutdown(t *testing.T) {
 	conn, cancel, done := startServer(t, nil)
 	h := healthpb.NewHealthClient(conn)
