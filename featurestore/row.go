@@ -159,7 +159,9 @@ func (d *rowDecoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	// An overlong encoding (a final zero byte after the first) is refused, so that every
+	// row has exactly one encoding.
+	if n <= 0 || n > 1 && d.b[n-1] == 0 {
 		d.err = ErrCorruptRow
 		return 0
 	}
@@ -172,7 +174,7 @@ func (d *rowDecoder) varint() int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	if n <= 0 || n > 1 && d.b[n-1] == 0 {
 		d.err = ErrCorruptRow
 		return 0
 	}
