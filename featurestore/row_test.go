@@ -112,6 +112,21 @@ func TestMerge(t *testing.T) {
 	}
 }
 
+// A retry of exactly the same values is a no-op, also for NaN (found by FuzzLookupCells:
+// slices.Equal said NaN differs from itself, so a retried embedding was STALE).
+func TestMergeRetryWithNaN(t *testing.T) {
+	for _, v := range []Value{
+		{Type: TypeFloatList, Floats: []float32{1, float32(math.NaN())}},
+		{Type: TypeDouble, Float: math.NaN()},
+	} {
+		r := Row{}
+		r.Merge([]Cell{{Name: "e", EventTime: 5, Value: v}})
+		if got := r.Merge([]Cell{{Name: "e", EventTime: 5, Value: v}}); got.Same != 1 || len(got.Stale) != 0 {
+			t.Errorf("%s retry: %+v, want a no-op", v.Type, got)
+		}
+	}
+}
+
 func TestEvolve(t *testing.T) {
 	base := FeatureSet{Name: "s", EntityType: "user", Version: 3, Features: []FeatureSpec{{Name: "a", Type: TypeInt64}}}
 	with := func(mod func(*FeatureSet)) FeatureSet {

@@ -2,6 +2,7 @@ package featurestore
 
 import (
 	"bytes"
+	"math"
 	"slices"
 )
 
@@ -67,8 +68,8 @@ func (v Value) Equal(o Value) bool {
 	case TypeInt64:
 		return v.Int == o.Int
 	case TypeDouble:
-		// Bitwise, so NaN equals itself and a retried NaN write is a no-op.
-		return v.Float == o.Float || (v.Float != v.Float && o.Float != o.Float)
+		// Bitwise, so a retried write of exactly the same value (NaN included) is a no-op.
+		return math.Float64bits(v.Float) == math.Float64bits(o.Float)
 	case TypeString:
 		return v.Str == o.Str
 	case TypeBytes:
@@ -76,7 +77,7 @@ func (v Value) Equal(o Value) bool {
 	case TypeBool:
 		return v.Bool == o.Bool
 	case TypeFloatList:
-		return slices.Equal(v.Floats, o.Floats)
+		return slices.EqualFunc(v.Floats, o.Floats, func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) })
 	case TypeInt64List:
 		return slices.Equal(v.Ints, o.Ints)
 	case TypeStringList:
