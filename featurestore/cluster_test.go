@@ -46,9 +46,7 @@ func TestValkeyCluster(t *testing.T) {
 		rows[i] = featurestore.WriteRow{EntityID: ids[i], EventTime: time.Now().Add(-time.Minute),
 			Values: map[string]featurestore.Value{"trips": {Type: featurestore.TypeInt64, Int: int64(i)}}}
 	}
-	if _, err := svc.WriteFeatures(ctx, "drivers", rows); err != nil {
-		t.Fatal(err)
-	}
+	writeRetrying(t, svc, "drivers", rows)
 	settle()
 	read := func() []featurestore.FeatureValue {
 		_, vals, err := svc.GetFeatures(ctx, []string{"drivers:trips"}, ids)
@@ -73,9 +71,7 @@ func TestValkeyCluster(t *testing.T) {
 		rows[i].EventTime = time.Now()
 		rows[i].Values["trips"] = featurestore.Value{Type: featurestore.TypeInt64, Int: int64(i)}
 	}
-	if _, err := svc.WriteFeatures(ctx, "drivers", rows); err != nil {
-		t.Fatal(err)
-	}
+	writeRetrying(t, svc, "drivers", rows)
 	counting.reads.Store(0)
 	read()
 	if n := counting.reads.Load(); n != 0 {

@@ -103,6 +103,23 @@ var driverSet = featurestore.FeatureSet{
 	},
 }
 
+// writeRetrying writes rows as a client should: UNAVAILABLE means the outcome is unknown,
+// and retrying is safe because merge is idempotent. Bulk setup writes use it, because a
+// loaded DynamoDB Local can miss the tests' short write deadline.
+func writeRetrying(t *testing.T, svc *featurestore.Service, set string, rows []featurestore.WriteRow) []featurestore.RowResult {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		res, err := svc.WriteFeatures(context.Background(), set, rows)
+		if err == nil {
+			return res
+		}
+		if featurestore.ErrorKind(err) != featurestore.KindUnavailable || attempt == 5 {
+			t.Fatalf("write %d rows to %s: %v", len(rows), set, err)
+		}
+		time.Sleep(testCfg.Lease)
+	}
+}
+
 func apply(t *testing.T, svc *featurestore.Service, fs featurestore.FeatureSet) featurestore.FeatureSet {
 	t.Helper()
 	out, err := svc.ApplyFeatureSet(context.Background(), fs)

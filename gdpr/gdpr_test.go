@@ -190,8 +190,15 @@ func TestWorkerKilledMidJobAnotherFinishes(t *testing.T) {
 		rows[i] = featurestore.WriteRow{EntityID: fmt.Sprintf("u%d", i), SubjectID: "dave", EventTime: time.Now().Add(-time.Minute),
 			Values: map[string]featurestore.Value{"n": {Type: featurestore.TypeInt64, Int: int64(i)}}}
 	}
-	if _, err := e.svc.WriteFeatures(ctx, "profile", rows); err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ { // UNAVAILABLE is an unknown outcome: retrying is safe
+		_, err := e.svc.WriteFeatures(ctx, "profile", rows)
+		if err == nil {
+			break
+		}
+		if featurestore.ErrorKind(err) != featurestore.KindUnavailable || attempt == 5 {
+			t.Fatal(err)
+		}
+		time.Sleep(fsCfg.Lease)
 	}
 	a, killA := e.worker(t, gdpr.Config{Rate: 5, Lease: time.Second})
 	j, err := a.DeleteSubject(ctx, "dave", "", "test")
