@@ -41,6 +41,11 @@ type Config struct {
 	// when it returns an error the write ends as if its replica had died there, with no
 	// PUBLISH and no repair, and the caller gets that error. Leave nil in production.
 	AfterCommit func(ctx context.Context, keys []ItemKey) error
+	// BeforePopulate, if set, runs between a read's database read and its POPULATE. It
+	// exists for fault injection: a reader paused there (a GC pause, a starved CPU) while
+	// writers move on is exactly what populate tickets defend against. Leave nil in
+	// production.
+	BeforePopulate func(ctx context.Context)
 }
 
 // DefaultConfig is the configuration used for zero fields.
@@ -349,6 +354,9 @@ func (s *Service) readThrough(ctx context.Context, keys []ItemKey) ([]resolved, 
 		}
 	}
 	if len(pops) > 0 {
+		if s.cfg.BeforePopulate != nil {
+			s.cfg.BeforePopulate(ctx)
+		}
 		stored, err := s.cache.Populate(ctx, pops)
 		if err != nil {
 			s.logger.Debug("cache populate failed", "err", err)

@@ -49,6 +49,10 @@ type Config struct {
 	// WriteTimeout and Lease configure every replica.
 	WriteTimeout time.Duration
 	Lease        time.Duration
+	// PopulatePause, if set, pauses every read on every replica this long between its
+	// database read and its POPULATE for the whole run, as the reader-pause fault does for
+	// one replica at a time.
+	PopulatePause time.Duration
 	// Mutation breaks the cache protocol on purpose (mutation testing).
 	Mutation valkey.Mutation
 	// OutDir receives porcupine's HTML visualization of any violating history.
@@ -130,6 +134,9 @@ type replica struct {
 	vkProxy  *toxiproxy.Proxy
 	ddbProxy *toxiproxy.Proxy
 	crashing atomic.Bool
+	// pause delays this replica's reads between their database read and POPULATE, in
+	// nanoseconds (0: no pause).
+	pause atomic.Int64
 }
 
 var errCrashed = errors.New("replica crashed between commit and publish")
@@ -191,10 +198,19 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 				}
 				return nil
 			},
+			BeforePopulate: func(ctx context.Context) {
+				if d := time.Duration(rr.pause.Load()); d > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(d):
+					}
+				}
+			},
 		}, logger)
 		if err != nil {
 			return rep, err
 		}
+		r.pause.Store(int64(cfg.PopulatePause))
 		bg.Add(1)
 		go func() { defer bg.Done(); _ = rr.svc.Run(runCtx) }()
 		replicas[i] = r

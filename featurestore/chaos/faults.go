@@ -53,6 +53,7 @@ var faultKinds = []string{
 	"ddb-timeout-after-commit", // responses delayed past the write deadline: commits land, callers time out
 	"ddb-reset",                // connections reset (the SDK retries; a retried conditional put may fail its condition)
 	"replica-crash",            // writes on one replica die between COMMIT and PUBLISH
+	"reader-pause",             // reads on one replica stall between the database read and POPULATE
 }
 
 type injector struct {
@@ -140,6 +141,9 @@ func (f *injector) inject(ctx context.Context, kind string, r *replica) (func(),
 	case "replica-crash":
 		r.crashing.Store(true)
 		return func() { r.crashing.Store(false) }, nil
+	case "reader-pause":
+		before := r.pause.Swap(int64(50*time.Millisecond + time.Duration(f.rng.Int63n(int64(150*time.Millisecond)))))
+		return func() { r.pause.Store(before) }, nil
 	}
 	return nil, fmt.Errorf("unknown fault %q", kind)
 }
