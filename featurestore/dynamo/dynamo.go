@@ -171,11 +171,21 @@ func (s *Store) batchGet(ctx context.Context, keys []featurestore.ItemKey) ([]fe
 	return items, nil
 }
 
-// PutItem writes item if the stored version is prevVersion (0: absent).
+// ErrAmbiguous means a conditional write failed its condition on an attempt the SDK
+// retried after an earlier attempt's outcome was lost (a reset connection, a timeout): the
+// earlier attempt may have applied and been overwritten since, so neither "written" nor
+// "lost the race" can be claimed. Callers report an unknown outcome.
+var ErrAmbiguous = errors.New("dynamodb: a retried conditional write failed its condition; an earlier attempt may have applied")
+
+// PutItem writes item if the stored version is prevVersion (0: absent). It returns
+// featurestore.ErrConflict when another writer got there first, and an error wrapping
+// ErrAmbiguous when that cannot be told apart from its own lost earlier attempt.
 func (s *Store) PutItem(ctx context.Context, item featurestore.Item, prevVersion int64) error {
 	in := &dynamodb.PutItemInput{
 		TableName: aws.String(s.table(item.Key.Table)),
 		Item:      encodeItem(item),
+		// On a retry, the stored item tells whether the first attempt applied.
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}
 	if prevVersion == 0 {
 		in.ConditionExpression = aws.String("attribute_not_exists(" + AttrPK + ")")
@@ -185,10 +195,19 @@ func (s *Store) PutItem(ctx context.Context, item featurestore.Item, prevVersion
 			":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(prevVersion, 10)},
 		}
 	}
-	_, err := s.client.PutItem(ctx, in)
+	var attempts int
+	_, err := s.client.PutItem(ctx, in, countAttempts(&attempts))
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
-		return featurestore.ErrConflict
+		if attempts <= 1 {
+			return featurestore.ErrConflict
+		}
+		// Our version and data stored means the lost attempt applied (or an identical
+		// write did, which leaves the same state) and nothing has overwritten it.
+		if stored, derr := decodeItem(item.Key.Table, ccf.Item); derr == nil && stored.Version == item.Version && string(stored.Data) == string(item.Data) {
+			return nil
+		}
+		return fmt.Errorf("dynamodb put %s: %w", s.table(item.Key.Table), ErrAmbiguous)
 	}
 	if err != nil {
 		return fmt.Errorf("dynamodb put %s: %w", s.table(item.Key.Table), err)
@@ -197,7 +216,9 @@ func (s *Store) PutItem(ctx context.Context, item featurestore.Item, prevVersion
 }
 
 // PutItems writes items in one TransactWriteItems call, each conditional on its version.
-// The SDK fills the client request token, so its retries are idempotent.
+// The SDK fills the client request token, so DynamoDB answers a retry of a transaction that
+// committed with success. A retry canceled anyway (a store that ignores the token) is
+// reported as ErrAmbiguous, never as a conflict, for the reason PutItem gives.
 func (s *Store) PutItems(ctx context.Context, items []featurestore.Item, prevVersions []int64) error {
 	if len(items) > featurestore.MaxGroupPut {
 		return fmt.Errorf("dynamodb: %d items in one transaction, limit %d", len(items), featurestore.MaxGroupPut)
@@ -215,11 +236,15 @@ func (s *Store) PutItems(ctx context.Context, items []featurestore.Item, prevVer
 		}
 		tx[i] = types.TransactWriteItem{Put: put}
 	}
-	_, err := s.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: tx})
+	var attempts int
+	_, err := s.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: tx}, countAttempts(&attempts))
 	var canceled *types.TransactionCanceledException
 	var inProgress *types.TransactionInProgressException
 	var conflict *types.TransactionConflictException
 	if errors.As(err, &canceled) || errors.As(err, &conflict) || errors.As(err, &inProgress) {
+		if attempts > 1 {
+			return fmt.Errorf("dynamodb transact write: %w", ErrAmbiguous)
+		}
 		return featurestore.ErrConflict
 	}
 	if err != nil {

@@ -57,3 +57,17 @@ func Instrument(m Metrics, tracer trace.Tracer) func(*dynamodb.Options) {
 		})
 	}
 }
+
+// countAttempts is a per-call option that counts the attempts the SDK makes, so that a
+// conditional write can tell a first answer from one to a retry.
+func countAttempts(n *int) func(*dynamodb.Options) {
+	return func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+			return stack.Finalize.Insert(middleware.FinalizeMiddlewareFunc("featurestoreCountAttempts",
+				func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+					*n++
+					return next.HandleFinalize(ctx, in)
+				}), "Retry", middleware.After)
+		})
+	}
+}
