@@ -30,6 +30,7 @@ import (
 	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
+	"github.com/dsfeatures/featurestore/ingest"
 )
 
 // Config is one run.
@@ -43,6 +44,8 @@ type Config struct {
 	// WriterPause, if set, makes each writer wait up to this long between writes, leaving
 	// moments with no writer in flight (when readers may populate the cache).
 	WriterPause time.Duration
+	// Lanes the writers draw from for each write (default: all of LaneKinds).
+	Lanes []string
 	// Faults to draw from (default: all kinds) and the mean time between them.
 	Faults     []string
 	FaultEvery time.Duration
@@ -80,6 +83,9 @@ func (c Config) withDefaults() Config {
 	if len(c.Faults) == 0 {
 		c.Faults = faultKinds
 	}
+	if len(c.Lanes) == 0 {
+		c.Lanes = LaneKinds
+	}
 	if c.FaultEvery == 0 {
 		c.FaultEvery = 400 * time.Millisecond
 	}
@@ -104,6 +110,7 @@ type Report struct {
 	Reads      int
 	Unknown    int // writes with an unknown outcome
 	Faults     map[string]int
+	Lanes      map[string]int // writes by lane
 	Violations int
 	// Inconclusive counts histories the checker could not decide in time.
 	Inconclusive   int
@@ -118,8 +125,13 @@ func (r Report) String() string {
 		total += n
 	}
 	sort.Strings(kinds)
-	return fmt.Sprintf("seed=%d histories=%d operations=%d (writes=%d reads=%d unknown=%d) faults=%d %v violations=%d inconclusive=%d",
-		r.Seed, r.Histories, r.Operations, r.Writes, r.Reads, r.Unknown, total, kinds, r.Violations, r.Inconclusive)
+	lanes := make([]string, 0, len(r.Lanes))
+	for l, n := range r.Lanes {
+		lanes = append(lanes, l+"="+strconv.Itoa(n))
+	}
+	sort.Strings(lanes)
+	return fmt.Sprintf("seed=%d histories=%d operations=%d (writes=%d %v reads=%d unknown=%d) faults=%d %v violations=%d inconclusive=%d",
+		r.Seed, r.Histories, r.Operations, r.Writes, lanes, r.Reads, r.Unknown, total, kinds, r.Violations, r.Inconclusive)
 }
 
 type environment struct {
@@ -141,10 +153,70 @@ type replica struct {
 
 var errCrashed = errors.New("replica crashed between commit and publish")
 
+// LaneKinds are the write lanes, driven in-process through the code the gRPC handlers
+// call: WriteFeatures for on-demand, and the ingest package's stream and batch lanes.
+var LaneKinds = []string{"ondemand", "stream", "batch"}
+
+// writeRow writes one row through lane and returns its outcome for the history:
+// "written", "stale", or "unknown" when the call failed (it may have applied) or when a
+// retry inside the batch lane makes a stale answer ambiguous.
+func writeRow(ctx context.Context, svc *featurestore.Service, lane string, row featurestore.WriteRow) string {
+	rows := []featurestore.WriteRow{row}
+	status := func(st featurestore.WriteStatus) string {
+		switch st {
+		case featurestore.Written:
+			return "written"
+		case featurestore.Stale:
+			return "stale"
+		}
+		return "rejected" // never valid here: the checker flags it
+	}
+	switch lane {
+	case "stream":
+		sent := false
+		var ack *ingest.StreamAck
+		err := ingest.Stream(ctx, svc, func() (ingest.StreamRequest, error) {
+			if sent {
+				return ingest.StreamRequest{}, io.EOF
+			}
+			sent = true
+			return ingest.StreamRequest{Sequence: 1, Set: "chaos", Rows: rows}, nil
+		}, func(a ingest.StreamAck) error { ack = &a; return nil }, ingest.StreamOptions{})
+		if err != nil || ack == nil {
+			return "unknown"
+		}
+		return status(ack.Results[0].Status)
+	case "batch":
+		sent := false
+		sum, err := ingest.Batch(ctx, svc, func() (ingest.BatchChunk, error) {
+			if sent {
+				return ingest.BatchChunk{}, io.EOF
+			}
+			sent = true
+			return ingest.BatchChunk{Set: "chaos", Rows: rows}, nil
+		}, ingest.BatchOptions{})
+		switch {
+		case err != nil || sum.Written+sum.Stale != 1:
+			return "unknown"
+		case sum.Written == 1:
+			return "written"
+		case sum.Retried > 0:
+			return "unknown"
+		}
+		return "stale"
+	default:
+		res, err := svc.WriteFeatures(ctx, "chaos", rows)
+		if err != nil {
+			return "unknown"
+		}
+		return status(res[0].Status)
+	}
+}
+
 // Run performs one seeded run against shared's DynamoDB Local and a fresh valkey-server.
 func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, error) {
 	cfg = cfg.withDefaults()
-	rep := Report{Seed: cfg.Seed, Faults: map[string]int{}}
+	rep := Report{Seed: cfg.Seed, Faults: map[string]int{}, Lanes: map[string]int{}}
 	logf := func(format string, args ...any) {
 		if cfg.Progress != nil {
 			fmt.Fprintf(cfg.Progress, format+"\n", args...)
@@ -260,6 +332,14 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 			defer wg.Done()
 			r := rand.New(rand.NewSource(seed))
 			rp := replicas[w%len(replicas)]
+			lanes := map[string]int{}
+			defer func() {
+				mu.Lock()
+				for l, n := range lanes {
+					rep.Lanes[l] += n
+				}
+				mu.Unlock()
+			}()
 			for loadCtx.Err() == nil {
 				key := keys[r.Intn(len(keys))]
 				t := clock.Add(1)
@@ -268,22 +348,20 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 				}
 				v := values.Add(1)
 				in := writeIn{T: t, V: v}
-				call := now()
-				wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				res, err := rp.svc.WriteFeatures(wctx, "chaos", []featurestore.WriteRow{{
+				row := featurestore.WriteRow{
 					EntityID: key, EventTime: time.UnixMicro(1_000_000_000 + t),
 					Values: map[string]featurestore.Value{"v": {Type: featurestore.TypeInt64, Int: v}},
-				}})
+				}
+				lane := cfg.Lanes[r.Intn(len(cfg.Lanes))]
+				call := now()
+				wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				status := writeRow(wctx, rp.svc, lane, row)
 				cancel()
-				o := op{Key: key, Client: w, Input: in, Call: call, Return: now()}
-				switch {
-				case err != nil:
-					// Unknown outcome: it may apply at any time from its call on.
-					o.Output, o.Return = writeOut{Status: "unknown"}, math.MaxInt64
-				case res[0].Status == featurestore.Written:
-					o.Output = writeOut{Status: "written"}
-				default:
-					o.Output = writeOut{Status: "stale"}
+				lanes[lane]++
+				o := op{Key: key, Client: w, Input: in, Output: writeOut{Status: status}, Call: call, Return: now()}
+				if status == "unknown" {
+					// It may apply at any time from its call on.
+					o.Return = math.MaxInt64
 				}
 				record(o)
 				if cfg.WriterPause > 0 {

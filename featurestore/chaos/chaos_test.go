@@ -63,7 +63,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	total := Report{Faults: map[string]int{}}
+	total := Report{Faults: map[string]int{}, Lanes: map[string]int{}}
 	for _, seed := range seeds {
 		rep, err := Run(context.Background(), shared, Config{Seed: seed, Duration: *durationFlag, OutDir: *outFlag, Progress: testWriter{t}})
 		if err != nil {
@@ -84,6 +84,12 @@ func TestChaos(t *testing.T) {
 		total.Inconclusive += rep.Inconclusive
 		for k, n := range rep.Faults {
 			total.Faults[k] += n
+		}
+		for _, l := range LaneKinds {
+			if rep.Lanes[l] == 0 {
+				t.Errorf("seed %d: no writes through the %s lane", seed, l)
+			}
+			total.Lanes[l] += rep.Lanes[l]
 		}
 	}
 	t.Logf("TOTAL over %d seeds: %s", len(seeds), total)
