@@ -172,21 +172,8 @@ func ParseEventTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("event_time: want RFC 3339 or Unix seconds, got %q", s)
 }
 
-// countingReader counts bytes read, for progress.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 type csvSource struct {
 	f      *os.File
-	cr     *countingReader
 	r      *csv.Reader
 	size   int64
 	cols   []string
@@ -197,14 +184,13 @@ type csvSource struct {
 }
 
 func newCSV(f *os.File, size int64, types map[string]featurestore.ValueType, now time.Time) (*csvSource, error) {
-	cr := &countingReader{r: f}
-	r := csv.NewReader(bufio.NewReaderSize(cr, 256<<10))
+	r := csv.NewReader(bufio.NewReaderSize(f, 256<<10))
 	r.ReuseRecord = true
 	header, err := r.Read()
 	if err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
-	s := &csvSource{f: f, cr: cr, r: r, size: size, now: now, line: 1, header: map[string]int{}}
+	s := &csvSource{f: f, r: r, size: size, now: now, line: 1, header: map[string]int{}}
 	for i, h := range header {
 		h = strings.TrimSpace(h)
 		s.cols = append(s.cols, h)
@@ -264,7 +250,9 @@ func (s *csvSource) Next() (*pb.FeatureRow, error) {
 	return row, nil
 }
 
-func (s *csvSource) Progress() (int64, int64) { return s.cr.n, s.size }
+// Progress counts the bytes parsed, not those read ahead into the buffer, so that the
+// fraction and the ETA move with the rows.
+func (s *csvSource) Progress() (int64, int64) { return s.r.InputOffset(), s.size }
 func (s *csvSource) Unit() string             { return "bytes" }
 func (s *csvSource) Close() error             { return s.f.Close() }
 
@@ -272,8 +260,8 @@ func (s *csvSource) Close() error             { return s.f.Close() }
 // and event_time, and one member per feature.
 type JSONLSource struct {
 	c     io.Closer
-	cr    *countingReader
 	sc    *bufio.Scanner
+	done  int64 // bytes of the lines scanned so far
 	size  int64
 	types map[string]featurestore.ValueType
 	now   time.Time
@@ -282,10 +270,9 @@ type JSONLSource struct {
 
 // NewJSONL reads JSON Lines from r (size 0 if unknown), e.g. for `fsctl stream` on stdin.
 func NewJSONL(r io.Reader, size int64, types map[string]featurestore.ValueType, now time.Time) *JSONLSource {
-	cr := &countingReader{r: r}
-	sc := bufio.NewScanner(cr)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	s := &JSONLSource{cr: cr, sc: sc, size: size, types: types, now: now}
+	s := &JSONLSource{sc: sc, size: size, types: types, now: now}
 	if c, ok := r.(io.Closer); ok {
 		s.c = c
 	}
@@ -298,6 +285,7 @@ func FeatureTypes(fs *pb.FeatureSet) map[string]featurestore.ValueType { return 
 func (s *JSONLSource) Next() (*pb.FeatureRow, error) {
 	for s.sc.Scan() {
 		s.line++
+		s.done += int64(len(s.sc.Bytes())) + 1
 		line := bytes.TrimSpace(s.sc.Bytes())
 		if len(line) == 0 {
 			continue
@@ -392,7 +380,14 @@ func jsonValue(t featurestore.ValueType, raw json.RawMessage) (*pb.Value, error)
 	return ParseValue(t, string(raw)) // numbers and booleans in their JSON text
 }
 
-func (s *JSONLSource) Progress() (int64, int64) { return s.cr.n, s.size }
+// Progress counts the bytes of the lines scanned (read-ahead excluded); the last line may
+// lack its newline, hence the cap.
+func (s *JSONLSource) Progress() (int64, int64) {
+	if s.size > 0 && s.done > s.size {
+		return s.size, s.size
+	}
+	return s.done, s.size
+}
 func (s *JSONLSource) Unit() string             { return "bytes" }
 
 // Close closes the underlying reader if it is a Closer.

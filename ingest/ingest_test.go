@@ -266,3 +266,46 @@ func FuzzJSONLRow(f *testing.F) {
 		}
 	})
 }
+
+// Progress moves with the rows parsed, not with the bytes read ahead: halfway through the
+// rows of a file, it reports about half of the file.
+func TestProgressFollowsParsedRows(t *testing.T) {
+	dir := t.TempDir()
+	const rows = 20000
+	var csvB, jsonB strings.Builder
+	csvB.WriteString("entity_id,n\n")
+	for i := 0; i < rows; i++ {
+		fmt.Fprintf(&csvB, "e%d,%d\n", i, i)
+		fmt.Fprintf(&jsonB, `{"entity_id":"e%d","n":%d}`+"\n", i, i)
+	}
+	for _, tc := range []struct{ name, content string }{{"rows.csv", csvB.String()}, {"rows.jsonl", jsonB.String()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.name)
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			src, err := Open(path, "", fileSet, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			for i := 0; i < rows/2; i++ {
+				if _, err := src.Next(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done, total := src.Progress()
+			if f := float64(done) / float64(total); f < 0.45 || f > 0.55 {
+				t.Fatalf("after half the rows, progress %d of %d (%.2f)", done, total, f)
+			}
+			for {
+				if _, err := src.Next(); err != nil {
+					break
+				}
+			}
+			if done, total := src.Progress(); done != total {
+				t.Fatalf("at the end, progress %d of %d", done, total)
+			}
+		})
+	}
+}
