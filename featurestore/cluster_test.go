@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +14,14 @@ import (
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
 )
+
+// lookupCounter counts the reads whose pipelined cache GET answered.
+type lookupCounter struct {
+	featurestore.NopMetrics
+	n atomic.Int64
+}
+
+func (l *lookupCounter) CacheLookups(context.Context, int, int, int) { l.n.Add(1) }
 
 // TestValkeyCluster runs the write-through protocol unchanged against a 3-primary ValKey
 // Cluster: multi-entity reads and writes span slots (pipelines are split per node, and
@@ -34,7 +43,10 @@ func TestValkeyCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	counting := &countingDB{Database: db}
-	svc, err := featurestore.New(counting, cache, nil, featurestore.SystemClock{}, testCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	lookups := &lookupCounter{}
+	cfg := testCfg
+	cfg.Metrics = lookups
+	svc, err := featurestore.New(counting, cache, nil, featurestore.SystemClock{}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,21 +72,37 @@ func TestValkeyCluster(t *testing.T) {
 		}
 		return vals
 	}
-	read() // heals every key into the cluster
-	counting.reads.Store(0)
-	read()
-	if n := counting.reads.Load(); n != 0 {
-		t.Fatalf("cached read across the cluster did %d database reads, want 0", n)
+	// cachedRead requires a read served wholly from the cache. A read whose pipelined GET
+	// timed out on a loaded machine reads everything from the database; only then, and
+	// when excused (a failed write attempt leaves expired tokens that one read heals), is
+	// one more read allowed.
+	cachedRead := func(what string, excused bool) {
+		t.Helper()
+		counting.reads.Store(0)
+		lookups.n.Store(0)
+		read()
+		n := counting.reads.Load()
+		if n == 0 {
+			return
+		}
+		cacheFailed := lookups.n.Load() == 0
+		if !cacheFailed && !excused {
+			t.Fatalf("%s did %d database reads, want 0", what, n)
+		}
+		t.Logf("%s did %d database reads (cache GET failed: %v; excused: %v); reading again", what, n, cacheFailed, excused)
+		counting.reads.Store(0)
+		read()
+		if n := counting.reads.Load(); n != 0 {
+			t.Fatalf("%s, read again, did %d database reads, want 0", what, n)
+		}
 	}
+	read() // heals every key into the cluster
+	cachedRead("cached read across the cluster", false)
 	// A second write round goes through MARK/PUBLISH on every node and stays cached.
 	for i := range rows {
 		rows[i].EventTime = time.Now()
 		rows[i].Values["trips"] = featurestore.Value{Type: featurestore.TypeInt64, Int: int64(i)}
 	}
-	writeRetrying(t, svc, "drivers", rows)
-	counting.reads.Store(0)
-	read()
-	if n := counting.reads.Load(); n != 0 {
-		t.Fatalf("read after a write round did %d database reads, want 0", n)
-	}
+	_, attempts := writeAttempts(t, svc, "drivers", rows)
+	cachedRead("read after a write round", attempts > 1)
 }

@@ -108,10 +108,19 @@ var driverSet = featurestore.FeatureSet{
 // loaded DynamoDB Local can miss the tests' short write deadline.
 func writeRetrying(t *testing.T, svc *featurestore.Service, set string, rows []featurestore.WriteRow) []featurestore.RowResult {
 	t.Helper()
+	res, _ := writeAttempts(t, svc, set, rows)
+	return res
+}
+
+// writeAttempts is writeRetrying that also reports how many attempts it took. An attempt
+// that failed leaves its expired tokens on the keys, so the next read of them goes to the
+// database once (and heals them) even after a successful retry.
+func writeAttempts(t *testing.T, svc *featurestore.Service, set string, rows []featurestore.WriteRow) ([]featurestore.RowResult, int) {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		res, err := svc.WriteFeatures(context.Background(), set, rows)
 		if err == nil {
-			return res
+			return res, attempt
 		}
 		if featurestore.ErrorKind(err) != featurestore.KindUnavailable || attempt == 5 {
 			t.Fatalf("write %d rows to %s: %v", len(rows), set, err)

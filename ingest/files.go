@@ -388,7 +388,7 @@ func (s *JSONLSource) Progress() (int64, int64) {
 	}
 	return s.done, s.size
 }
-func (s *JSONLSource) Unit() string             { return "bytes" }
+func (s *JSONLSource) Unit() string { return "bytes" }
 
 // Close closes the underlying reader if it is a Closer.
 func (s *JSONLSource) Close() error {
