@@ -40,8 +40,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Metrics, if set, counts jobs by outcome.
 	Metrics Metrics
-	// Settle is how long the index must stay empty (over two queries) to call a job done;
-	// it covers the index's propagation delay (default 500ms).
+	// Settle is how long the index must stay empty (over two queries) to call a job done.
+	// It must exceed the index's propagation delay: a row that reaches the GSI later than
+	// that after the deletion's writes in flight have committed is missed. DynamoDB's is
+	// usually well under a second; the default, 5s, leaves a margin and only delays DONE.
 	Settle time.Duration
 }
 
@@ -59,7 +61,7 @@ func (c Config) withDefaults() Config {
 		c.WriteTimeout = 2 * time.Second
 	}
 	if c.Settle <= 0 {
-		c.Settle = 500 * time.Millisecond
+		c.Settle = 5 * time.Second
 	}
 	if c.Metrics == nil {
 		c.Metrics = nopMetrics{}

@@ -48,8 +48,16 @@ func (e *env) worker(t testing.TB, cfg gdpr.Config) (*gdpr.Service, context.Canc
 	if cfg.Poll == 0 {
 		cfg.Poll = 100 * time.Millisecond
 	}
-	cfg.WriteTimeout, cfg.Settle = fsCfg.WriteTimeout, 200*time.Millisecond
-	g := gdpr.New(e.store, e.svc, featurestore.SystemClock{}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if cfg.Settle == 0 {
+		cfg.Settle = 200 * time.Millisecond
+	}
+	cfg.WriteTimeout = fsCfg.WriteTimeout
+	return e.workerOn(t, e.svc, cfg)
+}
+
+// workerOn starts a worker that reaches the rows through rows.
+func (e *env) workerOn(t testing.TB, rows gdpr.Rows, cfg gdpr.Config) (*gdpr.Service, context.CancelFunc) {
+	g := gdpr.New(e.store, rows, featurestore.SystemClock{}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = g.Run(ctx); close(done) }()
@@ -270,5 +278,88 @@ func TestConcurrentDeleteSubjectReturnsOneJob(t *testing.T) {
 	}
 	if _, err := g.GetDeletion(context.Background(), "del-nope"); featurestore.ErrorKind(err) != featurestore.KindNotFound {
 		t.Fatalf("unknown job: %v, want not found", err)
+	}
+}
+
+// laggingIndex shows each key in the by_subject index only from a given time on, as
+// DynamoDB's eventually consistent GSI may for rows written just before a deletion.
+type laggingIndex struct {
+	gdpr.Rows
+	mu          sync.Mutex
+	visibleFrom map[featurestore.ItemKey]time.Time
+}
+
+func (l *laggingIndex) SubjectKeys(ctx context.Context, subject string) ([]featurestore.ItemKey, error) {
+	keys, err := l.Rows.SubjectKeys(ctx, subject)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := keys[:0]
+	for _, k := range keys {
+		if at, ok := l.visibleFrom[k]; !ok || !time.Now().Before(at) {
+			out = append(out, k)
+		}
+	}
+	return out, err
+}
+
+// The worker calls a job done only after the index stayed empty for Settle past the
+// moment writes in flight at the deletion have committed. Rows that reach the index later
+// than that are missed, which the control case shows; rows that arrive within it are found
+// and erased.
+func TestIndexLagWithinSettleIsCovered(t *testing.T) {
+	tests := []struct {
+		name      string
+		settle    time.Duration
+		wantFound bool // rows that appear in the index late are still there after DONE
+	}{
+		{"settle longer than the lag", 2 * time.Second, false},
+		{"control: settle shorter than the lag", 20 * time.Millisecond, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			apply(t, e.svc, "profile")
+			before := time.Now().Add(-time.Minute)
+			for i, ent := range []string{"u1", "u2", "u3"} {
+				write(t, e.svc, "profile", ent, "carol", int64(i), before)
+			}
+			late := []featurestore.ItemKey{featurestore.RowKey("profile", "u2"), featurestore.RowKey("profile", "u3")}
+			idx := &laggingIndex{Rows: e.svc, visibleFrom: map[featurestore.ItemKey]time.Time{}}
+			far := time.Now().Add(time.Hour)
+			for _, k := range late {
+				idx.visibleFrom[k] = far
+			}
+			g, _ := e.workerOn(t, idx, gdpr.Config{Rate: 1000, Poll: 100 * time.Millisecond, WriteTimeout: fsCfg.WriteTimeout, Settle: tc.settle})
+			j, err := g.DeleteSubject(ctx, "carol", "lag test", "privacy-team")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The worker's first empty look comes WriteTimeout + 1s after the deletion;
+			// the late rows appear 600 ms after that.
+			idx.mu.Lock()
+			for _, k := range late {
+				idx.visibleFrom[k] = time.UnixMicro(j.DeletedAt).Add(fsCfg.WriteTimeout + time.Second + 600*time.Millisecond)
+			}
+			idx.mu.Unlock()
+			done := waitDone(t, g, j.ID, 30*time.Second)
+			_, vals, err := e.svc.GetFeatures(ctx, []string{"profile:n"}, []string{"u1", "u2", "u3"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if vals[0].Status != featurestore.NotFoundStatus {
+				t.Fatalf("u1, visible in the index from the start, survived: %+v", vals[0])
+			}
+			found := vals[1].Status == featurestore.Present || vals[2].Status == featurestore.Present
+			if found != tc.wantFound {
+				t.Fatalf("late rows still present = %v, want %v (job deleted %d items)", found, tc.wantFound, done.ItemsDeleted)
+			}
+			if !tc.wantFound {
+				keys, err := e.svc.SubjectKeys(ctx, "carol")
+				if err != nil || len(keys) != 0 {
+					t.Fatalf("index after DONE: %v %v, want empty", keys, err)
+				}
+			}
+		})
 	}
 }

@@ -28,6 +28,7 @@ type config struct {
 	ShutdownTimeout  time.Duration
 	DrainDelay       time.Duration
 	GdprRate         float64
+	GdprIndexSettle  time.Duration
 	AuthPolicy       string
 	TLSCert          string
 	TLSKey           string
@@ -60,6 +61,7 @@ var settings = []envFlag{
 	{"shutdown-timeout", "FS_SHUTDOWN_TIMEOUT", "10s", "how long to drain in-flight RPCs on SIGTERM"},
 	{"drain-delay", "FS_DRAIN_DELAY", "0s", "on SIGTERM, how long health reports NOT_SERVING while still serving, before draining (let load balancers notice)"},
 	{"gdpr-rate", "FS_GDPR_RATE", "100", "items each replica's deletion worker erases per second at most"},
+	{"gdpr-index-settle", "FS_GDPR_INDEX_SETTLE", "5s", "how long the by_subject index must stay empty before a deletion is done; must exceed the index's propagation delay"},
 	{"auth-policy", "FS_AUTH_POLICY", "", "YAML access policy: bearer tokens and per-identity rules (see README); empty: no authentication"},
 	{"tls-cert", "FS_TLS_CERT", "", "server certificate (PEM) for TLS"},
 	{"tls-key", "FS_TLS_KEY", "", "server key (PEM) for TLS"},
@@ -130,6 +132,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.DrainDelay, err = time.ParseDuration(*vals["drain-delay"]); err != nil || c.DrainDelay < 0 {
 		errs = append(errs, fmt.Errorf("-drain-delay: want a duration such as 5s, got %q", *vals["drain-delay"]))
 	}
+	c.GdprIndexSettle = dur("gdpr-index-settle")
 	if c.GdprRate, err = strconv.ParseFloat(*vals["gdpr-rate"], 64); err != nil || c.GdprRate <= 0 {
 		errs = append(errs, fmt.Errorf("-gdpr-rate: want a positive number of items per second, got %q", *vals["gdpr-rate"]))
 	}

@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	eraser := gdpr.New(deletions, svc, featurestore.SystemClock{}, gdpr.Config{Rate: cfg.GdprRate, WriteTimeout: cfg.WriteTimeout, Metrics: tel}, logger)
+	eraser := gdpr.New(deletions, svc, featurestore.SystemClock{}, gdpr.Config{Rate: cfg.GdprRate, Settle: cfg.GdprIndexSettle, WriteTimeout: cfg.WriteTimeout, Metrics: tel}, logger)
 	grpcOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.TracerProvider()), otelgrpc.WithMeterProvider(tel.MeterProvider()))),
