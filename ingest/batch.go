@@ -26,9 +26,9 @@ type BatchError struct {
 // BatchSummary is the batch lane's answer.
 type BatchSummary struct {
 	Written, Stale, Rejected int64
-	// Retried counts sub-chunks written again after a failure with an unknown outcome.
-	// A row of such a sub-chunk answered stale may have applied on the earlier attempt
-	// and been overwritten since; either way, newer values are stored now.
+	// Retried counts rows written again after a failure with an unknown outcome. Such a
+	// row answered stale may have applied on the earlier attempt and been overwritten
+	// since; either way, newer values are stored now.
 	Retried int64
 	// Errors holds the first rejected rows, in no particular order beyond the first
 	// MaxErrors encountered.
@@ -91,7 +91,7 @@ func Batch(ctx context.Context, w Writer, recv func() (BatchChunk, error), o Bat
 			}
 			if attempt < o.Retries {
 				mu.Lock()
-				sum.Retried++
+				sum.Retried += int64(len(rows))
 				mu.Unlock()
 			}
 			select {

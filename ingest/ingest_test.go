@@ -31,6 +31,8 @@ type recordingWriter struct {
 	inFlight int
 	maxSeen  int
 	fail     error
+	// failFirst makes that many calls fail with an unknown outcome before any succeeds.
+	failFirst int
 }
 
 func (w *recordingWriter) WriteRowsLenient(ctx context.Context, set, field string, base int64, rows []featurestore.WriteRow) ([]featurestore.RowResult, error) {
@@ -44,6 +46,10 @@ func (w *recordingWriter) WriteRowsLenient(ctx context.Context, set, field strin
 	w.inFlight--
 	if w.fail != nil {
 		return nil, w.fail
+	}
+	if w.failFirst > 0 {
+		w.failFirst--
+		return nil, featurestore.Unavailable("database unavailable; the rows may have been written", errors.New("timeout"))
 	}
 	out := make([]featurestore.RowResult, len(rows))
 	for i, r := range rows {
@@ -123,6 +129,30 @@ func TestBatchPositions(t *testing.T) {
 	want := BatchSummary{Written: 199, Rejected: 1, Errors: []BatchError{{Row: 153, EntityID: "", Error: "rows[153].entity_id: is required"}}}
 	if diff := cmp.Diff(want, sum); diff != "" {
 		t.Fatalf("summary (-want +got):\n%s", diff)
+	}
+}
+
+// A sub-chunk whose write failed with an unknown outcome is written again, and the summary
+// says how many rows that concerned, since their stale answers may hide an earlier apply.
+func TestBatchRetriesUnknownOutcomes(t *testing.T) {
+	w := &recordingWriter{order: map[string][]int64{}, failFirst: 1}
+	rows := make([]featurestore.WriteRow, 120)
+	for i := range rows {
+		rows[i] = featurestore.WriteRow{EntityID: fmt.Sprintf("e%d", i)}
+	}
+	sent := false
+	sum, err := Batch(context.Background(), w, func() (BatchChunk, error) {
+		if sent {
+			return BatchChunk{}, io.EOF
+		}
+		sent = true
+		return BatchChunk{Set: "s", Rows: rows}, nil
+	}, BatchOptions{SubChunk: 50, MaxInFlight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Written != 120 || sum.Retried != 50 {
+		t.Fatalf("summary %+v, want 120 written and the first 50 rows retried", sum)
 	}
 }
 

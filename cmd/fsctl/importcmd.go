@@ -125,6 +125,9 @@ func cmdImport(ctx context.Context, g globals, args []string) error {
 		return printJSON(g, sum)
 	}
 	fmt.Fprintf(g.stdout, "%d rows: %d written, %d stale, %d rejected in %s\n", rows.Load(), sum.GetRowsWritten(), sum.GetRowsStale(), sum.GetRowsRejected(), time.Since(prog.start).Round(time.Millisecond))
+	if n := sum.GetRowsRetried(); n > 0 {
+		fmt.Fprintf(g.stdout, "  %d rows were retried by the server after a failure with an unknown outcome\n", n)
+	}
 	for _, e := range sum.GetErrors() {
 		fmt.Fprintf(g.stdout, "  row %d (entity %q): %s\n", e.GetRow(), e.GetEntityId(), e.GetError())
 	}

@@ -1626,7 +1626,11 @@ type BatchWriteFeaturesResponse struct {
 	RowsStale    int64                  `protobuf:"varint,2,opt,name=rows_stale,json=rowsStale,proto3" json:"rows_stale,omitempty"`
 	RowsRejected int64                  `protobuf:"varint,3,opt,name=rows_rejected,json=rowsRejected,proto3" json:"rows_rejected,omitempty"`
 	// The first errors, with row positions.
-	Errors        []*BatchError `protobuf:"bytes,4,rep,name=errors,proto3" json:"errors,omitempty"`
+	Errors []*BatchError `protobuf:"bytes,4,rep,name=errors,proto3" json:"errors,omitempty"`
+	// Rows the server wrote again after a failure with an unknown outcome (retrying is safe:
+	// merge by event time makes it idempotent). Such a row counted as stale may have applied
+	// on the earlier attempt and been overwritten since; either way newer values are stored.
+	RowsRetried   int64 `protobuf:"varint,5,opt,name=rows_retried,json=rowsRetried,proto3" json:"rows_retried,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1687,6 +1691,13 @@ func (x *BatchWriteFeaturesResponse) GetErrors() []*BatchError {
 		return x.Errors
 	}
 	return nil
+}
+
+func (x *BatchWriteFeaturesResponse) GetRowsRetried() int64 {
+	if x != nil {
+		return x.RowsRetried
+	}
+	return 0
 }
 
 // Deletion is a GDPR deletion job for one data subject.
@@ -2061,13 +2072,14 @@ const file_featurestore_v1_featurestore_proto_rawDesc = "" +
 	"BatchError\x12\x10\n" +
 	"\x03row\x18\x01 \x01(\x03R\x03row\x12\x1b\n" +
 	"\tentity_id\x18\x02 \x01(\tR\bentityId\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xb8\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xdb\x01\n" +
 	"\x1aBatchWriteFeaturesResponse\x12!\n" +
 	"\frows_written\x18\x01 \x01(\x03R\vrowsWritten\x12\x1d\n" +
 	"\n" +
 	"rows_stale\x18\x02 \x01(\x03R\trowsStale\x12#\n" +
 	"\rrows_rejected\x18\x03 \x01(\x03R\frowsRejected\x123\n" +
-	"\x06errors\x18\x04 \x03(\v2\x1b.featurestore.v1.BatchErrorR\x06errors\"\x92\x02\n" +
+	"\x06errors\x18\x04 \x03(\v2\x1b.featurestore.v1.BatchErrorR\x06errors\x12!\n" +
+	"\frows_retried\x18\x05 \x01(\x03R\vrowsRetried\"\x92\x02\n" +
 	"\bDeletion\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
