@@ -1,8 +1,9 @@
 // Package chaos proves the feature store's per-key linearizability under faults. It runs
-// several replicas (featurestore.Service instances, each with its own connections) against
-// one DynamoDB Local and one valkey-server, each replica's paths to both stores going
-// through an in-process toxiproxy; drives concurrent writers and readers over a small hot
-// key space while injecting faults; records every operation with its invocation and
+// several server replicas in-process (each a featurestore.Service with its own store
+// connections, behind its own gRPC server on loopback) against one DynamoDB Local and one
+// valkey-server, each replica's paths to both stores going through an in-process
+// toxiproxy; drives concurrent writers on all three lanes and readers through the gRPC API
+// over a small hot key space while injecting faults; records every operation with its invocation and
 // response times; and checks each key's history with porcupine. A write that fails is
 // recorded with an unknown outcome (it may have applied), not dropped.
 package chaos
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,12 +27,16 @@ import (
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/anishathalye/porcupine"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/client"
 	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
-	"github.com/dsfeatures/featurestore/ingest"
+	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
+	"github.com/dsfeatures/featurestore/server"
 )
 
 // Config is one run.
@@ -142,6 +148,7 @@ type environment struct {
 
 type replica struct {
 	svc      *featurestore.Service
+	api      pb.FeatureStoreServiceClient // the replica's gRPC server, over loopback
 	cache    *valkey.Cache
 	vkProxy  *toxiproxy.Proxy
 	ddbProxy *toxiproxy.Proxy
@@ -153,63 +160,64 @@ type replica struct {
 
 var errCrashed = errors.New("replica crashed between commit and publish")
 
-// LaneKinds are the write lanes, driven in-process through the code the gRPC handlers
-// call: WriteFeatures for on-demand, and the ingest package's stream and batch lanes.
+// LaneKinds are the write lanes, each driven through a replica's gRPC server:
+// WriteFeatures (on-demand), StreamWriteFeatures and BatchWriteFeatures.
 var LaneKinds = []string{"ondemand", "stream", "batch"}
 
 // writeRow writes one row through lane and returns its outcome for the history:
-// "written", "stale", or "unknown" when the call failed (it may have applied) or when a
-// retry inside the batch lane makes a stale answer ambiguous.
-func writeRow(ctx context.Context, svc *featurestore.Service, lane string, row featurestore.WriteRow) string {
-	rows := []featurestore.WriteRow{row}
-	status := func(st featurestore.WriteStatus) string {
+// "written", "stale", or "unknown" when the call failed (it may have applied) or when the
+// batch lane retried the row, which makes a stale answer ambiguous.
+func writeRow(ctx context.Context, api pb.FeatureStoreServiceClient, lane string, row *pb.FeatureRow) string {
+	status := func(st pb.WriteStatus) string {
 		switch st {
-		case featurestore.Written:
+		case pb.WriteStatus_WRITE_STATUS_WRITTEN:
 			return "written"
-		case featurestore.Stale:
+		case pb.WriteStatus_WRITE_STATUS_STALE:
 			return "stale"
 		}
 		return "rejected" // never valid here: the checker flags it
 	}
 	switch lane {
 	case "stream":
-		sent := false
-		var ack *ingest.StreamAck
-		err := ingest.Stream(ctx, svc, func() (ingest.StreamRequest, error) {
-			if sent {
-				return ingest.StreamRequest{}, io.EOF
-			}
-			sent = true
-			return ingest.StreamRequest{Sequence: 1, Set: "chaos", Rows: rows}, nil
-		}, func(a ingest.StreamAck) error { ack = &a; return nil }, ingest.StreamOptions{})
-		if err != nil || ack == nil {
+		st, err := api.StreamWriteFeatures(ctx)
+		if err != nil {
 			return "unknown"
 		}
-		return status(ack.Results[0].Status)
-	case "batch":
-		sent := false
-		sum, err := ingest.Batch(ctx, svc, func() (ingest.BatchChunk, error) {
-			if sent {
-				return ingest.BatchChunk{}, io.EOF
-			}
-			sent = true
-			return ingest.BatchChunk{Set: "chaos", Rows: rows}, nil
-		}, ingest.BatchOptions{})
-		switch {
-		case err != nil || sum.Written+sum.Stale != 1:
+		if err := st.Send(&pb.StreamWriteFeaturesRequest{Sequence: 1, FeatureSet: "chaos", Rows: []*pb.FeatureRow{row}}); err != nil {
 			return "unknown"
-		case sum.Written == 1:
+		}
+		if err := st.CloseSend(); err != nil {
+			return "unknown"
+		}
+		ack, err := st.Recv()
+		if err != nil || ack.GetSequence() != 1 || len(ack.GetResults()) != 1 {
+			return "unknown"
+		}
+		return status(ack.GetResults()[0].GetStatus())
+	case "batch":
+		st, err := api.BatchWriteFeatures(ctx)
+		if err != nil {
+			return "unknown"
+		}
+		if err := st.Send(&pb.BatchWriteFeaturesRequest{FeatureSet: "chaos", Rows: []*pb.FeatureRow{row}}); err != nil {
+			return "unknown"
+		}
+		sum, err := st.CloseAndRecv()
+		switch {
+		case err != nil || sum.GetRowsWritten()+sum.GetRowsStale() != 1:
+			return "unknown"
+		case sum.GetRowsWritten() == 1:
 			return "written"
-		case sum.Retried > 0:
+		case sum.GetRowsRetried() > 0:
 			return "unknown"
 		}
 		return "stale"
 	default:
-		res, err := svc.WriteFeatures(ctx, "chaos", rows)
-		if err != nil {
+		res, err := api.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "chaos", Rows: []*pb.FeatureRow{row}})
+		if err != nil || len(res.GetResults()) != 1 {
 			return "unknown"
 		}
-		return status(res[0].Status)
+		return status(res.GetResults()[0].GetStatus())
 	}
 }
 
@@ -285,6 +293,20 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 		r.pause.Store(int64(cfg.PopulatePause))
 		bg.Add(1)
 		go func() { defer bg.Done(); _ = rr.svc.Run(runCtx) }()
+		// The replica serves the real gRPC API on loopback; the load goes through it.
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return rep, err
+		}
+		g := server.NewGRPC(server.New(r.svc, logger, server.Options{}), nil, logger)
+		go func() { _ = g.Serve(lis) }()
+		defer g.Stop()
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return rep, err
+		}
+		defer conn.Close()
+		r.api = pb.NewFeatureStoreServiceClient(conn)
 		replicas[i] = r
 	}
 	defer bg.Wait()
@@ -348,14 +370,11 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 				}
 				v := values.Add(1)
 				in := writeIn{T: t, V: v}
-				row := featurestore.WriteRow{
-					EntityID: key, EventTime: time.UnixMicro(1_000_000_000 + t),
-					Values: map[string]featurestore.Value{"v": {Type: featurestore.TypeInt64, Int: v}},
-				}
+				row := client.Row(key, time.UnixMicro(1_000_000_000+t), map[string]*pb.Value{"v": client.Int64(v)})
 				lane := cfg.Lanes[r.Intn(len(cfg.Lanes))]
 				call := now()
 				wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				status := writeRow(wctx, rp.svc, lane, row)
+				status := writeRow(wctx, rp.api, lane, row)
 				cancel()
 				lanes[lane]++
 				o := op{Key: key, Client: w, Input: in, Output: writeOut{Status: status}, Call: call, Return: now()}
@@ -377,7 +396,7 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 			defer wg.Done()
 			r := rand.New(rand.NewSource(seed))
 			rp := replicas[rd%len(replicas)]
-			client := cfg.Writers + rd
+			clientID := cfg.Writers + rd
 			for loadCtx.Err() == nil {
 				n := 1 + r.Intn(min(3, len(keys)))
 				ks := make([]string, 0, n)
@@ -386,18 +405,18 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 				}
 				call := now()
 				rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_, vals, err := rp.svc.GetFeatures(rctx, []string{"chaos:v"}, ks)
+				resp, err := rp.api.GetFeatures(rctx, &pb.GetFeaturesRequest{Features: []string{"chaos:v"}, EntityIds: ks})
 				cancel()
 				ret := now()
-				if err != nil {
+				if err != nil || len(resp.GetResults()) != len(ks) {
 					continue // a failed read observed nothing
 				}
 				for i, k := range ks {
 					out := readOut{}
-					if vals[i].Status == featurestore.Present {
-						out = readOut{Found: true, T: vals[i].EventTime - 1_000_000_000, V: vals[i].Value.Int}
+					if er := resp.GetResults()[i]; er.GetStatuses()[0] == pb.FeatureStatus_FEATURE_STATUS_PRESENT {
+						out = readOut{Found: true, T: er.GetEventTimes()[0].AsTime().UnixMicro() - 1_000_000_000, V: er.GetValues()[0].GetInt64Value()}
 					}
-					record(op{Key: k, Client: client, Output: out, Call: call, Return: ret})
+					record(op{Key: k, Client: clientID, Output: out, Call: call, Return: ret})
 				}
 			}
 		}()
