@@ -867,12 +867,16 @@ func (x *RowResult) GetError() string {
 	return ""
 }
 
-// EntityResult holds one entity's values, in the order of the request's features.
+// EntityResult holds one entity's values, in the order of the request's features: the
+// i-th entry of values, statuses and event_times belong to the i-th feature.
 type EntityResult struct {
-	state         protoimpl.MessageState   `protogen:"open.v1"`
-	EntityId      string                   `protobuf:"bytes,1,opt,name=entity_id,json=entityId,proto3" json:"entity_id,omitempty"`
-	Values        []*Value                 `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
-	Statuses      []FeatureStatus          `protobuf:"varint,3,rep,packed,name=statuses,proto3,enum=featurestore.v1.FeatureStatus" json:"statuses,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	EntityId string                 `protobuf:"bytes,1,opt,name=entity_id,json=entityId,proto3" json:"entity_id,omitempty"`
+	// Empty (no kind set) unless the status is PRESENT.
+	Values   []*Value        `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	Statuses []FeatureStatus `protobuf:"varint,3,rep,packed,name=statuses,proto3,enum=featurestore.v1.FeatureStatus" json:"statuses,omitempty"`
+	// The served value's event time; for EXPIRED, the stored value's; for NOT_FOUND, the
+	// zero Timestamp (1970-01-01T00:00:00Z).
 	EventTimes    []*timestamppb.Timestamp `protobuf:"bytes,4,rep,name=event_times,json=eventTimes,proto3" json:"event_times,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
