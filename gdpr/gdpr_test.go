@@ -312,7 +312,7 @@ func TestIndexLagWithinSettleIsCovered(t *testing.T) {
 		settle    time.Duration
 		wantFound bool // rows that appear in the index late are still there after DONE
 	}{
-		{"settle longer than the lag", 2 * time.Second, false},
+		{"settle longer than the lag", 3 * time.Second, false},
 		{"control: settle shorter than the lag", 20 * time.Millisecond, true},
 	}
 	for _, tc := range tests {
@@ -336,10 +336,11 @@ func TestIndexLagWithinSettleIsCovered(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The worker's first empty look comes WriteTimeout + 1s after the deletion;
-			// the late rows appear 600 ms after that.
+			// the late rows appear 1.2 s after that: before a 3 s settle's second look,
+			// long after a 20 ms settle's.
 			idx.mu.Lock()
 			for _, k := range late {
-				idx.visibleFrom[k] = time.UnixMicro(j.DeletedAt).Add(fsCfg.WriteTimeout + time.Second + 600*time.Millisecond)
+				idx.visibleFrom[k] = time.UnixMicro(j.DeletedAt).Add(fsCfg.WriteTimeout + time.Second + 1200*time.Millisecond)
 			}
 			idx.mu.Unlock()
 			done := waitDone(t, g, j.ID, 30*time.Second)
