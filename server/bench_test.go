@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	vk "github.com/valkey-io/valkey-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/featurestore/loadgen"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -62,31 +62,6 @@ func newBenchEnv(b *testing.B, cfg featurestore.Config, set, prefix string, nf i
 
 // baseline is the least a GetFeatures handler could do: the same pipelined ValKey GETs
 // for the same keys, and a response carrying each entity's cached bytes, decoding nothing.
-type baseline struct {
-	pb.UnimplementedFeatureStoreServiceServer
-	client vk.Client
-	set    string
-}
-
-func (s *baseline) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error) {
-	cmds := make(vk.Commands, 0, len(req.GetEntityIds())+1)
-	cmds = append(cmds, s.client.B().Get().Key(featurestore.SetKey(s.set).CacheKey()).Build())
-	for _, id := range req.GetEntityIds() {
-		cmds = append(cmds, s.client.B().Get().Key(featurestore.RowKey(s.set, id).CacheKey()).Build())
-	}
-	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(req.GetEntityIds()))}
-	for i, r := range s.client.DoMulti(ctx, cmds...) {
-		b, err := r.AsBytes()
-		if err != nil {
-			return nil, err
-		}
-		if i > 0 {
-			out.Results[i-1] = &pb.EntityResult{EntityId: req.GetEntityIds()[i-1], Values: []*pb.Value{{Kind: &pb.Value_BytesValue{BytesValue: b}}}}
-		}
-	}
-	return out, nil
-}
-
 func serve(b *testing.B, srv *grpc.Server) pb.FeatureStoreServiceClient {
 	_, c := serveAt(b, srv)
 	return c
@@ -141,7 +116,7 @@ func BenchmarkGetFeaturesCached(b *testing.B) {
 
 	ours := serve(b, server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger).Server)
 	bg := grpc.NewServer()
-	pb.RegisterFeatureStoreServiceServer(bg, &baseline{client: st.Cache.Client(), set: "bench"})
+	pb.RegisterFeatureStoreServiceServer(bg, &loadgen.BareGets{Client: st.Cache.Client()})
 	base := serve(b, bg)
 
 	for _, n := range []int{1, 100} {

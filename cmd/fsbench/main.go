@@ -3,7 +3,7 @@
 // fixed key distributions (uniform and Zipf). For each it measures the most throughput 8
 // closed-loop workers get, then latency in open loop at half the lower of the two
 // throughputs (so both sides get the same offered load), and prints a Markdown table of
-// throughput, p50/p99/p999 and ratios (ours / baseline). `make bench-suite` runs it.
+// throughput, p50/p99/p999 and ratios (ours / baseline). `make bench` runs it first.
 package main
 
 import (

@@ -21,6 +21,7 @@ import (
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/featurestore/loadgen"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
@@ -133,7 +134,7 @@ func setup(ctx context.Context, o options, log io.Writer) (*env, error) {
 	}
 	e.closers = append(e.closers, e.valkey.Close)
 	bsrv := grpc.NewServer()
-	pb.RegisterFeatureStoreServiceServer(bsrv, &bareGets{client: e.valkey})
+	pb.RegisterFeatureStoreServiceServer(bsrv, &loadgen.BareGets{Client: e.valkey})
 	if e.base, err = serveGRPC(e, bsrv); err != nil {
 		return nil, err
 	}
@@ -209,41 +210,4 @@ func seed(ctx context.Context, svc *featurestore.Service, fs featurestore.Featur
 		})
 	}
 	return g.Wait()
-}
-
-// bareGets is the cached-read baseline: the same pipelined ValKey GETs as GetFeatures
-// (the set and every row), and a response carrying each entity's cached bytes as one
-// bytes value, decoding nothing. It moves the data, as GetFeatures must, and no more.
-type bareGets struct {
-	pb.UnimplementedFeatureStoreServiceServer
-	client vk.Client
-}
-
-func (s *bareGets) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error) {
-	set, _, _ := cutRef(req.GetFeatures()[0])
-	cmds := make(vk.Commands, 0, len(req.GetEntityIds())+1)
-	cmds = append(cmds, s.client.B().Get().Key(featurestore.SetKey(set).CacheKey()).Build())
-	for _, id := range req.GetEntityIds() {
-		cmds = append(cmds, s.client.B().Get().Key(featurestore.RowKey(set, id).CacheKey()).Build())
-	}
-	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(req.GetEntityIds()))}
-	for i, r := range s.client.DoMulti(ctx, cmds...) {
-		b, err := r.AsBytes()
-		if err != nil && !vk.IsValkeyNil(err) {
-			return nil, err
-		}
-		if i > 0 {
-			out.Results[i-1] = &pb.EntityResult{EntityId: req.GetEntityIds()[i-1], Values: []*pb.Value{{Kind: &pb.Value_BytesValue{BytesValue: b}}}}
-		}
-	}
-	return out, nil
-}
-
-func cutRef(ref string) (set, feature string, ok bool) {
-	for i := 0; i < len(ref); i++ {
-		if ref[i] == ':' {
-			return ref[:i], ref[i+1:], true
-		}
-	}
-	return ref, "", false
 }

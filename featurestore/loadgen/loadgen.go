@@ -2,7 +2,8 @@
 // number of workers can (closed loop), and summarizes throughput and latency. In open-loop
 // mode each operation's latency is measured from the moment it was scheduled to start, not
 // from when it actually started, so a slow server cannot hide its queueing delay
-// (no coordinated omission).
+// (no coordinated omission). It also holds BareGets, the bare baseline handler that cached
+// GetFeatures is measured against.
 package loadgen
 
 import (
