@@ -3,8 +3,8 @@
 // connections, behind its own gRPC server on loopback) against one DynamoDB Local and one
 // valkey-server, each replica's paths to both stores going through an in-process
 // toxiproxy; drives concurrent writers on all three lanes and readers through the gRPC API
-// over a small hot key space while injecting faults; records every operation with its invocation and
-// response times; and checks each key's history with porcupine. A write that fails is
+// over a small hot key space while injecting faults; records every operation with its
+// invocation and response times; and checks each key's history with porcupine. A write that fails is
 // recorded with an unknown outcome (it may have applied), not dropped.
 package chaos
 
@@ -50,8 +50,6 @@ type Config struct {
 	// WriterPause, if set, makes each writer wait up to this long between writes, leaving
 	// moments with no writer in flight (when readers may populate the cache).
 	WriterPause time.Duration
-	// Lanes the writers draw from for each write (default: all of LaneKinds).
-	Lanes []string
 	// Faults to draw from (default: all kinds) and the mean time between them.
 	Faults     []string
 	FaultEvery time.Duration
@@ -89,9 +87,6 @@ func (c Config) withDefaults() Config {
 	if len(c.Faults) == 0 {
 		c.Faults = faultKinds
 	}
-	if len(c.Lanes) == 0 {
-		c.Lanes = LaneKinds
-	}
 	if c.FaultEvery == 0 {
 		c.FaultEvery = 400 * time.Millisecond
 	}
@@ -124,20 +119,22 @@ type Report struct {
 }
 
 func (r Report) String() string {
-	kinds := make([]string, 0, len(r.Faults))
-	total := 0
-	for k, n := range r.Faults {
-		kinds = append(kinds, k+"="+strconv.Itoa(n))
-		total += n
-	}
-	sort.Strings(kinds)
-	lanes := make([]string, 0, len(r.Lanes))
-	for l, n := range r.Lanes {
-		lanes = append(lanes, l+"="+strconv.Itoa(n))
-	}
-	sort.Strings(lanes)
+	kinds, total := tally(r.Faults)
+	lanes, _ := tally(r.Lanes)
 	return fmt.Sprintf("seed=%d histories=%d operations=%d (writes=%d %v reads=%d unknown=%d) faults=%d %v violations=%d inconclusive=%d",
 		r.Seed, r.Histories, r.Operations, r.Writes, lanes, r.Reads, r.Unknown, total, kinds, r.Violations, r.Inconclusive)
+}
+
+// tally lists counts as sorted "name=n" and sums them.
+func tally(counts map[string]int) ([]string, int) {
+	out := make([]string, 0, len(counts))
+	total := 0
+	for k, n := range counts {
+		out = append(out, k+"="+strconv.Itoa(n))
+		total += n
+	}
+	sort.Strings(out)
+	return out, total
 }
 
 type environment struct {
@@ -371,7 +368,7 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 				v := values.Add(1)
 				in := writeIn{T: t, V: v}
 				row := client.Row(key, time.UnixMicro(1_000_000_000+t), map[string]*pb.Value{"v": client.Int64(v)})
-				lane := cfg.Lanes[r.Intn(len(cfg.Lanes))]
+				lane := LaneKinds[r.Intn(len(LaneKinds))]
 				call := now()
 				wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				status := writeRow(wctx, rp.api, lane, row)
