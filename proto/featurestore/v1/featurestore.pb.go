@@ -810,8 +810,13 @@ type RowResult struct {
 	Status WriteStatus            `protobuf:"varint,1,opt,name=status,proto3,enum=featurestore.v1.WriteStatus" json:"status,omitempty"`
 	// The entity's stored version after the write.
 	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	// Why the row was rejected, or which values were stale.
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// Why the row was rejected, or which values were stale. For people: match on reason.
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// A stable, machine-readable reason for REJECTED rows (and STALE for stale ones):
+	// INVALID_ARGUMENT, UNKNOWN_FEATURE, UNKNOWN_FEATURE_SET, INVALID_VALUE,
+	// EVENT_TIME_IN_FUTURE, ITEM_TOO_LARGE, SUBJECT_ERASED, SUBJECT_ERASURE_IN_PROGRESS,
+	// SUBJECT_MISMATCH, FEATURE_SET_RETIRED, STALE. Empty for WRITTEN rows.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -863,6 +868,13 @@ func (x *RowResult) GetVersion() int64 {
 func (x *RowResult) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *RowResult) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -1117,7 +1129,11 @@ func (x *GetFeatureSetResponse) GetFeatureSet() *FeatureSet {
 }
 
 type ListFeatureSetsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The most sets to return (default 100, at most 1000). A page may hold fewer.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1152,9 +1168,25 @@ func (*ListFeatureSetsRequest) Descriptor() ([]byte, []int) {
 	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{13}
 }
 
+func (x *ListFeatureSetsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFeatureSetsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListFeatureSetsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FeatureSets   []*FeatureSet          `protobuf:"bytes,1,rep,name=feature_sets,json=featureSets,proto3" json:"feature_sets,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FeatureSets []*FeatureSet          `protobuf:"bytes,1,rep,name=feature_sets,json=featureSets,proto3" json:"feature_sets,omitempty"`
+	// Pass as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1196,6 +1228,102 @@ func (x *ListFeatureSetsResponse) GetFeatureSets() []*FeatureSet {
 	return nil
 }
 
+func (x *ListFeatureSetsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type DeleteFeatureSetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFeatureSetRequest) Reset() {
+	*x = DeleteFeatureSetRequest{}
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFeatureSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFeatureSetRequest) ProtoMessage() {}
+
+func (x *DeleteFeatureSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFeatureSetRequest.ProtoReflect.Descriptor instead.
+func (*DeleteFeatureSetRequest) Descriptor() ([]byte, []int) {
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteFeatureSetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteFeatureSetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The set as it was when it was retired.
+	FeatureSet    *FeatureSet `protobuf:"bytes,1,opt,name=feature_set,json=featureSet,proto3" json:"feature_set,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFeatureSetResponse) Reset() {
+	*x = DeleteFeatureSetResponse{}
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFeatureSetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFeatureSetResponse) ProtoMessage() {}
+
+func (x *DeleteFeatureSetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFeatureSetResponse.ProtoReflect.Descriptor instead.
+func (*DeleteFeatureSetResponse) Descriptor() ([]byte, []int) {
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeleteFeatureSetResponse) GetFeatureSet() *FeatureSet {
+	if x != nil {
+		return x.FeatureSet
+	}
+	return nil
+}
+
 type GetFeaturesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Feature references "set:feature"; every set must have the same entity type.
@@ -1207,7 +1335,7 @@ type GetFeaturesRequest struct {
 
 func (x *GetFeaturesRequest) Reset() {
 	*x = GetFeaturesRequest{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[15]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1347,7 @@ func (x *GetFeaturesRequest) String() string {
 func (*GetFeaturesRequest) ProtoMessage() {}
 
 func (x *GetFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[15]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1360,7 @@ func (x *GetFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*GetFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{15}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetFeaturesRequest) GetFeatures() []string {
@@ -1259,7 +1387,7 @@ type GetFeaturesResponse struct {
 
 func (x *GetFeaturesResponse) Reset() {
 	*x = GetFeaturesResponse{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[16]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1399,7 @@ func (x *GetFeaturesResponse) String() string {
 func (*GetFeaturesResponse) ProtoMessage() {}
 
 func (x *GetFeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[16]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1412,7 @@ func (x *GetFeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFeaturesResponse.ProtoReflect.Descriptor instead.
 func (*GetFeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{16}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetFeaturesResponse) GetFeatures() []string {
@@ -1301,6 +1429,253 @@ func (x *GetFeaturesResponse) GetResults() []*EntityResult {
 	return nil
 }
 
+type GetFeatureColumnsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Feature references "set:feature"; every set must have the same entity type.
+	Features      []string `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
+	EntityIds     []string `protobuf:"bytes,2,rep,name=entity_ids,json=entityIds,proto3" json:"entity_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFeatureColumnsRequest) Reset() {
+	*x = GetFeatureColumnsRequest{}
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFeatureColumnsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFeatureColumnsRequest) ProtoMessage() {}
+
+func (x *GetFeatureColumnsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFeatureColumnsRequest.ProtoReflect.Descriptor instead.
+func (*GetFeatureColumnsRequest) Descriptor() ([]byte, []int) {
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetFeatureColumnsRequest) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *GetFeatureColumnsRequest) GetEntityIds() []string {
+	if x != nil {
+		return x.EntityIds
+	}
+	return nil
+}
+
+type GetFeatureColumnsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One column per requested feature, in request order.
+	Columns       []*FeatureColumn `protobuf:"bytes,1,rep,name=columns,proto3" json:"columns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFeatureColumnsResponse) Reset() {
+	*x = GetFeatureColumnsResponse{}
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFeatureColumnsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFeatureColumnsResponse) ProtoMessage() {}
+
+func (x *GetFeatureColumnsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFeatureColumnsResponse.ProtoReflect.Descriptor instead.
+func (*GetFeatureColumnsResponse) Descriptor() ([]byte, []int) {
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetFeatureColumnsResponse) GetColumns() []*FeatureColumn {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+// FeatureColumn holds one feature for every requested entity: entry i of statuses,
+// event_times and the values belongs to the request's entity_ids[i]. Only the values
+// field of the feature's type is filled. A cell that is not PRESENT holds a filler: 0,
+// false, the empty string or bytes, or an empty list; its status says why.
+type FeatureColumn struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reference as requested ("set:feature").
+	Feature  string          `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
+	Type     ValueType       `protobuf:"varint,2,opt,name=type,proto3,enum=featurestore.v1.ValueType" json:"type,omitempty"`
+	Statuses []FeatureStatus `protobuf:"varint,3,rep,packed,name=statuses,proto3,enum=featurestore.v1.FeatureStatus" json:"statuses,omitempty"`
+	// Event times in microseconds since the Unix epoch: the served value's, for EXPIRED
+	// the stored value's, 0 for NOT_FOUND.
+	EventTimes   []int64   `protobuf:"varint,4,rep,packed,name=event_times,json=eventTimes,proto3" json:"event_times,omitempty"`
+	Int64Values  []int64   `protobuf:"varint,5,rep,packed,name=int64_values,json=int64Values,proto3" json:"int64_values,omitempty"`
+	DoubleValues []float64 `protobuf:"fixed64,6,rep,packed,name=double_values,json=doubleValues,proto3" json:"double_values,omitempty"`
+	StringValues []string  `protobuf:"bytes,7,rep,name=string_values,json=stringValues,proto3" json:"string_values,omitempty"`
+	BytesValues  [][]byte  `protobuf:"bytes,8,rep,name=bytes_values,json=bytesValues,proto3" json:"bytes_values,omitempty"`
+	BoolValues   []bool    `protobuf:"varint,9,rep,packed,name=bool_values,json=boolValues,proto3" json:"bool_values,omitempty"`
+	// List types are flattened: entity i's list is values[list_offsets[i]:list_offsets[i+1]],
+	// and list_offsets has one more entry than there are entities.
+	FloatListValues  []float32 `protobuf:"fixed32,10,rep,packed,name=float_list_values,json=floatListValues,proto3" json:"float_list_values,omitempty"`
+	Int64ListValues  []int64   `protobuf:"varint,11,rep,packed,name=int64_list_values,json=int64ListValues,proto3" json:"int64_list_values,omitempty"`
+	StringListValues []string  `protobuf:"bytes,12,rep,name=string_list_values,json=stringListValues,proto3" json:"string_list_values,omitempty"`
+	ListOffsets      []uint32  `protobuf:"varint,13,rep,packed,name=list_offsets,json=listOffsets,proto3" json:"list_offsets,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FeatureColumn) Reset() {
+	*x = FeatureColumn{}
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeatureColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeatureColumn) ProtoMessage() {}
+
+func (x *FeatureColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeatureColumn.ProtoReflect.Descriptor instead.
+func (*FeatureColumn) Descriptor() ([]byte, []int) {
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *FeatureColumn) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *FeatureColumn) GetType() ValueType {
+	if x != nil {
+		return x.Type
+	}
+	return ValueType_VALUE_TYPE_UNSPECIFIED
+}
+
+func (x *FeatureColumn) GetStatuses() []FeatureStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetEventTimes() []int64 {
+	if x != nil {
+		return x.EventTimes
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetInt64Values() []int64 {
+	if x != nil {
+		return x.Int64Values
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetDoubleValues() []float64 {
+	if x != nil {
+		return x.DoubleValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetStringValues() []string {
+	if x != nil {
+		return x.StringValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetBytesValues() [][]byte {
+	if x != nil {
+		return x.BytesValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetBoolValues() []bool {
+	if x != nil {
+		return x.BoolValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetFloatListValues() []float32 {
+	if x != nil {
+		return x.FloatListValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetInt64ListValues() []int64 {
+	if x != nil {
+		return x.Int64ListValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetStringListValues() []string {
+	if x != nil {
+		return x.StringListValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetListOffsets() []uint32 {
+	if x != nil {
+		return x.ListOffsets
+	}
+	return nil
+}
+
 type WriteFeaturesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FeatureSet    string                 `protobuf:"bytes,1,opt,name=feature_set,json=featureSet,proto3" json:"feature_set,omitempty"`
@@ -1311,7 +1686,7 @@ type WriteFeaturesRequest struct {
 
 func (x *WriteFeaturesRequest) Reset() {
 	*x = WriteFeaturesRequest{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[17]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1698,7 @@ func (x *WriteFeaturesRequest) String() string {
 func (*WriteFeaturesRequest) ProtoMessage() {}
 
 func (x *WriteFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[17]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1711,7 @@ func (x *WriteFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*WriteFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{17}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WriteFeaturesRequest) GetFeatureSet() string {
@@ -1362,7 +1737,7 @@ type WriteFeaturesResponse struct {
 
 func (x *WriteFeaturesResponse) Reset() {
 	*x = WriteFeaturesResponse{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[18]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1749,7 @@ func (x *WriteFeaturesResponse) String() string {
 func (*WriteFeaturesResponse) ProtoMessage() {}
 
 func (x *WriteFeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[18]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1762,7 @@ func (x *WriteFeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFeaturesResponse.ProtoReflect.Descriptor instead.
 func (*WriteFeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{18}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WriteFeaturesResponse) GetResults() []*RowResult {
@@ -1409,7 +1784,7 @@ type StreamWriteFeaturesRequest struct {
 
 func (x *StreamWriteFeaturesRequest) Reset() {
 	*x = StreamWriteFeaturesRequest{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[19]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1796,7 @@ func (x *StreamWriteFeaturesRequest) String() string {
 func (*StreamWriteFeaturesRequest) ProtoMessage() {}
 
 func (x *StreamWriteFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[19]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1809,7 @@ func (x *StreamWriteFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamWriteFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*StreamWriteFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{19}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StreamWriteFeaturesRequest) GetSequence() int64 {
@@ -1468,7 +1843,7 @@ type StreamWriteFeaturesResponse struct {
 
 func (x *StreamWriteFeaturesResponse) Reset() {
 	*x = StreamWriteFeaturesResponse{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[20]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1855,7 @@ func (x *StreamWriteFeaturesResponse) String() string {
 func (*StreamWriteFeaturesResponse) ProtoMessage() {}
 
 func (x *StreamWriteFeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[20]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1868,7 @@ func (x *StreamWriteFeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamWriteFeaturesResponse.ProtoReflect.Descriptor instead.
 func (*StreamWriteFeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{20}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StreamWriteFeaturesResponse) GetSequence() int64 {
@@ -1510,6 +1885,166 @@ func (x *StreamWriteFeaturesResponse) GetResults() []*RowResult {
 	return nil
 }
 
+type DeleteEntitiesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FeatureSet    string                 `protobuf:"bytes,1,opt,name=feature_set,json=featureSet,proto3" json:"feature_set,omitempty"`
+	EntityIds     []string               `protobuf:"bytes,2,rep,name=entity_ids,json=entityIds,proto3" json:"entity_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteEntitiesRequest) Reset() {
+	*x = DeleteEntitiesRequest{}
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteEntitiesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteEntitiesRequest) ProtoMessage() {}
+
+func (x *DeleteEntitiesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteEntitiesRequest.ProtoReflect.Descriptor instead.
+func (*DeleteEntitiesRequest) Descriptor() ([]byte, []int) {
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DeleteEntitiesRequest) GetFeatureSet() string {
+	if x != nil {
+		return x.FeatureSet
+	}
+	return ""
+}
+
+func (x *DeleteEntitiesRequest) GetEntityIds() []string {
+	if x != nil {
+		return x.EntityIds
+	}
+	return nil
+}
+
+type DeleteEntitiesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per requested entity, in request order.
+	Results       []*EntityDeletion `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteEntitiesResponse) Reset() {
+	*x = DeleteEntitiesResponse{}
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteEntitiesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteEntitiesResponse) ProtoMessage() {}
+
+func (x *DeleteEntitiesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteEntitiesResponse.ProtoReflect.Descriptor instead.
+func (*DeleteEntitiesResponse) Descriptor() ([]byte, []int) {
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeleteEntitiesResponse) GetResults() []*EntityDeletion {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// EntityDeletion is the outcome of deleting one entity's row.
+type EntityDeletion struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	EntityId string                 `protobuf:"bytes,1,opt,name=entity_id,json=entityId,proto3" json:"entity_id,omitempty"`
+	// Whether the entity held values before the delete.
+	Existed bool `protobuf:"varint,2,opt,name=existed,proto3" json:"existed,omitempty"`
+	// The entity's version after the delete (versions never go backwards).
+	Version       int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntityDeletion) Reset() {
+	*x = EntityDeletion{}
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntityDeletion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntityDeletion) ProtoMessage() {}
+
+func (x *EntityDeletion) ProtoReflect() protoreflect.Message {
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntityDeletion.ProtoReflect.Descriptor instead.
+func (*EntityDeletion) Descriptor() ([]byte, []int) {
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *EntityDeletion) GetEntityId() string {
+	if x != nil {
+		return x.EntityId
+	}
+	return ""
+}
+
+func (x *EntityDeletion) GetExisted() bool {
+	if x != nil {
+		return x.Existed
+	}
+	return false
+}
+
+func (x *EntityDeletion) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type BatchWriteFeaturesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FeatureSet    string                 `protobuf:"bytes,1,opt,name=feature_set,json=featureSet,proto3" json:"feature_set,omitempty"`
@@ -1520,7 +2055,7 @@ type BatchWriteFeaturesRequest struct {
 
 func (x *BatchWriteFeaturesRequest) Reset() {
 	*x = BatchWriteFeaturesRequest{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[21]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +2067,7 @@ func (x *BatchWriteFeaturesRequest) String() string {
 func (*BatchWriteFeaturesRequest) ProtoMessage() {}
 
 func (x *BatchWriteFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[21]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +2080,7 @@ func (x *BatchWriteFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchWriteFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*BatchWriteFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{21}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BatchWriteFeaturesRequest) GetFeatureSet() string {
@@ -1566,16 +2101,18 @@ func (x *BatchWriteFeaturesRequest) GetRows() []*FeatureRow {
 type BatchError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Zero-based position of the row in the whole batch.
-	Row           int64  `protobuf:"varint,1,opt,name=row,proto3" json:"row,omitempty"`
-	EntityId      string `protobuf:"bytes,2,opt,name=entity_id,json=entityId,proto3" json:"entity_id,omitempty"`
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Row      int64  `protobuf:"varint,1,opt,name=row,proto3" json:"row,omitempty"`
+	EntityId string `protobuf:"bytes,2,opt,name=entity_id,json=entityId,proto3" json:"entity_id,omitempty"`
+	Error    string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// The stable reason, as in RowResult.reason.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchError) Reset() {
 	*x = BatchError{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[22]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +2124,7 @@ func (x *BatchError) String() string {
 func (*BatchError) ProtoMessage() {}
 
 func (x *BatchError) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[22]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +2137,7 @@ func (x *BatchError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchError.ProtoReflect.Descriptor instead.
 func (*BatchError) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{22}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BatchError) GetRow() int64 {
@@ -1624,12 +2161,19 @@ func (x *BatchError) GetError() string {
 	return ""
 }
 
+func (x *BatchError) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type BatchWriteFeaturesResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	RowsWritten  int64                  `protobuf:"varint,1,opt,name=rows_written,json=rowsWritten,proto3" json:"rows_written,omitempty"`
 	RowsStale    int64                  `protobuf:"varint,2,opt,name=rows_stale,json=rowsStale,proto3" json:"rows_stale,omitempty"`
 	RowsRejected int64                  `protobuf:"varint,3,opt,name=rows_rejected,json=rowsRejected,proto3" json:"rows_rejected,omitempty"`
-	// The first errors, with row positions.
+	// The first errors, with row positions; bounded in number and in total size.
 	Errors []*BatchError `protobuf:"bytes,4,rep,name=errors,proto3" json:"errors,omitempty"`
 	// Rows the server wrote again after a failure with an unknown outcome (retrying is safe:
 	// merge by event time makes it idempotent). Such a row counted as stale may have applied
@@ -1641,7 +2185,7 @@ type BatchWriteFeaturesResponse struct {
 
 func (x *BatchWriteFeaturesResponse) Reset() {
 	*x = BatchWriteFeaturesResponse{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[23]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +2197,7 @@ func (x *BatchWriteFeaturesResponse) String() string {
 func (*BatchWriteFeaturesResponse) ProtoMessage() {}
 
 func (x *BatchWriteFeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[23]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +2210,7 @@ func (x *BatchWriteFeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchWriteFeaturesResponse.ProtoReflect.Descriptor instead.
 func (*BatchWriteFeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{23}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BatchWriteFeaturesResponse) GetRowsWritten() int64 {
@@ -1706,20 +2250,26 @@ func (x *BatchWriteFeaturesResponse) GetRowsRetried() int64 {
 
 // Deletion is a GDPR deletion job for one data subject.
 type Deletion struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	SubjectId     string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	State         DeletionState          `protobuf:"varint,3,opt,name=state,proto3,enum=featurestore.v1.DeletionState" json:"state,omitempty"`
-	RequestedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
-	ItemsDeleted  int64                  `protobuf:"varint,6,opt,name=items_deleted,json=itemsDeleted,proto3" json:"items_deleted,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Set only while the job is PENDING or RUNNING; once it is DONE or FAILED no record of
+	// the deletion holds the subject id.
+	SubjectId   string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	State       DeletionState          `protobuf:"varint,3,opt,name=state,proto3,enum=featurestore.v1.DeletionState" json:"state,omitempty"`
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// Items (one feature set's row of one entity) that held values of the subject and were
+	// erased.
+	ItemsDeleted int64 `protobuf:"varint,6,opt,name=items_deleted,json=itemsDeleted,proto3" json:"items_deleted,omitempty"`
+	// Why a FAILED job failed; file the deletion again to retry it.
+	FailureReason string `protobuf:"bytes,7,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Deletion) Reset() {
 	*x = Deletion{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[24]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +2281,7 @@ func (x *Deletion) String() string {
 func (*Deletion) ProtoMessage() {}
 
 func (x *Deletion) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[24]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +2294,7 @@ func (x *Deletion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deletion.ProtoReflect.Descriptor instead.
 func (*Deletion) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{24}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Deletion) GetId() string {
@@ -1789,6 +2339,13 @@ func (x *Deletion) GetItemsDeleted() int64 {
 	return 0
 }
 
+func (x *Deletion) GetFailureReason() string {
+	if x != nil {
+		return x.FailureReason
+	}
+	return ""
+}
+
 type DeleteSubjectRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SubjectId     string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
@@ -1799,7 +2356,7 @@ type DeleteSubjectRequest struct {
 
 func (x *DeleteSubjectRequest) Reset() {
 	*x = DeleteSubjectRequest{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[25]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +2368,7 @@ func (x *DeleteSubjectRequest) String() string {
 func (*DeleteSubjectRequest) ProtoMessage() {}
 
 func (x *DeleteSubjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[25]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +2381,7 @@ func (x *DeleteSubjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubjectRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSubjectRequest) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{25}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteSubjectRequest) GetSubjectId() string {
@@ -1850,7 +2407,7 @@ type DeleteSubjectResponse struct {
 
 func (x *DeleteSubjectResponse) Reset() {
 	*x = DeleteSubjectResponse{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[26]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +2419,7 @@ func (x *DeleteSubjectResponse) String() string {
 func (*DeleteSubjectResponse) ProtoMessage() {}
 
 func (x *DeleteSubjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[26]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2432,7 @@ func (x *DeleteSubjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubjectResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSubjectResponse) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{26}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteSubjectResponse) GetDeletion() *Deletion {
@@ -1894,7 +2451,7 @@ type GetDeletionRequest struct {
 
 func (x *GetDeletionRequest) Reset() {
 	*x = GetDeletionRequest{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[27]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2463,7 @@ func (x *GetDeletionRequest) String() string {
 func (*GetDeletionRequest) ProtoMessage() {}
 
 func (x *GetDeletionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[27]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2476,7 @@ func (x *GetDeletionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeletionRequest.ProtoReflect.Descriptor instead.
 func (*GetDeletionRequest) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{27}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetDeletionRequest) GetId() string {
@@ -1938,7 +2495,7 @@ type GetDeletionResponse struct {
 
 func (x *GetDeletionResponse) Reset() {
 	*x = GetDeletionResponse{}
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[28]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2507,7 @@ func (x *GetDeletionResponse) String() string {
 func (*GetDeletionResponse) ProtoMessage() {}
 
 func (x *GetDeletionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_featurestore_v1_featurestore_proto_msgTypes[28]
+	mi := &file_featurestore_v1_featurestore_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2520,7 @@ func (x *GetDeletionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeletionResponse.ProtoReflect.Descriptor instead.
 func (*GetDeletionResponse) Descriptor() ([]byte, []int) {
-	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{28}
+	return file_featurestore_v1_featurestore_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetDeletionResponse) GetDeletion() *Deletion {
@@ -2022,11 +2579,12 @@ const file_featurestore_v1_featurestore_proto_rawDesc = "" +
 	"\x06values\x18\x04 \x03(\v2'.featurestore.v1.FeatureRow.ValuesEntryR\x06values\x1aQ\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.featurestore.v1.ValueR\x05value:\x028\x01\"q\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.featurestore.v1.ValueR\x05value:\x028\x01\"\x89\x01\n" +
 	"\tRowResult\x124\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1c.featurestore.v1.WriteStatusR\x06status\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xd4\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xd4\x01\n" +
 	"\fEntityResult\x12\x1b\n" +
 	"\tentity_id\x18\x01 \x01(\tR\bentityId\x12.\n" +
 	"\x06values\x18\x02 \x03(\v2\x16.featurestore.v1.ValueR\x06values\x12:\n" +
@@ -2043,17 +2601,49 @@ const file_featurestore_v1_featurestore_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"U\n" +
 	"\x15GetFeatureSetResponse\x12<\n" +
 	"\vfeature_set\x18\x01 \x01(\v2\x1b.featurestore.v1.FeatureSetR\n" +
-	"featureSet\"\x18\n" +
-	"\x16ListFeatureSetsRequest\"Y\n" +
+	"featureSet\"T\n" +
+	"\x16ListFeatureSetsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x81\x01\n" +
 	"\x17ListFeatureSetsResponse\x12>\n" +
-	"\ffeature_sets\x18\x01 \x03(\v2\x1b.featurestore.v1.FeatureSetR\vfeatureSets\"O\n" +
+	"\ffeature_sets\x18\x01 \x03(\v2\x1b.featurestore.v1.FeatureSetR\vfeatureSets\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"-\n" +
+	"\x17DeleteFeatureSetRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"X\n" +
+	"\x18DeleteFeatureSetResponse\x12<\n" +
+	"\vfeature_set\x18\x01 \x01(\v2\x1b.featurestore.v1.FeatureSetR\n" +
+	"featureSet\"O\n" +
 	"\x12GetFeaturesRequest\x12\x1a\n" +
 	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12\x1d\n" +
 	"\n" +
 	"entity_ids\x18\x02 \x03(\tR\tentityIds\"j\n" +
 	"\x13GetFeaturesResponse\x12\x1a\n" +
 	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x127\n" +
-	"\aresults\x18\x02 \x03(\v2\x1d.featurestore.v1.EntityResultR\aresults\"h\n" +
+	"\aresults\x18\x02 \x03(\v2\x1d.featurestore.v1.EntityResultR\aresults\"U\n" +
+	"\x18GetFeatureColumnsRequest\x12\x1a\n" +
+	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12\x1d\n" +
+	"\n" +
+	"entity_ids\x18\x02 \x03(\tR\tentityIds\"U\n" +
+	"\x19GetFeatureColumnsResponse\x128\n" +
+	"\acolumns\x18\x01 \x03(\v2\x1e.featurestore.v1.FeatureColumnR\acolumns\"\x90\x04\n" +
+	"\rFeatureColumn\x12\x18\n" +
+	"\afeature\x18\x01 \x01(\tR\afeature\x12.\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1a.featurestore.v1.ValueTypeR\x04type\x12:\n" +
+	"\bstatuses\x18\x03 \x03(\x0e2\x1e.featurestore.v1.FeatureStatusR\bstatuses\x12\x1f\n" +
+	"\vevent_times\x18\x04 \x03(\x03R\n" +
+	"eventTimes\x12!\n" +
+	"\fint64_values\x18\x05 \x03(\x03R\vint64Values\x12#\n" +
+	"\rdouble_values\x18\x06 \x03(\x01R\fdoubleValues\x12#\n" +
+	"\rstring_values\x18\a \x03(\tR\fstringValues\x12!\n" +
+	"\fbytes_values\x18\b \x03(\fR\vbytesValues\x12\x1f\n" +
+	"\vbool_values\x18\t \x03(\bR\n" +
+	"boolValues\x12*\n" +
+	"\x11float_list_values\x18\n" +
+	" \x03(\x02R\x0ffloatListValues\x12*\n" +
+	"\x11int64_list_values\x18\v \x03(\x03R\x0fint64ListValues\x12,\n" +
+	"\x12string_list_values\x18\f \x03(\tR\x10stringListValues\x12!\n" +
+	"\flist_offsets\x18\r \x03(\rR\vlistOffsets\"h\n" +
 	"\x14WriteFeaturesRequest\x12\x1f\n" +
 	"\vfeature_set\x18\x01 \x01(\tR\n" +
 	"featureSet\x12/\n" +
@@ -2067,23 +2657,35 @@ const file_featurestore_v1_featurestore_proto_rawDesc = "" +
 	"\x04rows\x18\x03 \x03(\v2\x1b.featurestore.v1.FeatureRowR\x04rows\"o\n" +
 	"\x1bStreamWriteFeaturesResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x124\n" +
-	"\aresults\x18\x02 \x03(\v2\x1a.featurestore.v1.RowResultR\aresults\"m\n" +
+	"\aresults\x18\x02 \x03(\v2\x1a.featurestore.v1.RowResultR\aresults\"W\n" +
+	"\x15DeleteEntitiesRequest\x12\x1f\n" +
+	"\vfeature_set\x18\x01 \x01(\tR\n" +
+	"featureSet\x12\x1d\n" +
+	"\n" +
+	"entity_ids\x18\x02 \x03(\tR\tentityIds\"S\n" +
+	"\x16DeleteEntitiesResponse\x129\n" +
+	"\aresults\x18\x01 \x03(\v2\x1f.featurestore.v1.EntityDeletionR\aresults\"a\n" +
+	"\x0eEntityDeletion\x12\x1b\n" +
+	"\tentity_id\x18\x01 \x01(\tR\bentityId\x12\x18\n" +
+	"\aexisted\x18\x02 \x01(\bR\aexisted\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\"m\n" +
 	"\x19BatchWriteFeaturesRequest\x12\x1f\n" +
 	"\vfeature_set\x18\x01 \x01(\tR\n" +
 	"featureSet\x12/\n" +
-	"\x04rows\x18\x02 \x03(\v2\x1b.featurestore.v1.FeatureRowR\x04rows\"Q\n" +
+	"\x04rows\x18\x02 \x03(\v2\x1b.featurestore.v1.FeatureRowR\x04rows\"i\n" +
 	"\n" +
 	"BatchError\x12\x10\n" +
 	"\x03row\x18\x01 \x01(\x03R\x03row\x12\x1b\n" +
 	"\tentity_id\x18\x02 \x01(\tR\bentityId\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xdb\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xdb\x01\n" +
 	"\x1aBatchWriteFeaturesResponse\x12!\n" +
 	"\frows_written\x18\x01 \x01(\x03R\vrowsWritten\x12\x1d\n" +
 	"\n" +
 	"rows_stale\x18\x02 \x01(\x03R\trowsStale\x12#\n" +
 	"\rrows_rejected\x18\x03 \x01(\x03R\frowsRejected\x123\n" +
 	"\x06errors\x18\x04 \x03(\v2\x1b.featurestore.v1.BatchErrorR\x06errors\x12!\n" +
-	"\frows_retried\x18\x05 \x01(\x03R\vrowsRetried\"\x92\x02\n" +
+	"\frows_retried\x18\x05 \x01(\x03R\vrowsRetried\"\xb9\x02\n" +
 	"\bDeletion\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2091,7 +2693,8 @@ const file_featurestore_v1_featurestore_proto_rawDesc = "" +
 	"\x05state\x18\x03 \x01(\x0e2\x1e.featurestore.v1.DeletionStateR\x05state\x12=\n" +
 	"\frequested_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12=\n" +
 	"\fcompleted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12#\n" +
-	"\ritems_deleted\x18\x06 \x01(\x03R\fitemsDeleted\"M\n" +
+	"\ritems_deleted\x18\x06 \x01(\x03R\fitemsDeleted\x12%\n" +
+	"\x0efailure_reason\x18\a \x01(\tR\rfailureReason\"M\n" +
 	"\x14DeleteSubjectRequest\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x16\n" +
@@ -2127,15 +2730,18 @@ const file_featurestore_v1_featurestore_proto_rawDesc = "" +
 	"\x16DELETION_STATE_PENDING\x10\x01\x12\x1a\n" +
 	"\x16DELETION_STATE_RUNNING\x10\x02\x12\x17\n" +
 	"\x13DELETION_STATE_DONE\x10\x03\x12\x19\n" +
-	"\x15DELETION_STATE_FAILED\x10\x042\xe2\x05\n" +
+	"\x15DELETION_STATE_FAILED\x10\x042\x9a\b\n" +
 	"\x13FeatureStoreService\x12d\n" +
 	"\x0fApplyFeatureSet\x12'.featurestore.v1.ApplyFeatureSetRequest\x1a(.featurestore.v1.ApplyFeatureSetResponse\x12^\n" +
 	"\rGetFeatureSet\x12%.featurestore.v1.GetFeatureSetRequest\x1a&.featurestore.v1.GetFeatureSetResponse\x12d\n" +
-	"\x0fListFeatureSets\x12'.featurestore.v1.ListFeatureSetsRequest\x1a(.featurestore.v1.ListFeatureSetsResponse\x12X\n" +
-	"\vGetFeatures\x12#.featurestore.v1.GetFeaturesRequest\x1a$.featurestore.v1.GetFeaturesResponse\x12^\n" +
+	"\x0fListFeatureSets\x12'.featurestore.v1.ListFeatureSetsRequest\x1a(.featurestore.v1.ListFeatureSetsResponse\x12g\n" +
+	"\x10DeleteFeatureSet\x12(.featurestore.v1.DeleteFeatureSetRequest\x1a).featurestore.v1.DeleteFeatureSetResponse\x12X\n" +
+	"\vGetFeatures\x12#.featurestore.v1.GetFeaturesRequest\x1a$.featurestore.v1.GetFeaturesResponse\x12j\n" +
+	"\x11GetFeatureColumns\x12).featurestore.v1.GetFeatureColumnsRequest\x1a*.featurestore.v1.GetFeatureColumnsResponse\x12^\n" +
 	"\rWriteFeatures\x12%.featurestore.v1.WriteFeaturesRequest\x1a&.featurestore.v1.WriteFeaturesResponse\x12t\n" +
 	"\x13StreamWriteFeatures\x12+.featurestore.v1.StreamWriteFeaturesRequest\x1a,.featurestore.v1.StreamWriteFeaturesResponse(\x010\x01\x12o\n" +
-	"\x12BatchWriteFeatures\x12*.featurestore.v1.BatchWriteFeaturesRequest\x1a+.featurestore.v1.BatchWriteFeaturesResponse(\x012\xc7\x01\n" +
+	"\x12BatchWriteFeatures\x12*.featurestore.v1.BatchWriteFeaturesRequest\x1a+.featurestore.v1.BatchWriteFeaturesResponse(\x01\x12a\n" +
+	"\x0eDeleteEntities\x12&.featurestore.v1.DeleteEntitiesRequest\x1a'.featurestore.v1.DeleteEntitiesResponse2\xc7\x01\n" +
 	"\vGdprService\x12^\n" +
 	"\rDeleteSubject\x12%.featurestore.v1.DeleteSubjectRequest\x1a&.featurestore.v1.DeleteSubjectResponse\x12X\n" +
 	"\vGetDeletion\x12#.featurestore.v1.GetDeletionRequest\x1a$.featurestore.v1.GetDeletionResponseBIZGgithub.com/dsfeatures/featurestore/proto/featurestore/v1;featurestorev1b\x06proto3"
@@ -2153,7 +2759,7 @@ func file_featurestore_v1_featurestore_proto_rawDescGZIP() []byte {
 }
 
 var file_featurestore_v1_featurestore_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_featurestore_v1_featurestore_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_featurestore_v1_featurestore_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_featurestore_v1_featurestore_proto_goTypes = []any{
 	(ValueType)(0),                      // 0: featurestore.v1.ValueType
 	(FeatureStatus)(0),                  // 1: featurestore.v1.FeatureStatus
@@ -2174,77 +2780,96 @@ var file_featurestore_v1_featurestore_proto_goTypes = []any{
 	(*GetFeatureSetResponse)(nil),       // 16: featurestore.v1.GetFeatureSetResponse
 	(*ListFeatureSetsRequest)(nil),      // 17: featurestore.v1.ListFeatureSetsRequest
 	(*ListFeatureSetsResponse)(nil),     // 18: featurestore.v1.ListFeatureSetsResponse
-	(*GetFeaturesRequest)(nil),          // 19: featurestore.v1.GetFeaturesRequest
-	(*GetFeaturesResponse)(nil),         // 20: featurestore.v1.GetFeaturesResponse
-	(*WriteFeaturesRequest)(nil),        // 21: featurestore.v1.WriteFeaturesRequest
-	(*WriteFeaturesResponse)(nil),       // 22: featurestore.v1.WriteFeaturesResponse
-	(*StreamWriteFeaturesRequest)(nil),  // 23: featurestore.v1.StreamWriteFeaturesRequest
-	(*StreamWriteFeaturesResponse)(nil), // 24: featurestore.v1.StreamWriteFeaturesResponse
-	(*BatchWriteFeaturesRequest)(nil),   // 25: featurestore.v1.BatchWriteFeaturesRequest
-	(*BatchError)(nil),                  // 26: featurestore.v1.BatchError
-	(*BatchWriteFeaturesResponse)(nil),  // 27: featurestore.v1.BatchWriteFeaturesResponse
-	(*Deletion)(nil),                    // 28: featurestore.v1.Deletion
-	(*DeleteSubjectRequest)(nil),        // 29: featurestore.v1.DeleteSubjectRequest
-	(*DeleteSubjectResponse)(nil),       // 30: featurestore.v1.DeleteSubjectResponse
-	(*GetDeletionRequest)(nil),          // 31: featurestore.v1.GetDeletionRequest
-	(*GetDeletionResponse)(nil),         // 32: featurestore.v1.GetDeletionResponse
-	nil,                                 // 33: featurestore.v1.FeatureRow.ValuesEntry
-	(*durationpb.Duration)(nil),         // 34: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 35: google.protobuf.Timestamp
+	(*DeleteFeatureSetRequest)(nil),     // 19: featurestore.v1.DeleteFeatureSetRequest
+	(*DeleteFeatureSetResponse)(nil),    // 20: featurestore.v1.DeleteFeatureSetResponse
+	(*GetFeaturesRequest)(nil),          // 21: featurestore.v1.GetFeaturesRequest
+	(*GetFeaturesResponse)(nil),         // 22: featurestore.v1.GetFeaturesResponse
+	(*GetFeatureColumnsRequest)(nil),    // 23: featurestore.v1.GetFeatureColumnsRequest
+	(*GetFeatureColumnsResponse)(nil),   // 24: featurestore.v1.GetFeatureColumnsResponse
+	(*FeatureColumn)(nil),               // 25: featurestore.v1.FeatureColumn
+	(*WriteFeaturesRequest)(nil),        // 26: featurestore.v1.WriteFeaturesRequest
+	(*WriteFeaturesResponse)(nil),       // 27: featurestore.v1.WriteFeaturesResponse
+	(*StreamWriteFeaturesRequest)(nil),  // 28: featurestore.v1.StreamWriteFeaturesRequest
+	(*StreamWriteFeaturesResponse)(nil), // 29: featurestore.v1.StreamWriteFeaturesResponse
+	(*DeleteEntitiesRequest)(nil),       // 30: featurestore.v1.DeleteEntitiesRequest
+	(*DeleteEntitiesResponse)(nil),      // 31: featurestore.v1.DeleteEntitiesResponse
+	(*EntityDeletion)(nil),              // 32: featurestore.v1.EntityDeletion
+	(*BatchWriteFeaturesRequest)(nil),   // 33: featurestore.v1.BatchWriteFeaturesRequest
+	(*BatchError)(nil),                  // 34: featurestore.v1.BatchError
+	(*BatchWriteFeaturesResponse)(nil),  // 35: featurestore.v1.BatchWriteFeaturesResponse
+	(*Deletion)(nil),                    // 36: featurestore.v1.Deletion
+	(*DeleteSubjectRequest)(nil),        // 37: featurestore.v1.DeleteSubjectRequest
+	(*DeleteSubjectResponse)(nil),       // 38: featurestore.v1.DeleteSubjectResponse
+	(*GetDeletionRequest)(nil),          // 39: featurestore.v1.GetDeletionRequest
+	(*GetDeletionResponse)(nil),         // 40: featurestore.v1.GetDeletionResponse
+	nil,                                 // 41: featurestore.v1.FeatureRow.ValuesEntry
+	(*durationpb.Duration)(nil),         // 42: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 43: google.protobuf.Timestamp
 }
 var file_featurestore_v1_featurestore_proto_depIdxs = []int32{
 	0,  // 0: featurestore.v1.FeatureSpec.type:type_name -> featurestore.v1.ValueType
 	4,  // 1: featurestore.v1.FeatureSet.features:type_name -> featurestore.v1.FeatureSpec
-	34, // 2: featurestore.v1.FeatureSet.ttl:type_name -> google.protobuf.Duration
+	42, // 2: featurestore.v1.FeatureSet.ttl:type_name -> google.protobuf.Duration
 	6,  // 3: featurestore.v1.Value.float_list_value:type_name -> featurestore.v1.FloatList
 	7,  // 4: featurestore.v1.Value.int64_list_value:type_name -> featurestore.v1.Int64List
 	8,  // 5: featurestore.v1.Value.string_list_value:type_name -> featurestore.v1.StringList
-	35, // 6: featurestore.v1.FeatureRow.event_time:type_name -> google.protobuf.Timestamp
-	33, // 7: featurestore.v1.FeatureRow.values:type_name -> featurestore.v1.FeatureRow.ValuesEntry
+	43, // 6: featurestore.v1.FeatureRow.event_time:type_name -> google.protobuf.Timestamp
+	41, // 7: featurestore.v1.FeatureRow.values:type_name -> featurestore.v1.FeatureRow.ValuesEntry
 	2,  // 8: featurestore.v1.RowResult.status:type_name -> featurestore.v1.WriteStatus
 	9,  // 9: featurestore.v1.EntityResult.values:type_name -> featurestore.v1.Value
 	1,  // 10: featurestore.v1.EntityResult.statuses:type_name -> featurestore.v1.FeatureStatus
-	35, // 11: featurestore.v1.EntityResult.event_times:type_name -> google.protobuf.Timestamp
+	43, // 11: featurestore.v1.EntityResult.event_times:type_name -> google.protobuf.Timestamp
 	5,  // 12: featurestore.v1.ApplyFeatureSetRequest.feature_set:type_name -> featurestore.v1.FeatureSet
 	5,  // 13: featurestore.v1.ApplyFeatureSetResponse.feature_set:type_name -> featurestore.v1.FeatureSet
 	5,  // 14: featurestore.v1.GetFeatureSetResponse.feature_set:type_name -> featurestore.v1.FeatureSet
 	5,  // 15: featurestore.v1.ListFeatureSetsResponse.feature_sets:type_name -> featurestore.v1.FeatureSet
-	12, // 16: featurestore.v1.GetFeaturesResponse.results:type_name -> featurestore.v1.EntityResult
-	10, // 17: featurestore.v1.WriteFeaturesRequest.rows:type_name -> featurestore.v1.FeatureRow
-	11, // 18: featurestore.v1.WriteFeaturesResponse.results:type_name -> featurestore.v1.RowResult
-	10, // 19: featurestore.v1.StreamWriteFeaturesRequest.rows:type_name -> featurestore.v1.FeatureRow
-	11, // 20: featurestore.v1.StreamWriteFeaturesResponse.results:type_name -> featurestore.v1.RowResult
-	10, // 21: featurestore.v1.BatchWriteFeaturesRequest.rows:type_name -> featurestore.v1.FeatureRow
-	26, // 22: featurestore.v1.BatchWriteFeaturesResponse.errors:type_name -> featurestore.v1.BatchError
-	3,  // 23: featurestore.v1.Deletion.state:type_name -> featurestore.v1.DeletionState
-	35, // 24: featurestore.v1.Deletion.requested_at:type_name -> google.protobuf.Timestamp
-	35, // 25: featurestore.v1.Deletion.completed_at:type_name -> google.protobuf.Timestamp
-	28, // 26: featurestore.v1.DeleteSubjectResponse.deletion:type_name -> featurestore.v1.Deletion
-	28, // 27: featurestore.v1.GetDeletionResponse.deletion:type_name -> featurestore.v1.Deletion
-	9,  // 28: featurestore.v1.FeatureRow.ValuesEntry.value:type_name -> featurestore.v1.Value
-	13, // 29: featurestore.v1.FeatureStoreService.ApplyFeatureSet:input_type -> featurestore.v1.ApplyFeatureSetRequest
-	15, // 30: featurestore.v1.FeatureStoreService.GetFeatureSet:input_type -> featurestore.v1.GetFeatureSetRequest
-	17, // 31: featurestore.v1.FeatureStoreService.ListFeatureSets:input_type -> featurestore.v1.ListFeatureSetsRequest
-	19, // 32: featurestore.v1.FeatureStoreService.GetFeatures:input_type -> featurestore.v1.GetFeaturesRequest
-	21, // 33: featurestore.v1.FeatureStoreService.WriteFeatures:input_type -> featurestore.v1.WriteFeaturesRequest
-	23, // 34: featurestore.v1.FeatureStoreService.StreamWriteFeatures:input_type -> featurestore.v1.StreamWriteFeaturesRequest
-	25, // 35: featurestore.v1.FeatureStoreService.BatchWriteFeatures:input_type -> featurestore.v1.BatchWriteFeaturesRequest
-	29, // 36: featurestore.v1.GdprService.DeleteSubject:input_type -> featurestore.v1.DeleteSubjectRequest
-	31, // 37: featurestore.v1.GdprService.GetDeletion:input_type -> featurestore.v1.GetDeletionRequest
-	14, // 38: featurestore.v1.FeatureStoreService.ApplyFeatureSet:output_type -> featurestore.v1.ApplyFeatureSetResponse
-	16, // 39: featurestore.v1.FeatureStoreService.GetFeatureSet:output_type -> featurestore.v1.GetFeatureSetResponse
-	18, // 40: featurestore.v1.FeatureStoreService.ListFeatureSets:output_type -> featurestore.v1.ListFeatureSetsResponse
-	20, // 41: featurestore.v1.FeatureStoreService.GetFeatures:output_type -> featurestore.v1.GetFeaturesResponse
-	22, // 42: featurestore.v1.FeatureStoreService.WriteFeatures:output_type -> featurestore.v1.WriteFeaturesResponse
-	24, // 43: featurestore.v1.FeatureStoreService.StreamWriteFeatures:output_type -> featurestore.v1.StreamWriteFeaturesResponse
-	27, // 44: featurestore.v1.FeatureStoreService.BatchWriteFeatures:output_type -> featurestore.v1.BatchWriteFeaturesResponse
-	30, // 45: featurestore.v1.GdprService.DeleteSubject:output_type -> featurestore.v1.DeleteSubjectResponse
-	32, // 46: featurestore.v1.GdprService.GetDeletion:output_type -> featurestore.v1.GetDeletionResponse
-	38, // [38:47] is the sub-list for method output_type
-	29, // [29:38] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	5,  // 16: featurestore.v1.DeleteFeatureSetResponse.feature_set:type_name -> featurestore.v1.FeatureSet
+	12, // 17: featurestore.v1.GetFeaturesResponse.results:type_name -> featurestore.v1.EntityResult
+	25, // 18: featurestore.v1.GetFeatureColumnsResponse.columns:type_name -> featurestore.v1.FeatureColumn
+	0,  // 19: featurestore.v1.FeatureColumn.type:type_name -> featurestore.v1.ValueType
+	1,  // 20: featurestore.v1.FeatureColumn.statuses:type_name -> featurestore.v1.FeatureStatus
+	10, // 21: featurestore.v1.WriteFeaturesRequest.rows:type_name -> featurestore.v1.FeatureRow
+	11, // 22: featurestore.v1.WriteFeaturesResponse.results:type_name -> featurestore.v1.RowResult
+	10, // 23: featurestore.v1.StreamWriteFeaturesRequest.rows:type_name -> featurestore.v1.FeatureRow
+	11, // 24: featurestore.v1.StreamWriteFeaturesResponse.results:type_name -> featurestore.v1.RowResult
+	32, // 25: featurestore.v1.DeleteEntitiesResponse.results:type_name -> featurestore.v1.EntityDeletion
+	10, // 26: featurestore.v1.BatchWriteFeaturesRequest.rows:type_name -> featurestore.v1.FeatureRow
+	34, // 27: featurestore.v1.BatchWriteFeaturesResponse.errors:type_name -> featurestore.v1.BatchError
+	3,  // 28: featurestore.v1.Deletion.state:type_name -> featurestore.v1.DeletionState
+	43, // 29: featurestore.v1.Deletion.requested_at:type_name -> google.protobuf.Timestamp
+	43, // 30: featurestore.v1.Deletion.completed_at:type_name -> google.protobuf.Timestamp
+	36, // 31: featurestore.v1.DeleteSubjectResponse.deletion:type_name -> featurestore.v1.Deletion
+	36, // 32: featurestore.v1.GetDeletionResponse.deletion:type_name -> featurestore.v1.Deletion
+	9,  // 33: featurestore.v1.FeatureRow.ValuesEntry.value:type_name -> featurestore.v1.Value
+	13, // 34: featurestore.v1.FeatureStoreService.ApplyFeatureSet:input_type -> featurestore.v1.ApplyFeatureSetRequest
+	15, // 35: featurestore.v1.FeatureStoreService.GetFeatureSet:input_type -> featurestore.v1.GetFeatureSetRequest
+	17, // 36: featurestore.v1.FeatureStoreService.ListFeatureSets:input_type -> featurestore.v1.ListFeatureSetsRequest
+	19, // 37: featurestore.v1.FeatureStoreService.DeleteFeatureSet:input_type -> featurestore.v1.DeleteFeatureSetRequest
+	21, // 38: featurestore.v1.FeatureStoreService.GetFeatures:input_type -> featurestore.v1.GetFeaturesRequest
+	23, // 39: featurestore.v1.FeatureStoreService.GetFeatureColumns:input_type -> featurestore.v1.GetFeatureColumnsRequest
+	26, // 40: featurestore.v1.FeatureStoreService.WriteFeatures:input_type -> featurestore.v1.WriteFeaturesRequest
+	28, // 41: featurestore.v1.FeatureStoreService.StreamWriteFeatures:input_type -> featurestore.v1.StreamWriteFeaturesRequest
+	33, // 42: featurestore.v1.FeatureStoreService.BatchWriteFeatures:input_type -> featurestore.v1.BatchWriteFeaturesRequest
+	30, // 43: featurestore.v1.FeatureStoreService.DeleteEntities:input_type -> featurestore.v1.DeleteEntitiesRequest
+	37, // 44: featurestore.v1.GdprService.DeleteSubject:input_type -> featurestore.v1.DeleteSubjectRequest
+	39, // 45: featurestore.v1.GdprService.GetDeletion:input_type -> featurestore.v1.GetDeletionRequest
+	14, // 46: featurestore.v1.FeatureStoreService.ApplyFeatureSet:output_type -> featurestore.v1.ApplyFeatureSetResponse
+	16, // 47: featurestore.v1.FeatureStoreService.GetFeatureSet:output_type -> featurestore.v1.GetFeatureSetResponse
+	18, // 48: featurestore.v1.FeatureStoreService.ListFeatureSets:output_type -> featurestore.v1.ListFeatureSetsResponse
+	20, // 49: featurestore.v1.FeatureStoreService.DeleteFeatureSet:output_type -> featurestore.v1.DeleteFeatureSetResponse
+	22, // 50: featurestore.v1.FeatureStoreService.GetFeatures:output_type -> featurestore.v1.GetFeaturesResponse
+	24, // 51: featurestore.v1.FeatureStoreService.GetFeatureColumns:output_type -> featurestore.v1.GetFeatureColumnsResponse
+	27, // 52: featurestore.v1.FeatureStoreService.WriteFeatures:output_type -> featurestore.v1.WriteFeaturesResponse
+	29, // 53: featurestore.v1.FeatureStoreService.StreamWriteFeatures:output_type -> featurestore.v1.StreamWriteFeaturesResponse
+	35, // 54: featurestore.v1.FeatureStoreService.BatchWriteFeatures:output_type -> featurestore.v1.BatchWriteFeaturesResponse
+	31, // 55: featurestore.v1.FeatureStoreService.DeleteEntities:output_type -> featurestore.v1.DeleteEntitiesResponse
+	38, // 56: featurestore.v1.GdprService.DeleteSubject:output_type -> featurestore.v1.DeleteSubjectResponse
+	40, // 57: featurestore.v1.GdprService.GetDeletion:output_type -> featurestore.v1.GetDeletionResponse
+	46, // [46:58] is the sub-list for method output_type
+	34, // [34:46] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_featurestore_v1_featurestore_proto_init() }
@@ -2268,7 +2893,7 @@ func file_featurestore_v1_featurestore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_featurestore_v1_featurestore_proto_rawDesc), len(file_featurestore_v1_featurestore_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   30,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -25,10 +25,13 @@ const (
 	FeatureStoreService_ApplyFeatureSet_FullMethodName     = "/featurestore.v1.FeatureStoreService/ApplyFeatureSet"
 	FeatureStoreService_GetFeatureSet_FullMethodName       = "/featurestore.v1.FeatureStoreService/GetFeatureSet"
 	FeatureStoreService_ListFeatureSets_FullMethodName     = "/featurestore.v1.FeatureStoreService/ListFeatureSets"
+	FeatureStoreService_DeleteFeatureSet_FullMethodName    = "/featurestore.v1.FeatureStoreService/DeleteFeatureSet"
 	FeatureStoreService_GetFeatures_FullMethodName         = "/featurestore.v1.FeatureStoreService/GetFeatures"
+	FeatureStoreService_GetFeatureColumns_FullMethodName   = "/featurestore.v1.FeatureStoreService/GetFeatureColumns"
 	FeatureStoreService_WriteFeatures_FullMethodName       = "/featurestore.v1.FeatureStoreService/WriteFeatures"
 	FeatureStoreService_StreamWriteFeatures_FullMethodName = "/featurestore.v1.FeatureStoreService/StreamWriteFeatures"
 	FeatureStoreService_BatchWriteFeatures_FullMethodName  = "/featurestore.v1.FeatureStoreService/BatchWriteFeatures"
+	FeatureStoreService_DeleteEntities_FullMethodName      = "/featurestore.v1.FeatureStoreService/DeleteEntities"
 )
 
 // FeatureStoreServiceClient is the client API for FeatureStoreService service.
@@ -42,17 +45,31 @@ type FeatureStoreServiceClient interface {
 	ApplyFeatureSet(ctx context.Context, in *ApplyFeatureSetRequest, opts ...grpc.CallOption) (*ApplyFeatureSetResponse, error)
 	// GetFeatureSet returns the newest applied version of a feature set, or NOT_FOUND.
 	GetFeatureSet(ctx context.Context, in *GetFeatureSetRequest, opts ...grpc.CallOption) (*GetFeatureSetResponse, error)
-	// ListFeatureSets returns every feature set, sorted by name.
+	// ListFeatureSets returns the feature sets the caller may read, sorted by name, one
+	// page at a time (see page_size and page_token).
 	ListFeatureSets(ctx context.Context, in *ListFeatureSetsRequest, opts ...grpc.CallOption) (*ListFeatureSetsResponse, error)
+	// DeleteFeatureSet retires a feature set: its rows stop being served and cannot be
+	// written, and the name cannot be applied again (FAILED_PRECONDITION), so that no
+	// value of the retired set can ever be served under a new definition. Retiring an
+	// unknown or already retired set is NOT_FOUND.
+	DeleteFeatureSet(ctx context.Context, in *DeleteFeatureSetRequest, opts ...grpc.CallOption) (*DeleteFeatureSetResponse, error)
 	// GetFeatures reads many features for many entities. Reads are linearizable per key:
 	// a value is never older than the last acknowledged write.
 	GetFeatures(ctx context.Context, in *GetFeaturesRequest, opts ...grpc.CallOption) (*GetFeaturesResponse, error)
+	// GetFeatureColumns is GetFeatures with a columnar response: per requested feature, one
+	// typed column over the requested entities. Same semantics, limits and errors as
+	// GetFeatures; cheaper to encode and decode for ranking-sized reads.
+	GetFeatureColumns(ctx context.Context, in *GetFeatureColumnsRequest, opts ...grpc.CallOption) (*GetFeatureColumnsResponse, error)
 	// WriteFeatures is the on-demand lane. A request that fails validation writes nothing.
 	WriteFeatures(ctx context.Context, in *WriteFeaturesRequest, opts ...grpc.CallOption) (*WriteFeaturesResponse, error)
 	// StreamWriteFeatures is the streaming lane: each request is acknowledged by sequence.
 	StreamWriteFeatures(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamWriteFeaturesRequest, StreamWriteFeaturesResponse], error)
 	// BatchWriteFeatures is the batch lane: a whole feature set in chunks, one summary at the end.
 	BatchWriteFeatures(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BatchWriteFeaturesRequest, BatchWriteFeaturesResponse], error)
+	// DeleteEntities removes entities' rows from a feature set through the same
+	// write-through protocol as writes: a read that starts after the response never sees
+	// the old values. A later write recreates the row.
+	DeleteEntities(ctx context.Context, in *DeleteEntitiesRequest, opts ...grpc.CallOption) (*DeleteEntitiesResponse, error)
 }
 
 type featureStoreServiceClient struct {
@@ -93,10 +110,30 @@ func (c *featureStoreServiceClient) ListFeatureSets(ctx context.Context, in *Lis
 	return out, nil
 }
 
+func (c *featureStoreServiceClient) DeleteFeatureSet(ctx context.Context, in *DeleteFeatureSetRequest, opts ...grpc.CallOption) (*DeleteFeatureSetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteFeatureSetResponse)
+	err := c.cc.Invoke(ctx, FeatureStoreService_DeleteFeatureSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *featureStoreServiceClient) GetFeatures(ctx context.Context, in *GetFeaturesRequest, opts ...grpc.CallOption) (*GetFeaturesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetFeaturesResponse)
 	err := c.cc.Invoke(ctx, FeatureStoreService_GetFeatures_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *featureStoreServiceClient) GetFeatureColumns(ctx context.Context, in *GetFeatureColumnsRequest, opts ...grpc.CallOption) (*GetFeatureColumnsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFeatureColumnsResponse)
+	err := c.cc.Invoke(ctx, FeatureStoreService_GetFeatureColumns_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +176,16 @@ func (c *featureStoreServiceClient) BatchWriteFeatures(ctx context.Context, opts
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FeatureStoreService_BatchWriteFeaturesClient = grpc.ClientStreamingClient[BatchWriteFeaturesRequest, BatchWriteFeaturesResponse]
 
+func (c *featureStoreServiceClient) DeleteEntities(ctx context.Context, in *DeleteEntitiesRequest, opts ...grpc.CallOption) (*DeleteEntitiesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteEntitiesResponse)
+	err := c.cc.Invoke(ctx, FeatureStoreService_DeleteEntities_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FeatureStoreServiceServer is the server API for FeatureStoreService service.
 // All implementations must embed UnimplementedFeatureStoreServiceServer
 // for forward compatibility.
@@ -150,17 +197,31 @@ type FeatureStoreServiceServer interface {
 	ApplyFeatureSet(context.Context, *ApplyFeatureSetRequest) (*ApplyFeatureSetResponse, error)
 	// GetFeatureSet returns the newest applied version of a feature set, or NOT_FOUND.
 	GetFeatureSet(context.Context, *GetFeatureSetRequest) (*GetFeatureSetResponse, error)
-	// ListFeatureSets returns every feature set, sorted by name.
+	// ListFeatureSets returns the feature sets the caller may read, sorted by name, one
+	// page at a time (see page_size and page_token).
 	ListFeatureSets(context.Context, *ListFeatureSetsRequest) (*ListFeatureSetsResponse, error)
+	// DeleteFeatureSet retires a feature set: its rows stop being served and cannot be
+	// written, and the name cannot be applied again (FAILED_PRECONDITION), so that no
+	// value of the retired set can ever be served under a new definition. Retiring an
+	// unknown or already retired set is NOT_FOUND.
+	DeleteFeatureSet(context.Context, *DeleteFeatureSetRequest) (*DeleteFeatureSetResponse, error)
 	// GetFeatures reads many features for many entities. Reads are linearizable per key:
 	// a value is never older than the last acknowledged write.
 	GetFeatures(context.Context, *GetFeaturesRequest) (*GetFeaturesResponse, error)
+	// GetFeatureColumns is GetFeatures with a columnar response: per requested feature, one
+	// typed column over the requested entities. Same semantics, limits and errors as
+	// GetFeatures; cheaper to encode and decode for ranking-sized reads.
+	GetFeatureColumns(context.Context, *GetFeatureColumnsRequest) (*GetFeatureColumnsResponse, error)
 	// WriteFeatures is the on-demand lane. A request that fails validation writes nothing.
 	WriteFeatures(context.Context, *WriteFeaturesRequest) (*WriteFeaturesResponse, error)
 	// StreamWriteFeatures is the streaming lane: each request is acknowledged by sequence.
 	StreamWriteFeatures(grpc.BidiStreamingServer[StreamWriteFeaturesRequest, StreamWriteFeaturesResponse]) error
 	// BatchWriteFeatures is the batch lane: a whole feature set in chunks, one summary at the end.
 	BatchWriteFeatures(grpc.ClientStreamingServer[BatchWriteFeaturesRequest, BatchWriteFeaturesResponse]) error
+	// DeleteEntities removes entities' rows from a feature set through the same
+	// write-through protocol as writes: a read that starts after the response never sees
+	// the old values. A later write recreates the row.
+	DeleteEntities(context.Context, *DeleteEntitiesRequest) (*DeleteEntitiesResponse, error)
 	mustEmbedUnimplementedFeatureStoreServiceServer()
 }
 
@@ -180,8 +241,14 @@ func (UnimplementedFeatureStoreServiceServer) GetFeatureSet(context.Context, *Ge
 func (UnimplementedFeatureStoreServiceServer) ListFeatureSets(context.Context, *ListFeatureSetsRequest) (*ListFeatureSetsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFeatureSets not implemented")
 }
+func (UnimplementedFeatureStoreServiceServer) DeleteFeatureSet(context.Context, *DeleteFeatureSetRequest) (*DeleteFeatureSetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteFeatureSet not implemented")
+}
 func (UnimplementedFeatureStoreServiceServer) GetFeatures(context.Context, *GetFeaturesRequest) (*GetFeaturesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetFeatures not implemented")
+}
+func (UnimplementedFeatureStoreServiceServer) GetFeatureColumns(context.Context, *GetFeatureColumnsRequest) (*GetFeatureColumnsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFeatureColumns not implemented")
 }
 func (UnimplementedFeatureStoreServiceServer) WriteFeatures(context.Context, *WriteFeaturesRequest) (*WriteFeaturesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WriteFeatures not implemented")
@@ -191,6 +258,9 @@ func (UnimplementedFeatureStoreServiceServer) StreamWriteFeatures(grpc.BidiStrea
 }
 func (UnimplementedFeatureStoreServiceServer) BatchWriteFeatures(grpc.ClientStreamingServer[BatchWriteFeaturesRequest, BatchWriteFeaturesResponse]) error {
 	return status.Error(codes.Unimplemented, "method BatchWriteFeatures not implemented")
+}
+func (UnimplementedFeatureStoreServiceServer) DeleteEntities(context.Context, *DeleteEntitiesRequest) (*DeleteEntitiesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteEntities not implemented")
 }
 func (UnimplementedFeatureStoreServiceServer) mustEmbedUnimplementedFeatureStoreServiceServer() {}
 func (UnimplementedFeatureStoreServiceServer) testEmbeddedByValue()                             {}
@@ -267,6 +337,24 @@ func _FeatureStoreService_ListFeatureSets_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FeatureStoreService_DeleteFeatureSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteFeatureSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FeatureStoreServiceServer).DeleteFeatureSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FeatureStoreService_DeleteFeatureSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FeatureStoreServiceServer).DeleteFeatureSet(ctx, req.(*DeleteFeatureSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _FeatureStoreService_GetFeatures_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetFeaturesRequest)
 	if err := dec(in); err != nil {
@@ -281,6 +369,24 @@ func _FeatureStoreService_GetFeatures_Handler(srv interface{}, ctx context.Conte
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(FeatureStoreServiceServer).GetFeatures(ctx, req.(*GetFeaturesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FeatureStoreService_GetFeatureColumns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFeatureColumnsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FeatureStoreServiceServer).GetFeatureColumns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FeatureStoreService_GetFeatureColumns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FeatureStoreServiceServer).GetFeatureColumns(ctx, req.(*GetFeatureColumnsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -317,6 +423,24 @@ func _FeatureStoreService_BatchWriteFeatures_Handler(srv interface{}, stream grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FeatureStoreService_BatchWriteFeaturesServer = grpc.ClientStreamingServer[BatchWriteFeaturesRequest, BatchWriteFeaturesResponse]
 
+func _FeatureStoreService_DeleteEntities_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteEntitiesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FeatureStoreServiceServer).DeleteEntities(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FeatureStoreService_DeleteEntities_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FeatureStoreServiceServer).DeleteEntities(ctx, req.(*DeleteEntitiesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FeatureStoreService_ServiceDesc is the grpc.ServiceDesc for FeatureStoreService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -337,12 +461,24 @@ var FeatureStoreService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _FeatureStoreService_ListFeatureSets_Handler,
 		},
 		{
+			MethodName: "DeleteFeatureSet",
+			Handler:    _FeatureStoreService_DeleteFeatureSet_Handler,
+		},
+		{
 			MethodName: "GetFeatures",
 			Handler:    _FeatureStoreService_GetFeatures_Handler,
 		},
 		{
+			MethodName: "GetFeatureColumns",
+			Handler:    _FeatureStoreService_GetFeatureColumns_Handler,
+		},
+		{
 			MethodName: "WriteFeatures",
 			Handler:    _FeatureStoreService_WriteFeatures_Handler,
+		},
+		{
+			MethodName: "DeleteEntities",
+			Handler:    _FeatureStoreService_DeleteEntities_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -371,8 +507,21 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // GdprService erases a data subject's feature values.
+//
+// A deletion erases every value written under the subject before the deletion was
+// accepted, whatever its event time, from DynamoDB and ValKey (the cache keeps only an
+// empty version fence for at most a few minutes). While the job is pending or running,
+// rows of the subject are REJECTED in every lane (reason SUBJECT_ERASURE_IN_PROGRESS),
+// so nothing is written under the subject during the job; after it, rows with
+// event_time at or before the deletion time stay REJECTED for good (SUBJECT_ERASED), and
+// newer rows are accepted. An entity's row belongs to one subject at a time: a row whose
+// subject_id differs from the subject that wrote the entity's current values is
+// FAILED_PRECONDITION (on-demand) or REJECTED with reason SUBJECT_MISMATCH (stream and
+// batch); delete the entity (DeleteEntities) to move it to another subject.
 type GdprServiceClient interface {
-	// DeleteSubject files a durable deletion job for a data subject.
+	// DeleteSubject files a durable deletion job for a data subject. Filing it again while
+	// a job for the subject is pending or running returns that job; after a FAILED job it
+	// files a new one.
 	DeleteSubject(ctx context.Context, in *DeleteSubjectRequest, opts ...grpc.CallOption) (*DeleteSubjectResponse, error)
 	// GetDeletion reports a deletion job's progress.
 	GetDeletion(ctx context.Context, in *GetDeletionRequest, opts ...grpc.CallOption) (*GetDeletionResponse, error)
@@ -411,8 +560,21 @@ func (c *gdprServiceClient) GetDeletion(ctx context.Context, in *GetDeletionRequ
 // for forward compatibility.
 //
 // GdprService erases a data subject's feature values.
+//
+// A deletion erases every value written under the subject before the deletion was
+// accepted, whatever its event time, from DynamoDB and ValKey (the cache keeps only an
+// empty version fence for at most a few minutes). While the job is pending or running,
+// rows of the subject are REJECTED in every lane (reason SUBJECT_ERASURE_IN_PROGRESS),
+// so nothing is written under the subject during the job; after it, rows with
+// event_time at or before the deletion time stay REJECTED for good (SUBJECT_ERASED), and
+// newer rows are accepted. An entity's row belongs to one subject at a time: a row whose
+// subject_id differs from the subject that wrote the entity's current values is
+// FAILED_PRECONDITION (on-demand) or REJECTED with reason SUBJECT_MISMATCH (stream and
+// batch); delete the entity (DeleteEntities) to move it to another subject.
 type GdprServiceServer interface {
-	// DeleteSubject files a durable deletion job for a data subject.
+	// DeleteSubject files a durable deletion job for a data subject. Filing it again while
+	// a job for the subject is pending or running returns that job; after a FAILED job it
+	// files a new one.
 	DeleteSubject(context.Context, *DeleteSubjectRequest) (*DeleteSubjectResponse, error)
 	// GetDeletion reports a deletion job's progress.
 	GetDeletion(context.Context, *GetDeletionRequest) (*GetDeletionResponse, error)
