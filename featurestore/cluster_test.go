@@ -61,7 +61,8 @@ func TestValkeyCluster(t *testing.T) {
 	writeRetrying(t, svc, "drivers", rows)
 	settle()
 	read := func() []featurestore.FeatureValue {
-		_, vals, err := svc.GetFeatures(ctx, []string{"drivers:trips"}, ids)
+		res, err := svc.GetFeatures(ctx, []string{"drivers:trips"}, ids)
+		vals := res.Cells
 		if err != nil {
 			t.Fatal(err)
 		}

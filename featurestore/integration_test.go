@@ -152,7 +152,8 @@ func writeTrips(t *testing.T, svc *featurestore.Service, entity string, trips in
 
 func readTrips(t *testing.T, svc *featurestore.Service, entity string) featurestore.FeatureValue {
 	t.Helper()
-	_, vals, err := svc.GetFeatures(context.Background(), []string{"drivers:trips"}, []string{entity})
+	res, err := svc.GetFeatures(context.Background(), []string{"drivers:trips"}, []string{entity})
+	vals := res.Cells
 	if err != nil {
 		t.Fatalf("read %s: %v", entity, err)
 	}
@@ -304,7 +305,8 @@ func TestConcurrentWriterAndReader(t *testing.T) {
 			var last int64
 			for ctx.Err() == nil {
 				floor := acked.Load()
-				_, vals, err := svc.GetFeatures(ctx, []string{"drivers:trips"}, []string{"hot"})
+				res, err := svc.GetFeatures(ctx, []string{"drivers:trips"}, []string{"hot"})
+				vals := res.Cells
 				if err != nil {
 					if ctx.Err() == nil {
 						errs <- fmt.Errorf("reader %d: %w", r, err)
@@ -475,7 +477,7 @@ func TestInvalidRequestsWriteNothing(t *testing.T) {
 	}
 	for _, tc := range reads {
 		t.Run("read "+tc.name, func(t *testing.T) {
-			_, _, err := e.svc.GetFeatures(context.Background(), tc.refs, tc.ids)
+			_, err := e.svc.GetFeatures(context.Background(), tc.refs, tc.ids)
 			if got := featurestore.ErrorKind(err); err == nil || got != tc.wantKind {
 				t.Fatalf("err = %v (kind %v), want kind %v", err, got, tc.wantKind)
 			}

@@ -56,27 +56,34 @@ type FeatureValue struct {
 	EventTime int64 // microseconds; 0 when not found
 }
 
-// GetFeatures reads refs for every entity. The result is entity-major: values[e*len(refs)+f]
-// is feature f of entity e. Sets and rows are read from the cache in one pipelined round
+// Values is what GetFeatures read. It is entity-major: Cells[e*len(Refs)+f] is feature f
+// of entity e; Types[f] is feature f's declared type.
+type Values struct {
+	Refs  []FeatureRef
+	Types []ValueType
+	Cells []FeatureValue
+}
+
+// GetFeatures reads refs for every entity. Sets and rows are read from the cache in one pipelined round
 // trip; what the cache cannot serve is read from the database in one consistent wave.
 // Errors: KindInvalid (bad ref or entity id, sets of different entity types, limits),
 // KindNotFound (unknown set or feature), KindUnavailable (the database is unreachable
 // and the cache could not serve everything).
-func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs []string) ([]FeatureRef, []FeatureValue, error) {
+func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs []string) (Values, error) {
 	if len(refStrs) == 0 {
-		return nil, nil, Invalid("features", "at least one feature is required")
+		return Values{}, Invalid("features", "at least one feature is required")
 	}
 	if len(entityIDs) == 0 {
-		return nil, nil, Invalid("entity_ids", "at least one entity id is required")
+		return Values{}, Invalid("entity_ids", "at least one entity id is required")
 	}
 	if len(refStrs) > s.cfg.MaxFeatureRefs {
-		return nil, nil, Invalid("features", "at most %d features per request, got %d", s.cfg.MaxFeatureRefs, len(refStrs))
+		return Values{}, Invalid("features", "at most %d features per request, got %d", s.cfg.MaxFeatureRefs, len(refStrs))
 	}
 	if len(entityIDs) > s.cfg.MaxEntities {
-		return nil, nil, Invalid("entity_ids", "at most %d entities per request, got %d", s.cfg.MaxEntities, len(entityIDs))
+		return Values{}, Invalid("entity_ids", "at most %d entities per request, got %d", s.cfg.MaxEntities, len(entityIDs))
 	}
 	if n := len(refStrs) * len(entityIDs); n > s.cfg.MaxValues {
-		return nil, nil, Invalid("entity_ids", "at most %d values (entities x features) per request, got %d", s.cfg.MaxValues, n)
+		return Values{}, Invalid("entity_ids", "at most %d values (entities x features) per request, got %d", s.cfg.MaxValues, n)
 	}
 	refs := make([]FeatureRef, len(refStrs))
 	var setNames []string
@@ -85,7 +92,7 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 	for i, rs := range refStrs {
 		r, err := ParseFeatureRef(fmt.Sprintf("features[%d]", i), rs)
 		if err != nil {
-			return nil, nil, err
+			return Values{}, err
 		}
 		refs[i] = r
 		si, ok := setIndex[r.Set]
@@ -98,10 +105,10 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 	}
 	for i, id := range entityIDs {
 		if id == "" {
-			return nil, nil, Invalid(fmt.Sprintf("entity_ids[%d]", i), "must not be empty")
+			return Values{}, Invalid(fmt.Sprintf("entity_ids[%d]", i), "must not be empty")
 		}
 		if len(id) > MaxEntityIDLen || !utf8.ValidString(id) {
-			return nil, nil, Invalid(fmt.Sprintf("entity_ids[%d]", i), "must be valid UTF-8 of at most %d bytes", MaxEntityIDLen)
+			return Values{}, Invalid(fmt.Sprintf("entity_ids[%d]", i), "must be valid UTF-8 of at most %d bytes", MaxEntityIDLen)
 		}
 	}
 
@@ -118,27 +125,30 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 	}
 	res, err := s.readThrough(ctx, keys)
 	if err != nil {
-		return nil, nil, err
+		return Values{}, err
 	}
 
 	sets := make([]FeatureSet, nsets)
 	for si, name := range setNames {
 		fs, ok, err := s.decodeSet(name, res[si])
 		if err != nil {
-			return nil, nil, err
+			return Values{}, err
 		}
 		if !ok {
-			return nil, nil, NotFound(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), "feature set %q not found", name)
+			return Values{}, NotFound(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), "feature set %q not found", name)
 		}
 		if si > 0 && fs.EntityType != sets[0].EntityType {
-			return nil, nil, Invalid(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), "feature set %q is keyed by %q, but %q by %q; one request reads one entity type", name, fs.EntityType, sets[0].Name, sets[0].EntityType)
+			return Values{}, Invalid(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), "feature set %q is keyed by %q, but %q by %q; one request reads one entity type", name, fs.EntityType, sets[0].Name, sets[0].EntityType)
 		}
 		sets[si] = fs
 	}
+	types := make([]ValueType, len(refs))
 	for i, r := range refs {
-		if _, ok := sets[refSet[i]].Feature(r.Feature); !ok {
-			return nil, nil, NotFound(fmt.Sprintf("features[%d]", i), "feature set %q has no feature %q", r.Set, r.Feature)
+		spec, ok := sets[refSet[i]].Feature(r.Feature)
+		if !ok {
+			return Values{}, NotFound(fmt.Sprintf("features[%d]", i), "feature set %q has no feature %q", r.Set, r.Feature)
 		}
+		types[i] = spec.Type
 	}
 
 	// Per set, the feature names requested from it, and where each lands in a result row.
@@ -175,7 +185,7 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 			cells, found := cellBuf[:len(names)], foundBuf[:len(names)]
 			clear(found)
 			if err := LookupCells(r.data, names, cells, found); err != nil {
-				return nil, nil, fmt.Errorf("stored row %q: %w", keys[nsets+si*len(entityIDs)+e].PK, err)
+				return Values{}, fmt.Errorf("stored row %q: %w", keys[nsets+si*len(entityIDs)+e].PK, err)
 			}
 			for j, ok := range found {
 				if !ok {
@@ -189,7 +199,7 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 			}
 		}
 	}
-	return refs, values, nil
+	return Values{Refs: refs, Types: types, Cells: values}, nil
 }
 
 // byName sorts feature names together with their positions in the request.

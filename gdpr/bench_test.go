@@ -47,7 +47,7 @@ func benchDeletion(b *testing.B) {
 		}
 	}
 	time.Sleep(fsCfg.Lease + 100*time.Millisecond)
-	if _, _, err := e.svc.GetFeatures(ctx, []string{"profile:n"}, ids); err != nil {
+	if _, err := e.svc.GetFeatures(ctx, []string{"profile:n"}, ids); err != nil {
 		b.Fatal(err)
 	}
 	load := func(d time.Duration) []time.Duration {
@@ -62,7 +62,7 @@ func benchDeletion(b *testing.B) {
 				for k := w; time.Now().Before(end); k++ {
 					batch := []string{ids[k%readers], ids[(k*7)%readers], ids[(k*13)%readers]}
 					t0 := time.Now()
-					if _, _, err := e.svc.GetFeatures(ctx, []string{"profile:n"}, batch); err != nil {
+					if _, err := e.svc.GetFeatures(ctx, []string{"profile:n"}, batch); err != nil {
 						b.Error(err)
 						return
 					}

@@ -114,10 +114,10 @@ func TestDeleteSubjectErasesEveryCopy(t *testing.T) {
 	write(t, e.svc, "profile", "u3", "bob", 4, before)
 	time.Sleep(fsCfg.Lease + 100*time.Millisecond)
 	// Cache some: profile/u1 and activity/u1 are read into the cache; profile/u2 is evicted.
-	if _, _, err := e.svc.GetFeatures(ctx, []string{"profile:n"}, []string{"u1", "u2", "u3"}); err != nil {
+	if _, err := e.svc.GetFeatures(ctx, []string{"profile:n"}, []string{"u1", "u2", "u3"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.svc.GetFeatures(ctx, []string{"activity:n"}, []string{"u1"}); err != nil {
+	if _, err := e.svc.GetFeatures(ctx, []string{"activity:n"}, []string{"u1"}); err != nil {
 		t.Fatal(err)
 	}
 	cl := e.Cache.Client()
@@ -133,7 +133,8 @@ func TestDeleteSubjectErasesEveryCopy(t *testing.T) {
 		t.Fatalf("job %+v, want 3 items deleted and a completion time", done)
 	}
 	for _, ref := range []struct{ set, entity string }{{"profile", "u1"}, {"profile", "u2"}, {"activity", "u1"}} {
-		_, vals, err := e.svc.GetFeatures(ctx, []string{ref.set + ":n"}, []string{ref.entity})
+		res, err := e.svc.GetFeatures(ctx, []string{ref.set + ":n"}, []string{ref.entity})
+		vals := res.Cells
 		if err != nil || vals[0].Status != featurestore.NotFoundStatus {
 			t.Fatalf("%s/%s after deletion: %+v %v, want NOT_FOUND", ref.set, ref.entity, vals, err)
 		}
@@ -152,8 +153,8 @@ func TestDeleteSubjectErasesEveryCopy(t *testing.T) {
 			}
 		}
 	}
-	if _, vals, _ := e.svc.GetFeatures(ctx, []string{"profile:n"}, []string{"u3"}); vals[0].Value.Int != 4 {
-		t.Fatalf("another subject's row was touched: %+v", vals[0])
+	if res, _ := e.svc.GetFeatures(ctx, []string{"profile:n"}, []string{"u3"}); res.Cells[0].Value.Int != 4 {
+		t.Fatalf("another subject's row was touched: %+v", res.Cells[0])
 	}
 	if keys, err := e.DB.KeysBySubject(ctx, "alice"); err != nil || len(keys) != 0 {
 		t.Fatalf("by_subject still lists %v (err %v)", keys, err)
@@ -344,7 +345,8 @@ func TestIndexLagWithinSettleIsCovered(t *testing.T) {
 			}
 			idx.mu.Unlock()
 			done := waitDone(t, g, j.ID, 30*time.Second)
-			_, vals, err := e.svc.GetFeatures(ctx, []string{"profile:n"}, []string{"u1", "u2", "u3"})
+			res, err := e.svc.GetFeatures(ctx, []string{"profile:n"}, []string{"u1", "u2", "u3"})
+			vals := res.Cells
 			if err != nil {
 				t.Fatal(err)
 			}

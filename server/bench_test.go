@@ -110,7 +110,7 @@ func BenchmarkGetFeaturesCached(b *testing.B) {
 	}
 	// New keys are served from DynamoDB until the horizon passes; then one read caches them.
 	time.Sleep(cfg.Lease + 100*time.Millisecond)
-	if _, _, err := svc.GetFeatures(ctx, refs, ids); err != nil {
+	if _, err := svc.GetFeatures(ctx, refs, ids); err != nil {
 		b.Fatal(err)
 	}
 

@@ -27,7 +27,7 @@ type Features interface {
 	ApplyFeatureSet(ctx context.Context, fs featurestore.FeatureSet) (featurestore.FeatureSet, error)
 	GetFeatureSet(ctx context.Context, name string) (featurestore.FeatureSet, error)
 	ListFeatureSets(ctx context.Context) ([]featurestore.FeatureSet, error)
-	GetFeatures(ctx context.Context, refs []string, entityIDs []string) ([]featurestore.FeatureRef, []featurestore.FeatureValue, error)
+	GetFeatures(ctx context.Context, refs []string, entityIDs []string) (featurestore.Values, error)
 	WriteFeatures(ctx context.Context, set string, rows []featurestore.WriteRow) ([]featurestore.RowResult, error)
 }
 
@@ -160,11 +160,11 @@ func (s *Server) ListFeatureSets(ctx context.Context, _ *pb.ListFeatureSetsReque
 
 // GetFeatures serves feature values.
 func (s *Server) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error) {
-	refs, values, err := s.features.GetFeatures(ctx, req.GetFeatures(), req.GetEntityIds())
+	res, err := s.features.GetFeatures(ctx, req.GetFeatures(), req.GetEntityIds())
 	if err != nil {
 		return nil, toStatus(ctx, s.logger, "GetFeatures", err)
 	}
-	nf := len(refs)
+	nf, values := len(res.Refs), res.Cells
 	ids := req.GetEntityIds()
 	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(ids))}
 	// Messages are allocated in bulk, one array per kind, rather than one by one: the
