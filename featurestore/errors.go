@@ -46,10 +46,38 @@ func (k Kind) String() string {
 	}
 }
 
+// Reasons are stable, machine-readable causes of errors and rejected rows. They reach
+// clients as google.rpc.ErrorInfo.reason and RowResult.reason; never change one.
+const (
+	ReasonInvalidArgument          = "INVALID_ARGUMENT"
+	ReasonLimitExceeded            = "LIMIT_EXCEEDED"
+	ReasonUnknownFeatureSet        = "UNKNOWN_FEATURE_SET"
+	ReasonUnknownFeature           = "UNKNOWN_FEATURE"
+	ReasonInvalidValue             = "INVALID_VALUE"
+	ReasonEventTimeInFuture        = "EVENT_TIME_IN_FUTURE"
+	ReasonItemTooLarge             = "ITEM_TOO_LARGE"
+	ReasonSubjectErased            = "SUBJECT_ERASED"
+	ReasonSubjectErasureInProgress = "SUBJECT_ERASURE_IN_PROGRESS"
+	ReasonSubjectMismatch          = "SUBJECT_MISMATCH"
+	ReasonFeatureSetRetired        = "FEATURE_SET_RETIRED"
+	ReasonIncompatibleChange       = "INCOMPATIBLE_CHANGE"
+	ReasonStale                    = "STALE"
+	ReasonNotFound                 = "NOT_FOUND"
+	ReasonResponseTooLarge         = "RESPONSE_TOO_LARGE"
+	ReasonRateLimited              = "RATE_LIMITED"
+	ReasonStoreUnavailable         = "STORE_UNAVAILABLE"
+	ReasonOutcomeUnknown           = "OUTCOME_UNKNOWN"
+	ReasonContention               = "CONTENTION"
+	ReasonInternal                 = "INTERNAL"
+)
+
 // Error is an error with a Kind. Message is safe to show to clients: it never holds
 // feature values or subject ids. Err, if set, is the cause, for logs only.
 type Error struct {
-	Kind    Kind
+	Kind Kind
+	// Reason is one of the Reason constants; empty means the Kind's default (see
+	// ErrorReason).
+	Reason  string
 	Field   string
 	Message string
 	Err     error
@@ -75,6 +103,42 @@ func ErrorKind(err error) Kind {
 		return e.Kind
 	}
 	return KindInternal
+}
+
+// ErrorReason returns the stable reason of err: the first *Error's Reason, or its Kind's
+// default, or ReasonInternal.
+func ErrorReason(err error) string {
+	var e *Error
+	if !errors.As(err, &e) {
+		return ReasonInternal
+	}
+	if e.Reason != "" {
+		return e.Reason
+	}
+	switch e.Kind {
+	case KindInvalid:
+		return ReasonInvalidArgument
+	case KindNotFound:
+		return ReasonNotFound
+	case KindFailedPrecondition:
+		return ReasonIncompatibleChange
+	case KindUnavailable:
+		return ReasonStoreUnavailable
+	case KindResourceExhausted:
+		return ReasonLimitExceeded
+	case KindAborted:
+		return ReasonContention
+	}
+	return ReasonInternal
+}
+
+// WithReason sets the reason of err's first *Error and returns err.
+func WithReason(reason string, err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		e.Reason = reason
+	}
+	return err
 }
 
 // Invalid returns a KindInvalid error naming field.

@@ -305,7 +305,7 @@ func Micros(t time.Time) int64 { return t.UnixMicro() }
 // CheckValue reports whether v may be stored in a feature of type t.
 func CheckValue(field string, t ValueType, v Value) error {
 	if v.Type != t {
-		return Invalid(field, "value of type %s, feature is declared %s", v.Type, t)
+		return WithReason(ReasonInvalidValue, Invalid(field, "value of type %s, feature is declared %s", v.Type, t))
 	}
 	return nil
 }

@@ -36,6 +36,8 @@ type RowResult struct {
 	// Version is the entity's stored version after the write.
 	Version int64
 	Error   string
+	// Reason is the stable reason of a rejected or stale row (a Reason constant).
+	Reason string
 }
 
 // ValidateRow checks a row against its feature set. field prefixes the names in errors,
@@ -65,7 +67,7 @@ func ValidateRow(set *FeatureSet, field string, r *WriteRow) error {
 	for name, v := range r.Values {
 		spec, ok := set.Feature(name)
 		if !ok {
-			return Invalid(fmt.Sprintf("%s.values[%q]", field, name), "feature set %q has no feature %q", set.Name, name)
+			return WithReason(ReasonUnknownFeature, Invalid(fmt.Sprintf("%s.values[%q]", field, name), "feature set %q has no feature %q", set.Name, name))
 		}
 		if err := CheckValue(fmt.Sprintf("%s.values[%q]", field, name), spec.Type, v); err != nil {
 			return err
@@ -241,7 +243,7 @@ func (s *Service) mergeRows(set *FeatureSet, key ItemKey, cur Item, found bool, 
 	for _, i := range idx {
 		r := &rows[i]
 		if t, ok := erased[r.SubjectID]; ok && r.SubjectID != "" && r.EventTime.UnixMicro() <= t {
-			results[i] = RowResult{Status: Rejected, Version: cur.Version, Error: ErasedReason}
+			results[i] = RowResult{Status: Rejected, Version: cur.Version, Error: ErasedReason, Reason: ReasonSubjectErased}
 			continue
 		}
 		out := row.Merge(cells(r))
@@ -251,6 +253,9 @@ func (s *Service) mergeRows(set *FeatureSet, key ItemKey, cur Item, found bool, 
 		}
 		if len(out.Stale) > 0 {
 			results[i].Error = "stale: stored values are newer for " + strings.Join(out.Stale, ", ")
+			if !out.Written() {
+				results[i].Reason = ReasonStale
+			}
 		}
 		if out.Applied > 0 {
 			changed = true
@@ -337,7 +342,7 @@ func (s *Service) WriteRowsLenient(ctx context.Context, setName, field string, b
 	if err != nil {
 		if k := ErrorKind(err); k == KindNotFound || k == KindInvalid {
 			for i := range results {
-				results[i] = RowResult{Status: Rejected, Error: fmt.Sprintf("feature_set: feature set %q not found", setName)}
+				results[i] = RowResult{Status: Rejected, Error: fmt.Sprintf("feature_set: feature set %q not found", setName), Reason: ReasonUnknownFeatureSet}
 			}
 			return results, nil
 		}
@@ -347,7 +352,7 @@ func (s *Service) WriteRowsLenient(ctx context.Context, setName, field string, b
 	pos := make([]int, 0, len(rows))
 	for i := range rows {
 		if err := ValidateRow(&set, fmt.Sprintf("%s[%d]", field, base+int64(i)), &rows[i]); err != nil {
-			results[i] = RowResult{Status: Rejected, Error: err.Error()}
+			results[i] = RowResult{Status: Rejected, Error: err.Error(), Reason: ErrorReason(err)}
 			continue
 		}
 		valid = append(valid, rows[i])

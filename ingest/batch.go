@@ -21,6 +21,7 @@ type BatchError struct {
 	Row      int64 // position in the whole batch, from 0
 	EntityID string
 	Error    string
+	Reason   string
 }
 
 // BatchSummary is the batch lane's answer.
@@ -115,7 +116,7 @@ func Batch(ctx context.Context, w Writer, recv func() (BatchChunk, error), o Bat
 			default:
 				sum.Rejected++
 				if len(sum.Errors) < o.MaxErrors {
-					sum.Errors = append(sum.Errors, BatchError{Row: base + int64(i), EntityID: rows[i].EntityID, Error: r.Error})
+					sum.Errors = append(sum.Errors, BatchError{Row: base + int64(i), EntityID: rows[i].EntityID, Error: r.Error, Reason: r.Reason})
 				}
 			}
 		}

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 
+	"github.com/dsfeatures/featurestore/featurestore"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 
@@ -93,9 +93,9 @@ func (a *Auth) identify(ctx context.Context) (string, error) {
 		if id, ok := a.policy.TokenHashes[HashToken(strings.TrimSpace(token))]; ok {
 			return id, nil
 		}
-		return "", status.Error(codes.Unauthenticated, "unknown bearer token")
+		return "", newStatus(codes.Unauthenticated, reasonUnauthenticated, "", "unknown bearer token", 0)
 	}
-	return "", status.Error(codes.Unauthenticated, "credentials required: a client certificate or an 'authorization: Bearer <token>' header")
+	return "", newStatus(codes.Unauthenticated, reasonUnauthenticated, "", "credentials required: a client certificate or an 'authorization: Bearer <token>' header", 0)
 }
 
 func (a *Auth) limit(id string) error {
@@ -111,13 +111,13 @@ func (a *Auth) limit(id string) error {
 	}
 	a.mu.Unlock()
 	if !l.Allow() {
-		return status.Errorf(codes.ResourceExhausted, "rate limit of %g requests/s for %q exceeded; retry with backoff", r.Rate, id)
+		return newStatus(codes.ResourceExhausted, featurestore.ReasonRateLimited, "", fmt.Sprintf("rate limit of %g requests/s for %q exceeded; retry with backoff", r.Rate, id), rateLimitRetry)
 	}
 	return nil
 }
 
 func denied(id, what string) error {
-	return status.Errorf(codes.PermissionDenied, "%q may not %s", id, what)
+	return newStatus(codes.PermissionDenied, reasonPermissionDenied, "", fmt.Sprintf("%q may not %s", id, what), 0)
 }
 
 // authorize checks one request (or stream message) of method for id.
@@ -154,7 +154,7 @@ func (a *Auth) authorize(id, method string, req any) error {
 	case *pb.GetFeatureSetRequest, *pb.ListFeatureSetsRequest:
 		// Every authenticated identity may read the registry.
 	default:
-		return status.Errorf(codes.PermissionDenied, "%s is not covered by the access policy", method)
+		return newStatus(codes.PermissionDenied, reasonPermissionDenied, "", method+" is not covered by the access policy", 0)
 	}
 	return nil
 }

@@ -176,7 +176,7 @@ func rowsFromProtoLenient(rows []*pb.FeatureRow) []featurestore.WriteRow {
 func rowResultsToProto(results []featurestore.RowResult) []*pb.RowResult {
 	out := make([]*pb.RowResult, len(results))
 	for i, r := range results {
-		out[i] = &pb.RowResult{Status: writeStatusToProto(r.Status), Version: r.Version, Error: r.Error}
+		out[i] = &pb.RowResult{Status: writeStatusToProto(r.Status), Version: r.Version, Error: r.Error, Reason: r.Reason}
 	}
 	return out
 }

@@ -42,7 +42,49 @@ func TestToStatus(t *testing.T) {
 		})
 	}
 	st := status.Convert(toStatus(context.Background(), logger, "M", featurestore.Invalid("features[1]", "bad")))
-	if len(st.Details()) != 1 || st.Details()[0].(*errdetails.BadRequest).GetFieldViolations()[0].GetField() != "features[1]" {
+	if len(st.Details()) != 2 || st.Details()[1].(*errdetails.BadRequest).GetFieldViolations()[0].GetField() != "features[1]" {
 		t.Fatalf("InvalidArgument lacks a BadRequest field violation: %v", st.Details())
+	}
+}
+
+// TestErrorInfo requires a google.rpc.ErrorInfo with a stable reason on every status
+// toStatus builds, and a RetryInfo where a retry can succeed.
+func TestErrorInfo(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		wantReason string
+		wantField  string
+		wantRetry  bool
+	}{
+		{"invalid", featurestore.Invalid("rows[0].entity_id", "is required"), "INVALID_ARGUMENT", "rows[0].entity_id", false},
+		{"explicit reason", featurestore.WithReason(featurestore.ReasonUnknownFeature, featurestore.Invalid("rows[0].values[\"x\"]", "no such feature")), "UNKNOWN_FEATURE", "rows[0].values[\"x\"]", false},
+		{"not found", featurestore.NotFound("name", "no"), "NOT_FOUND", "name", false},
+		{"unavailable", featurestore.Unavailable("database unavailable", errors.New("x")), "STORE_UNAVAILABLE", "", false},
+		{"rate limited", featurestore.WithReason(featurestore.ReasonRateLimited, featurestore.ResourceExhausted("", "slow down")), "RATE_LIMITED", "", true},
+		{"internal", errors.New("boom"), "INTERNAL", "", false},
+		{"deadline", context.DeadlineExceeded, "DEADLINE_EXCEEDED", "", false},
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := status.Convert(toStatus(context.Background(), logger, "M", tc.err))
+			var info *errdetails.ErrorInfo
+			var retry *errdetails.RetryInfo
+			for _, d := range st.Details() {
+				switch d := d.(type) {
+				case *errdetails.ErrorInfo:
+					info = d
+				case *errdetails.RetryInfo:
+					retry = d
+				}
+			}
+			if info == nil || info.GetReason() != tc.wantReason || info.GetDomain() != ErrorDomain || info.GetMetadata()["field"] != tc.wantField {
+				t.Fatalf("ErrorInfo %v, want reason %s, field %q", info, tc.wantReason, tc.wantField)
+			}
+			if (retry != nil) != tc.wantRetry {
+				t.Fatalf("RetryInfo %v, want present=%v", retry, tc.wantRetry)
+			}
+		})
 	}
 }

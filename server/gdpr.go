@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dsfeatures/featurestore/gdpr"
@@ -25,6 +26,9 @@ type Gdpr struct {
 
 var _ pb.GdprServiceServer = (*Gdpr)(nil)
 
+// errNoGdpr answers GDPR calls on a server wired without deletions.
+var errNoGdpr = newStatus(codes.Unimplemented, reasonUnimplemented, "", "GDPR deletion is not enabled on this server", 0)
+
 // NewGdpr returns the GDPR handlers; with nil deletions they answer Unimplemented.
 func NewGdpr(d Deletions, logger *slog.Logger) *Gdpr { return &Gdpr{deletions: d, logger: logger} }
 
@@ -41,7 +45,7 @@ func callerIdentity(ctx context.Context) string {
 // DeleteSubject files a deletion; it is durable when this returns.
 func (g *Gdpr) DeleteSubject(ctx context.Context, req *pb.DeleteSubjectRequest) (*pb.DeleteSubjectResponse, error) {
 	if g.deletions == nil {
-		return g.UnimplementedGdprServiceServer.DeleteSubject(ctx, req)
+		return nil, errNoGdpr
 	}
 	j, err := g.deletions.DeleteSubject(ctx, req.GetSubjectId(), req.GetReason(), callerIdentity(ctx))
 	if err != nil {
@@ -53,7 +57,7 @@ func (g *Gdpr) DeleteSubject(ctx context.Context, req *pb.DeleteSubjectRequest) 
 // GetDeletion reports a deletion's progress.
 func (g *Gdpr) GetDeletion(ctx context.Context, req *pb.GetDeletionRequest) (*pb.GetDeletionResponse, error) {
 	if g.deletions == nil {
-		return g.UnimplementedGdprServiceServer.GetDeletion(ctx, req)
+		return nil, errNoGdpr
 	}
 	j, err := g.deletions.GetDeletion(ctx, req.GetId())
 	if err != nil {

@@ -43,7 +43,7 @@ func (s *Server) BatchWriteFeatures(stream pb.FeatureStoreService_BatchWriteFeat
 	s.opts.Metrics.Rows(ctx, "batch", int(sum.Written), int(sum.Stale), int(sum.Rejected))
 	out := &pb.BatchWriteFeaturesResponse{RowsWritten: sum.Written, RowsStale: sum.Stale, RowsRejected: sum.Rejected, RowsRetried: sum.Retried}
 	for _, e := range sum.Errors {
-		out.Errors = append(out.Errors, &pb.BatchError{Row: e.Row, EntityId: e.EntityID, Error: e.Error})
+		out.Errors = append(out.Errors, &pb.BatchError{Row: e.Row, EntityId: e.EntityID, Error: e.Error, Reason: e.Reason})
 	}
 	return stream.SendAndClose(out)
 }

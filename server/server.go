@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dsfeatures/featurestore/featurestore"
@@ -100,7 +99,7 @@ func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
 		defer func() {
 			if r := recover(); r != nil {
 				logger.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-				err = status.Error(codes.Internal, "internal error")
+				err = newStatus(codes.Internal, featurestore.ReasonInternal, "", "internal error", 0)
 			}
 		}()
 		return handler(ctx, req)
@@ -112,7 +111,7 @@ func recoverStream(logger *slog.Logger) grpc.StreamServerInterceptor {
 		defer func() {
 			if r := recover(); r != nil {
 				logger.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-				err = status.Error(codes.Internal, "internal error")
+				err = newStatus(codes.Internal, featurestore.ReasonInternal, "", "internal error", 0)
 			}
 		}()
 		return handler(srv, ss)
@@ -212,7 +211,7 @@ func (s *Server) WriteFeatures(ctx context.Context, req *pb.WriteFeaturesRequest
 	countRows(ctx, s.opts.Metrics, "ondemand", results)
 	out := &pb.WriteFeaturesResponse{Results: make([]*pb.RowResult, len(results))}
 	for i, r := range results {
-		out.Results[i] = &pb.RowResult{Status: writeStatusToProto(r.Status), Version: r.Version, Error: r.Error}
+		out.Results[i] = &pb.RowResult{Status: writeStatusToProto(r.Status), Version: r.Version, Error: r.Error, Reason: r.Reason}
 	}
 	return out, nil
 }
