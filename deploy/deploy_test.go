@@ -111,7 +111,7 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	known := map[string]bool{}
-	for _, mm := range regexp.MustCompile(`"((?:FS|AWS)_[A-Z_]+)"`).FindAllStringSubmatch(string(src), -1) {
+	for _, mm := range regexp.MustCompile(`(?:env:)?"((?:FS|AWS|OTEL)_[A-Z_]+)[",]`).FindAllStringSubmatch(string(src), -1) {
 		known[mm[1]] = true
 	}
 	data := get(m["ConfigMap"], "data").(obj)

@@ -34,12 +34,22 @@ type Registry interface {
 	ListItems(ctx context.Context, table writethrough.Table, start string, limit int) (items []writethrough.Item, next string, err error)
 }
 
-// Erasures tells which data subjects have been erased (GDPR) and when. A row of such a
-// subject with an event time at or before that time is refused in every lane.
+// Erasure is a data subject's GDPR deletion as the write lanes see it.
+type Erasure struct {
+	// At is the deletion time T in Unix microseconds: rows of the subject with an event
+	// time at or before it are refused for good.
+	At int64
+	// InProgress: a deletion of the subject is pending or running, and every row of the
+	// subject is refused until it ends, so nothing is written under the subject while its
+	// data is being erased.
+	InProgress bool
+}
+
+// Erasures tells which data subjects have been erased (GDPR). Reads are strongly
+// consistent.
 type Erasures interface {
-	// ErasedAt returns, for each subject that has been erased, the deletion time in Unix
-	// microseconds. Reads are strongly consistent.
-	ErasedAt(ctx context.Context, subjects []string) (map[string]int64, error)
+	// Erasures returns the erasure of each of subjects that has one.
+	Erasures(ctx context.Context, subjects []string) (map[string]Erasure, error)
 }
 
 // Clock tells the time; tests inject their own.

@@ -106,7 +106,7 @@ func (s *Service) WriteFeatures(ctx context.Context, setName string, rows []Writ
 		}
 	}
 	results := make([]RowResult, len(rows))
-	if err := s.writeRows(ctx, &set, rows, results); err != nil {
+	if err := s.writeRows(ctx, &set, rows, results, true); err != nil {
 		return nil, err
 	}
 	return results, nil
@@ -116,8 +116,10 @@ func (s *Service) WriteFeatures(ctx context.Context, setName string, rows []Writ
 // conditional write (several entities are committed in transactions; see writethrough),
 // and fills results. Erasures are looked up after MARK, under the commit's deadline: a
 // write that missed a deletion's tombstone commits before the deletion's worker takes
-// its final look.
-func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRow, results []RowResult) error {
+// its final look. strict is the on-demand lane's rule: a row that would mix data
+// subjects on one entity fails the whole request (FAILED_PRECONDITION) before anything
+// is written; otherwise that row alone is REJECTED.
+func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRow, results []RowResult, strict bool) error {
 	var keys []writethrough.Key
 	var groups [][]int
 	byEntity := make(map[string]int, len(rows))
@@ -131,11 +133,15 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 		}
 		groups[g] = append(groups[g], i)
 	}
-	prepare := func(ctx context.Context) (map[string]int64, error) { return s.erasedSubjects(ctx, rows) }
-	merge := func(erased map[string]int64, g int, cur writethrough.Current) (writethrough.Change, []RowResult, error) {
-		return s.mergeRows(set, cur, rows, groups[g], erased)
+	prepare := func(ctx context.Context) (map[string]Erasure, error) { return s.erasuresOf(ctx, rows) }
+	merge := func(erased map[string]Erasure, g int, cur writethrough.Current) (writethrough.Change, []RowResult, error) {
+		return s.mergeRows(set, cur, rows, groups[g], erased, strict)
 	}
-	outs, err := writethrough.UpdateWith(ctx, s.store, keys, prepare, merge)
+	var opts []writethrough.Option
+	if strict {
+		opts = append(opts, writethrough.AllOrNothing())
+	}
+	outs, err := writethrough.UpdateWith(ctx, s.store, keys, prepare, merge, opts...)
 	for g, o := range outs {
 		if o.Err != nil {
 			continue
@@ -148,11 +154,22 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 	return storeError(err)
 }
 
+// Reasons of rows refused for their data subject. They never name the subject.
+const (
+	ErasedReason           = "subject_id: the data subject was erased (GDPR); rows with event_time at or before the deletion are refused"
+	ErasureRunningReason   = "subject_id: a deletion of the data subject (GDPR) is in progress; rows of the subject are refused until it is done"
+	SubjectMismatchMessage = "the entity's values were written under another data subject; delete the entity (DeleteEntities) before writing it under a new subject"
+)
+
 // mergeRows merges the rows at idx (all for one entity) into its stored item and returns
-// the change and each row's result, in idx order. Rows of an erased subject at or before
-// its deletion time are rejected. A retried row whose values are already stored is
-// WRITTEN (merge recognises its own earlier write), so retries are safe.
-func (s *Service) mergeRows(set *FeatureSet, cur writethrough.Current, rows []WriteRow, idx []int, erased map[string]int64) (writethrough.Change, []RowResult, error) {
+// the change and each row's result, in idx order. A value belongs to the subject that
+// wrote it, and an entity's values all belong to one subject (or none), so that the
+// by_subject index finds every value of a subject: a row of another subject than the
+// one of the stored values is refused (see writeRows for how). Rows of an erased subject
+// are refused while its deletion runs, and afterwards if at or before its deletion time.
+// A retried row whose values are already stored is WRITTEN (merge recognises its own
+// earlier write), so retries are safe.
+func (s *Service) mergeRows(set *FeatureSet, cur writethrough.Current, rows []WriteRow, idx []int, erased map[string]Erasure, strict bool) (writethrough.Change, []RowResult, error) {
 	results := make([]RowResult, len(idx))
 	var row Row
 	if len(cur.Item.Data) > 0 {
@@ -165,8 +182,21 @@ func (s *Service) mergeRows(set *FeatureSet, cur writethrough.Current, rows []Wr
 	changed := false
 	for j, i := range idx {
 		r := &rows[i]
-		if t, ok := erased[r.SubjectID]; ok && r.SubjectID != "" && r.EventTime.UnixMicro() <= t {
-			results[j] = RowResult{Status: Rejected, Error: ErasedReason, Reason: ReasonSubjectErased}
+		if e, ok := erased[r.SubjectID]; ok && r.SubjectID != "" {
+			if e.InProgress {
+				results[j] = RowResult{Status: Rejected, Error: ErasureRunningReason, Reason: ReasonSubjectErasureInProgress}
+				continue
+			}
+			if r.EventTime.UnixMicro() <= e.At {
+				results[j] = RowResult{Status: Rejected, Error: ErasedReason, Reason: ReasonSubjectErased}
+				continue
+			}
+		}
+		if len(row.Cells) > 0 && r.SubjectID != subject {
+			if strict {
+				return writethrough.Change{}, nil, WithReason(ReasonSubjectMismatch, FailedPrecondition(fmt.Sprintf("rows[%d].subject_id", i), "%s", SubjectMismatchMessage))
+			}
+			results[j] = RowResult{Status: Rejected, Error: "subject_id: " + SubjectMismatchMessage, Reason: ReasonSubjectMismatch}
 			continue
 		}
 		out := row.Merge(cells(r))
@@ -182,9 +212,7 @@ func (s *Service) mergeRows(set *FeatureSet, cur writethrough.Current, rows []Wr
 		}
 		if out.Applied > 0 {
 			changed = true
-			if r.SubjectID != "" {
-				subject = r.SubjectID
-			}
+			subject = r.SubjectID
 		}
 	}
 	if !changed {
@@ -199,11 +227,8 @@ func (s *Service) mergeRows(set *FeatureSet, cur writethrough.Current, rows []Wr
 	return ch, results, nil
 }
 
-// ErasedReason is the error of a row refused because its subject was erased.
-const ErasedReason = "subject_id: the data subject was erased (GDPR); rows with event_time at or before the deletion are refused"
-
-// erasedSubjects looks up the erasure times of the subjects of rows.
-func (s *Service) erasedSubjects(ctx context.Context, rows []WriteRow) (map[string]int64, error) {
+// erasuresOf looks up the erasures of the subjects of rows.
+func (s *Service) erasuresOf(ctx context.Context, rows []WriteRow) (map[string]Erasure, error) {
 	if s.erasures == nil {
 		return nil, nil
 	}
@@ -218,7 +243,7 @@ func (s *Service) erasedSubjects(ctx context.Context, rows []WriteRow) (map[stri
 	if len(subjects) == 0 {
 		return nil, nil
 	}
-	erased, err := s.erasures.ErasedAt(ctx, subjects)
+	erased, err := s.erasures.Erasures(ctx, subjects)
 	if err != nil {
 		return nil, fmt.Errorf("erasure tombstones: %w", err)
 	}
@@ -271,7 +296,7 @@ func (s *Service) WriteRowsLenient(ctx context.Context, setName, field string, b
 		return results, nil
 	}
 	sub := make([]RowResult, len(valid))
-	if err := s.writeRows(ctx, &set, valid, sub); err != nil {
+	if err := s.writeRows(ctx, &set, valid, sub, false); err != nil {
 		return nil, err
 	}
 	for j, i := range pos {

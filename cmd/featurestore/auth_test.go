@@ -93,13 +93,17 @@ rules:
   slow:   {read: ["*"], rate: 0.5, burst: 2}
 `
 
+// testGdprKey is the GDPR hash key of servers that run with authentication.
+const testGdprKey = "a test GDPR hash key of at least 32 bytes"
+
 func TestAuthentication(t *testing.T) {
 	p := newPKI(t)
 	policy := filepath.Join(p.dir, "policy.yaml")
 	if err := os.WriteFile(policy, []byte(strings.Replace(testPolicy, "%s", server.HashToken("write-token"), 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := startServerAt(t, map[string]string{"FS_AUTH_POLICY": policy, "FS_TLS_CERT": p.serverCert, "FS_TLS_KEY": p.serverKey, "FS_TLS_CLIENT_CA": p.caFile}).addr
+	addr := startServerAt(t, map[string]string{"FS_AUTH_POLICY": policy, "FS_TLS_CERT": p.serverCert, "FS_TLS_KEY": p.serverKey, "FS_TLS_CLIENT_CA": p.caFile,
+		"FS_GDPR_HASH_KEY": testGdprKey}).addr
 
 	dial := func(clientCert ...tls.Certificate) *grpc.ClientConn {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: p.caPool, Certificates: clientCert})))

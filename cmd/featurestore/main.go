@@ -2,6 +2,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,7 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
 	defer cancel()
 
-	tel, err := telemetry.New(sctx, telemetry.Config{ServiceName: "featurestore", OTLPEndpoint: cfg.OTLPEndpoint, OTLPInsecure: cfg.OTLPInsecure})
+	otlp := strings.TrimPrefix(strings.TrimPrefix(cfg.OTLPEndpoint, "http://"), "https://")
+	tel, err := telemetry.New(sctx, telemetry.Config{ServiceName: "featurestore", OTLPEndpoint: otlp, OTLPInsecure: cfg.OTLPInsecure})
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
@@ -86,7 +89,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("dynamodb unreachable or tables missing (run 'fsctl create-tables'): %w", err)
 	}
 
-	deletions := gdpr.NewStore(ddb, tables.Deletions)
+	keyer, err := gdprKeyer(cfg, logger)
+	if err != nil {
+		return err
+	}
+	deletions := dynamo.NewDeletions(ddb, tables.Deletions, keyer.SubjectKey)
 	store, err := writethrough.New(db, cache, featurestore.SystemClock{}, writethrough.Config{
 		WriteTimeout: cfg.WriteTimeout,
 		Lease:        cfg.Lease,
@@ -101,7 +108,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	eraser := gdpr.New(deletions, svc, db, featurestore.SystemClock{}, gdpr.Config{Rate: cfg.GdprRate, Settle: cfg.GdprIndexSettle, WriteTimeout: cfg.WriteTimeout, Metrics: tel}, logger)
+	eraser := gdpr.New(deletions, keyer, svc, db, featurestore.SystemClock{}, gdpr.Config{
+		Rate: cfg.GdprRate, Settle: cfg.GdprIndexSettle, WriteTimeout: cfg.WriteTimeout, Retention: cfg.GdprRetention, Metrics: tel,
+	}, logger)
 	grpcOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.TracerProvider()), otelgrpc.WithMeterProvider(tel.MeterProvider()))),
@@ -160,6 +169,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	return err
+}
+
+// devGdprHashKey keys subject hashes when no key is configured and authentication is off
+// (a development server on loopback). It is not a secret.
+const devGdprHashKey = "featurestore-development-gdpr-key-not-a-secret"
+
+// gdprKeyer builds the subject hasher from -gdpr-hash-key or -gdpr-hash-key-file. With
+// authentication on a key is required: an unkeyed hash of a subject id is reversed by
+// anyone holding a list of ids.
+func gdprKeyer(cfg config, logger *slog.Logger) (*gdpr.Keyer, error) {
+	secret := []byte(cfg.GdprHashKey)
+	if cfg.GdprHashKeyFile != "" {
+		b, err := os.ReadFile(cfg.GdprHashKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-gdpr-hash-key-file: %w", err)
+		}
+		secret = bytes.TrimSpace(b)
+	}
+	if len(secret) == 0 {
+		if cfg.AuthPolicy != "" {
+			return nil, errors.New("a GDPR hash key is required when authentication is on: set FS_GDPR_HASH_KEY or -gdpr-hash-key-file (32+ random bytes)")
+		}
+		logger.Warn("no GDPR hash key configured; using the development key (set FS_GDPR_HASH_KEY in production)")
+		secret = []byte(devGdprHashKey)
+	}
+	k, err := gdpr.NewKeyer(secret)
+	if err != nil {
+		return nil, fmt.Errorf("GDPR hash key: %w", err)
+	}
+	return k, nil
 }
 
 func endpointName(e string) string {

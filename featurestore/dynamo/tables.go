@@ -24,7 +24,10 @@ func (s *Store) EnsureTables(ctx context.Context) error {
 	if err := s.ensureTable(ctx, setsTableInput(s.tables.Sets)); err != nil {
 		return err
 	}
-	return s.ensureTable(ctx, setsTableInput(s.tables.Deletions))
+	if err := s.ensureTable(ctx, deletionsTableInput(s.tables.Deletions)); err != nil {
+		return err
+	}
+	return s.ensureTTL(ctx, s.tables.Deletions)
 }
 
 func rowsTableInput(name string) *dynamodb.CreateTableInput {
@@ -51,6 +54,24 @@ func setsTableInput(name string) *dynamodb.CreateTableInput {
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS}},
 		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash}},
 	}
+}
+
+// deletionsTableInput is the GDPR records' table: a sparse by_claim index over the jobs
+// that are pending or running, so that workers find work without scanning.
+func deletionsTableInput(name string) *dynamodb.CreateTableInput {
+	in := setsTableInput(name)
+	in.AttributeDefinitions = append(in.AttributeDefinitions,
+		types.AttributeDefinition{AttributeName: aws.String(attrClaim), AttributeType: types.ScalarAttributeTypeS},
+		types.AttributeDefinition{AttributeName: aws.String(attrLeaseUntil), AttributeType: types.ScalarAttributeTypeN})
+	in.GlobalSecondaryIndexes = []types.GlobalSecondaryIndex{{
+		IndexName: aws.String(IndexClaim),
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(attrClaim), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(attrLeaseUntil), KeyType: types.KeyTypeRange},
+		},
+		Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+	}}
+	return in
 }
 
 func (s *Store) ensureTable(ctx context.Context, in *dynamodb.CreateTableInput) error {

@@ -59,16 +59,34 @@ type Outcome[R any] struct {
 // published. Otherwise it is the first key's error in key order, or an error wrapping
 // ErrUnpublished when only publishing failed. Outcomes are returned whenever MARK
 // succeeded, so callers can report per key.
-func Update[R any](ctx context.Context, s *Store, keys []Key, mutate Mutation[R]) ([]Outcome[R], error) {
-	return UpdateWith(ctx, s, keys, nil, func(_ struct{}, i int, cur Current) (Change, R, error) { return mutate(i, cur) })
+func Update[R any](ctx context.Context, s *Store, keys []Key, mutate Mutation[R], opts ...Option) ([]Outcome[R], error) {
+	return UpdateWith(ctx, s, keys, nil, func(_ struct{}, i int, cur Current) (Change, R, error) { return mutate(i, cur) }, opts...)
 }
+
+// Option changes how Update commits.
+type Option func(*options)
+
+type options struct {
+	allOrNothing bool
+}
+
+// AllOrNothing makes a mutation's error stop the whole update while nothing has been
+// written yet: the keys' mutations all run on the first read, and if any fails no key is
+// put, and Update returns that error. It cannot undo what is already committed: once keys
+// whose transaction lost a race are retried one by one, a failing key no longer stops the
+// others (their outcomes say Written).
+func AllOrNothing() Option { return func(o *options) { o.allOrNothing = true } }
 
 // UpdateWith is Update with a prepare step: prepare runs after MARK under the commit's
 // deadline, and what it returns is handed to every mutation. Use it for lookups that must
 // not be older than the commit, such as erasure tombstones. If prepare fails nothing is
 // committed and every key reports its error wrapped in ErrNotWritten. A nil prepare
 // hands the mutations P's zero value.
-func UpdateWith[P, R any](ctx context.Context, s *Store, keys []Key, prepare func(context.Context) (P, error), mutate func(p P, i int, cur Current) (Change, R, error)) ([]Outcome[R], error) {
+func UpdateWith[P, R any](ctx context.Context, s *Store, keys []Key, prepare func(context.Context) (P, error), mutate func(p P, i int, cur Current) (Change, R, error), opts ...Option) ([]Outcome[R], error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	// The commit's deadline counts from before MARK, so it ends before the lease does.
 	cctx, cancel := context.WithTimeoutCause(ctx, s.cfg.WriteTimeout, ErrWriteTimeout)
 	defer cancel()
@@ -93,10 +111,11 @@ func UpdateWith[P, R any](ctx context.Context, s *Store, keys []Key, prepare fun
 		}
 	}
 	m := func(i int, cur Current) (Change, R, error) { return mutate(p, i, cur) }
+	var vetoed error
 	if len(keys) == 1 {
 		commitOne(cctx, s, keys, 0, m, outs)
 	} else {
-		commitGroup(cctx, s, keys, m, outs)
+		vetoed = commitGroup(cctx, s, keys, m, outs, o.allOrNothing)
 	}
 
 	pubs := make([]Publication, 0, len(keys))
@@ -117,6 +136,9 @@ func UpdateWith[P, R any](ctx context.Context, s *Store, keys []Key, prepare fun
 		if pubErr != nil {
 			s.enqueueRepair(pubs)
 		}
+	}
+	if vetoed != nil {
+		return outs, vetoed
 	}
 	for i := range outs {
 		if outs[i].Err != nil {
@@ -196,14 +218,15 @@ func commitOne[R any](ctx context.Context, s *Store, keys []Key, i int, mutate M
 
 // commitGroup commits many keys: one wave of batched reads, a mutation per key, and the
 // changed items in transactions of up to MaxGroupItems puts and MaxGroupBytes. A
-// transaction that loses a race stores nothing; its keys fall back to commitOne.
-func commitGroup[R any](ctx context.Context, s *Store, keys []Key, mutate Mutation[R], outs []Outcome[R]) {
+// transaction that loses a race stores nothing; its keys fall back to commitOne. With
+// allOrNothing, a mutation's error on the first read stops every put, and is returned.
+func commitGroup[R any](ctx context.Context, s *Store, keys []Key, mutate Mutation[R], outs []Outcome[R], allOrNothing bool) error {
 	current, err := s.db.GetItems(ctx, keys)
 	if err != nil {
 		for i := range outs {
 			outs[i] = Outcome[R]{Err: fmt.Errorf("%w: read: %w", ErrNotWritten, commitCause(ctx, err))}
 		}
-		return
+		return nil
 	}
 	nexts := make([]Item, len(keys))
 	prevs := make([]int64, len(keys))
@@ -213,6 +236,17 @@ func commitGroup[R any](ctx context.Context, s *Store, keys []Key, mutate Mutati
 		if next, put := decide(s, keys, i, cur, exists, mutate, &outs[i]); put {
 			nexts[i], prevs[i] = next, cur.Version
 			pending = append(pending, i)
+		}
+	}
+	if allOrNothing {
+		for i := range outs {
+			if err := outs[i].Err; err != nil {
+				// Nothing was put: every key keeps (and publishes) its current item.
+				for _, j := range pending {
+					outs[j].Err = fmt.Errorf("%w: another key's mutation failed", ErrNotWritten)
+				}
+				return err
+			}
 		}
 	}
 	var retry []int
@@ -241,7 +275,7 @@ func commitGroup[R any](ctx context.Context, s *Store, keys []Key, mutate Mutati
 		}
 	}
 	if len(retry) == 0 {
-		return
+		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Parallelism)
@@ -252,6 +286,7 @@ func commitGroup[R any](ctx context.Context, s *Store, keys []Key, mutate Mutati
 		})
 	}
 	_ = g.Wait()
+	return nil
 }
 
 // groups splits the pending keys into transactions within the database's limits.
