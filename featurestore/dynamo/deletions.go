@@ -114,7 +114,9 @@ func sAttr(v string) types.AttributeValue { return &types.AttributeValueMemberS{
 func nAttr(v int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
 }
-func pkOf(v string) map[string]types.AttributeValue { return map[string]types.AttributeValue{AttrPK: sAttr(v)} }
+func pkOf(v string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{AttrPK: sAttr(v)}
+}
 
 func (d *Deletions) get(ctx context.Context, pk string, out any) (bool, error) {
 	resp, err := d.client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(d.table), Key: pkOf(pk), ConsistentRead: aws.Bool(true)})
