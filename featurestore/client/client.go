@@ -227,15 +227,6 @@ func transportCredentials(opts Options, host string, local bool) (credentials.Tr
 	return credentials.NewTLS(tc), nil
 }
 
-// retriedReads are the idempotent RPCs gRPC retries on UNAVAILABLE.
-var retriedReads = []struct{ service, method string }{
-	{pb.FeatureStoreService_ServiceDesc.ServiceName, "GetFeatures"},
-	{pb.FeatureStoreService_ServiceDesc.ServiceName, "GetFeatureColumns"},
-	{pb.FeatureStoreService_ServiceDesc.ServiceName, "GetFeatureSet"},
-	{pb.FeatureStoreService_ServiceDesc.ServiceName, "ListFeatureSets"},
-	{pb.GdprService_ServiceDesc.ServiceName, "GetDeletion"},
-}
-
 // serviceConfig is the channel's service config: round_robin over every resolved
 // address, and gRPC's retry policy for the idempotent reads.
 func serviceConfig(opts Options) (string, error) {
@@ -267,8 +258,12 @@ func serviceConfig(opts Options) (string, error) {
 			BackoffMultiplier:    2,
 			RetryableStatusCodes: []string{"UNAVAILABLE"},
 		}}
-		for _, r := range retriedReads {
-			mc.Name = append(mc.Name, name{r.service, r.method})
+		// The idempotent reads. Writes are retried by Write itself, so it can tell the
+		// caller when a retry made the outcome ambiguous.
+		fsService, gdprService := pb.FeatureStoreService_ServiceDesc.ServiceName, pb.GdprService_ServiceDesc.ServiceName
+		mc.Name = []name{
+			{fsService, "GetFeatures"}, {fsService, "GetFeatureColumns"}, {fsService, "GetFeatureSet"},
+			{fsService, "ListFeatureSets"}, {gdprService, "GetDeletion"},
 		}
 		sc.MethodConfig = []methodConfig{mc}
 	}
