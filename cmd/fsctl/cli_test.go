@@ -10,10 +10,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	"github.com/dsfeatures/featurestore/internal/testpki"
@@ -334,5 +337,37 @@ func TestListPaginationCommand(t *testing.T) {
 	}
 	if diff := cmp.Diff([]int32{2, 2, 2}, pageSizes); diff != "" {
 		t.Errorf("page requests (-want +got):\n%s", diff)
+	}
+}
+
+// TestSetFileRoundTrip: formatSetFile's output parses back to the same set (version
+// aside), for sets with and without the optional fields.
+func TestSetFileRoundTrip(t *testing.T) {
+	full, err := parseSetFile("rich.yaml", []byte(richSet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.Version = 7
+	tests := []*pb.FeatureSet{
+		full,
+		{Name: "bare", EntityType: "e", Features: []*pb.FeatureSpec{{Name: "b", Type: pb.ValueType_VALUE_TYPE_BYTES}}},
+		{Name: "odd", EntityType: "e", Description: "line one\nline two: with a colon", Ttl: durationpb.New(90 * time.Second),
+			Features: []*pb.FeatureSpec{{Name: "x", Type: pb.ValueType_VALUE_TYPE_DOUBLE}, {Name: "y", Type: pb.ValueType_VALUE_TYPE_INT64_LIST}}},
+	}
+	for _, want := range tests {
+		b, err := formatSetFile(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := parseSetFile("out.yaml", b)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", want.GetName(), err, b)
+		}
+		if diff := cmp.Diff(want, got, protocmp.Transform(), protocmp.IgnoreFields(&pb.FeatureSet{}, "version")); diff != "" {
+			t.Errorf("%s (-want +got):\n%s\nfile:\n%s", want.GetName(), diff, b)
+		}
+	}
+	if b, _ := formatSetFile(full); !strings.HasPrefix(string(b), "# feature set \"riders\" at version 7") || !strings.Contains(string(b), "ttl: 36h\n") {
+		t.Errorf("file:\n%s", b)
 	}
 }
