@@ -88,14 +88,18 @@ IMPORT_ROWS ?= 1000000
 bench-import: deps
 	$(GO) test -run '^$$' -bench ImportParquet -benchtime 1x -timeout 90m ./cmd/fsctl/ -args -import.rows=$(IMPORT_ROWS)
 
-## chaos: the long linearizability run: many seeds, minutes each (CI runs one short seed)
+## chaos: the long linearizability runs: many seeds against DynamoDB Local, and many
+## more over the in-memory database (CI runs a short seeded version of both)
 CHAOS_SEEDS ?= 1-10
 CHAOS_DURATION ?= 45s
+CHAOS_MEMSEEDS ?= 1-400
+CHAOS_MEMDURATION ?= 3s
 chaos: deps
 	@mkdir -p .build/chaos
-	$(GO) test -count=1 -v -timeout 120m -run 'TestChaos$$' ./featurestore/chaos/ \
-	  -args -chaos.seeds=$(CHAOS_SEEDS) -chaos.duration=$(CHAOS_DURATION) -chaos.out=$(CURDIR)/.build/chaos \
-	  | grep -E '^(chaos total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation' | tee .build/chaos/summary.txt
+	$(GO) test -count=1 -v -timeout 180m -run 'TestChaos$$|TestChaosMemory$$' ./internal/chaos/ \
+	  -args -chaos.seeds=$(CHAOS_SEEDS) -chaos.duration=$(CHAOS_DURATION) \
+	  -chaos.memseeds=$(CHAOS_MEMSEEDS) -chaos.memduration=$(CHAOS_MEMDURATION) -chaos.out=$(CURDIR)/.build/chaos \
+	  | grep -E '^(chaos (memory )?total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation' | tee .build/chaos/summary.txt
 
 clean:
 	rm -rf .build

@@ -15,8 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 )
 
 // table is a DynamoDB table reduced to what the server depends on, so that the code's

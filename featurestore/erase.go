@@ -4,17 +4,9 @@ import (
 	"context"
 	"fmt"
 	"time"
-)
 
-// SubjectKeys lists the rows the by_subject index holds for subject. The index is
-// eventually consistent; see Database.KeysBySubject.
-func (s *Service) SubjectKeys(ctx context.Context, subject string) ([]ItemKey, error) {
-	keys, err := s.db.KeysBySubject(ctx, subject)
-	if err != nil {
-		return nil, Unavailable("database unavailable", err)
-	}
-	return keys, nil
-}
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
+)
 
 // EraseOutcome says what Erase did to one row.
 type EraseOutcome struct {
@@ -36,47 +28,37 @@ const fenceTTL = 7 * 24 * time.Hour
 // the item becomes a tombstone with no values and no subject (so the index drops it), and
 // the cache keeps only an empty version fence. Erase is idempotent.
 // Errors: KindUnavailable, KindAborted.
-func (s *Service) Erase(ctx context.Context, key ItemKey, subject string, before int64) (EraseOutcome, error) {
-	var out EraseOutcome
-	err := s.writeThrough(ctx, []ItemKey{key}, s.perKey([]int{0}, func(ctx context.Context, _ int) (Item, bool, error) {
-		for attempt := 0; attempt < s.cfg.MaxCommitAttempts; attempt++ {
-			cur, found, err := s.db.GetItem(ctx, key)
-			if err != nil {
-				return Item{}, false, Unavailable("database unavailable", err)
-			}
-			if !found || cur.Subject != subject {
-				out = EraseOutcome{}
-				return cur, found, nil // gone already, or the entity now belongs to another subject
-			}
-			var row Row
-			if len(cur.Data) > 0 {
-				if row, err = DecodeRow(cur.Data); err != nil {
-					return Item{}, false, fmt.Errorf("stored row %q: %w", key.PK, err)
-				}
-			}
-			var keep []Cell
-			for _, c := range row.Cells {
-				if c.EventTime > before {
-					keep = append(keep, c)
-				}
-			}
-			next := Item{Key: key, Version: max(cur.Version+1, s.clock.Now().UnixMicro())}
-			if len(keep) > 0 {
-				next.Data, next.Subject, next.ExpiresAt = AppendRow(nil, Row{Cells: keep}), subject, cur.ExpiresAt
-			} else {
-				next.ExpiresAt = s.clock.Now().Add(fenceTTL).Unix()
-			}
-			err = s.db.PutItem(ctx, next, cur.Version)
-			if err == ErrConflict {
-				continue
-			}
-			if err != nil {
-				return Item{}, false, Unavailable("database unavailable; the row may have been erased, retrying is safe", err)
-			}
-			out = EraseOutcome{Erased: len(keep) < len(row.Cells) || len(row.Cells) == 0, Kept: len(keep) > 0}
-			return next, true, nil
+func (s *Service) Erase(ctx context.Context, key writethrough.Key, subject string, before int64) (EraseOutcome, error) {
+	outs, err := writethrough.Update(ctx, s.store, []writethrough.Key{key}, func(_ int, cur writethrough.Current) (writethrough.Change, EraseOutcome, error) {
+		return s.eraseRow(cur, subject, before)
+	})
+	if err != nil {
+		return EraseOutcome{}, storeError(err)
+	}
+	return outs[0].Result, nil
+}
+
+// eraseRow is Erase's mutation of one stored row.
+func (s *Service) eraseRow(cur writethrough.Current, subject string, before int64) (writethrough.Change, EraseOutcome, error) {
+	if !cur.Exists || cur.Item.Subject != subject {
+		return writethrough.Change{}, EraseOutcome{}, nil // gone already, or the entity now belongs to another subject
+	}
+	var row Row
+	if len(cur.Item.Data) > 0 {
+		var err error
+		if row, err = DecodeRow(cur.Item.Data); err != nil {
+			return writethrough.Change{}, EraseOutcome{}, fmt.Errorf("stored row %q: %w", cur.Item.Key.PK, err)
 		}
-		return Item{}, false, &Error{Kind: KindAborted, Message: "too many concurrent writes to one entity; retrying is safe"}
-	}))
-	return out, err
+	}
+	var keep []Cell
+	for _, c := range row.Cells {
+		if c.EventTime > before {
+			keep = append(keep, c)
+		}
+	}
+	out := EraseOutcome{Erased: len(keep) < len(row.Cells) || len(row.Cells) == 0, Kept: len(keep) > 0}
+	if len(keep) > 0 {
+		return writethrough.Change{Put: true, Data: AppendRow(nil, Row{Cells: keep}), Subject: subject, ExpiresAt: cur.Item.ExpiresAt}, out, nil
+	}
+	return writethrough.Change{Put: true, ExpiresAt: s.clock.Now().Add(fenceTTL).Unix()}, out, nil
 }

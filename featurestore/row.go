@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 )
@@ -61,7 +62,6 @@ func (o MergeOutcome) Written() bool { return o.Applied > 0 || o.Same > 0 }
 // stale; equal time and equal value is an idempotent no-op. It modifies r in place.
 func (r *Row) Merge(incoming []Cell) MergeOutcome {
 	var out MergeOutcome
-	added := false
 	for _, in := range incoming {
 		i := sort.Search(len(r.Cells), func(i int) bool { return r.Cells[i].Name >= in.Name })
 		if i < len(r.Cells) && r.Cells[i].Name == in.Name {
@@ -77,13 +77,9 @@ func (r *Row) Merge(incoming []Cell) MergeOutcome {
 			}
 			continue
 		}
-		r.Cells = append(r.Cells, in)
-		added = true
+		// A new feature goes where the search found its place, keeping the cells sorted.
+		r.Cells = slices.Insert(r.Cells, i, in)
 		out.Applied++
-		// Keep sorted for the searches of the following cells.
-		if added {
-			sort.Slice(r.Cells, func(a, b int) bool { return r.Cells[a].Name < r.Cells[b].Name })
-		}
 	}
 	return out
 }

@@ -2,11 +2,12 @@ package featurestore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
 
 // WriteRow is one incoming row: values of one entity observed at one event time.
@@ -112,12 +113,12 @@ func (s *Service) WriteFeatures(ctx context.Context, setName string, rows []Writ
 }
 
 // writeRows writes valid rows through, grouping them by entity so that each entity is one
-// conditional write, and fills results. With several entities the commit is grouped:
-// after MARK, one wave of batched consistent reads, a merge per entity, and the changed
-// items in transactions of up to MaxGroupPut conditional puts. A transaction that loses a
-// race stores nothing, and its entities fall back to one-by-one commits with fresh reads.
+// conditional write (several entities are committed in transactions; see writethrough),
+// and fills results. Erasures are looked up after MARK, under the commit's deadline: a
+// write that missed a deletion's tombstone commits before the deletion's worker takes
+// its final look.
 func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRow, results []RowResult) error {
-	var keys []ItemKey
+	var keys []writethrough.Key
 	var groups [][]int
 	byEntity := make(map[string]int, len(rows))
 	for i := range rows {
@@ -130,131 +131,53 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 		}
 		groups[g] = append(groups[g], i)
 	}
-	// Erasures are looked up inside the commit, under its deadline: a write that missed a
-	// deletion's tombstone commits before the deletion's worker takes its final look.
-	var erased map[string]int64
-	one := func(ctx context.Context, g int) (Item, bool, error) {
-		return s.commitRows(ctx, set, keys[g], rows, groups[g], results, erased)
+	prepare := func(ctx context.Context) (map[string]int64, error) { return s.erasedSubjects(ctx, rows) }
+	merge := func(erased map[string]int64, g int, cur writethrough.Current) (writethrough.Change, []RowResult, error) {
+		return s.mergeRows(set, cur, rows, groups[g], erased)
 	}
-	return s.writeThrough(ctx, keys, func(ctx context.Context, items []Item, oks []bool, errs []error) {
-		var err error
-		if erased, err = s.erasedSubjects(ctx, rows); err != nil {
-			for g := range keys {
-				errs[g] = err
-			}
-			return
-		}
-		if len(keys) == 1 {
-			s.perKey([]int{0}, one)(ctx, items, oks, errs)
-			return
-		}
-		current, err := s.db.GetItems(ctx, keys)
-		if err != nil {
-			for g := range keys {
-				errs[g] = Unavailable("database unavailable; nothing is known to be written", err)
-			}
-			return
-		}
-		var pending []int // entities with a changed item to put
-		prevs := make([]int64, len(keys))
-		for g, key := range keys {
-			cur, found := current[key]
-			next, changed, err := s.mergeRows(set, key, cur, found, rows, groups[g], results, erased)
-			switch {
-			case err != nil:
-				errs[g] = err
-			case !changed:
-				items[g], oks[g] = cur, found
-			default:
-				items[g], prevs[g] = next, cur.Version
-				pending = append(pending, g)
-			}
-		}
-		var retry []int
-		for start := 0; start < len(pending); start += MaxGroupPut {
-			part := pending[start:min(start+MaxGroupPut, len(pending))]
-			batch := make([]Item, len(part))
-			bprev := make([]int64, len(part))
-			for j, g := range part {
-				batch[j], bprev[j] = items[g], prevs[g]
-			}
-			err := s.db.PutItems(ctx, batch, bprev)
-			switch {
-			case errors.Is(err, ErrConflict):
-				retry = append(retry, part...)
-			case err != nil:
-				for _, g := range part {
-					errs[g] = Unavailable("database unavailable; the rows may have been written, retrying is safe", err)
-				}
-			default:
-				for _, g := range part {
-					oks[g] = true
-					setVersions(results, groups[g], items[g].Version)
-				}
-			}
-		}
-		if len(retry) > 0 {
-			s.perKey(retry, one)(ctx, items, oks, errs)
-		}
-	})
-}
-
-// commitRows merges the rows at idx (all for one key) into the stored row and writes it
-// with a conditional put, retrying a bounded number of times when another writer won.
-// A retried put whose first attempt had applied fails its condition; the re-read then
-// finds the values already there, and the rows are reported written, not conflicting.
-func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, rows []WriteRow, idx []int, results []RowResult, erased map[string]int64) (Item, bool, error) {
-	for attempt := 0; attempt < s.cfg.MaxCommitAttempts; attempt++ {
-		cur, found, err := s.db.GetItem(ctx, key)
-		if err != nil {
-			return Item{}, false, Unavailable("database unavailable; nothing is known to be written", err)
-		}
-		next, changed, err := s.mergeRows(set, key, cur, found, rows, idx, results, erased)
-		if err != nil {
-			return Item{}, false, err
-		}
-		if !changed {
-			return cur, found, nil
-		}
-		err = s.db.PutItem(ctx, next, cur.Version)
-		if errors.Is(err, ErrConflict) {
+	outs, err := writethrough.UpdateWith(ctx, s.store, keys, prepare, merge)
+	for g, o := range outs {
+		if o.Err != nil {
 			continue
 		}
-		if err != nil {
-			return Item{}, false, Unavailable("database unavailable; the rows may have been written, retrying is safe", err)
+		for j, i := range groups[g] {
+			results[i] = o.Result[j]
+			results[i].Version = o.Item.Version
 		}
-		setVersions(results, idx, next.Version)
-		return next, true, nil
 	}
-	return Item{}, false, &Error{Kind: KindAborted, Message: "too many concurrent writes to one entity; retrying is safe"}
+	return storeError(err)
 }
 
-// mergeRows merges the rows at idx into cur (the stored item, if found) and fills their
-// results. Rows of an erased subject at or before its deletion time are rejected.
-// changed reports whether next must be written; if not, results carry cur's version.
-func (s *Service) mergeRows(set *FeatureSet, key ItemKey, cur Item, found bool, rows []WriteRow, idx []int, results []RowResult, erased map[string]int64) (next Item, changed bool, err error) {
+// mergeRows merges the rows at idx (all for one entity) into its stored item and returns
+// the change and each row's result, in idx order. Rows of an erased subject at or before
+// its deletion time are rejected. A retried row whose values are already stored is
+// WRITTEN (merge recognises its own earlier write), so retries are safe.
+func (s *Service) mergeRows(set *FeatureSet, cur writethrough.Current, rows []WriteRow, idx []int, erased map[string]int64) (writethrough.Change, []RowResult, error) {
+	results := make([]RowResult, len(idx))
 	var row Row
-	if found && len(cur.Data) > 0 {
-		if row, err = DecodeRow(cur.Data); err != nil {
-			return Item{}, false, fmt.Errorf("stored row %q: %w", key.PK, err)
+	if len(cur.Item.Data) > 0 {
+		var err error
+		if row, err = DecodeRow(cur.Item.Data); err != nil {
+			return writethrough.Change{}, nil, fmt.Errorf("stored row %q: %w", cur.Item.Key.PK, err)
 		}
 	}
-	subject := cur.Subject
-	for _, i := range idx {
+	subject := cur.Item.Subject
+	changed := false
+	for j, i := range idx {
 		r := &rows[i]
 		if t, ok := erased[r.SubjectID]; ok && r.SubjectID != "" && r.EventTime.UnixMicro() <= t {
-			results[i] = RowResult{Status: Rejected, Version: cur.Version, Error: ErasedReason, Reason: ReasonSubjectErased}
+			results[j] = RowResult{Status: Rejected, Error: ErasedReason, Reason: ReasonSubjectErased}
 			continue
 		}
 		out := row.Merge(cells(r))
-		results[i] = RowResult{Status: Stale}
+		results[j] = RowResult{Status: Stale}
 		if out.Written() {
-			results[i].Status = Written
+			results[j].Status = Written
 		}
 		if len(out.Stale) > 0 {
-			results[i].Error = "stale: stored values are newer for " + strings.Join(out.Stale, ", ")
+			results[j].Error = "stale: stored values are newer for " + strings.Join(out.Stale, ", ")
 			if !out.Written() {
-				results[i].Reason = ReasonStale
+				results[j].Reason = ReasonStale
 			}
 		}
 		if out.Applied > 0 {
@@ -265,29 +188,15 @@ func (s *Service) mergeRows(set *FeatureSet, key ItemKey, cur Item, found bool, 
 		}
 	}
 	if !changed {
-		setVersions(results, idx, cur.Version)
-		return Item{}, false, nil
+		return writethrough.Change{}, results, nil
 	}
-	next = Item{
-		Key:     key,
-		Version: max(cur.Version+1, s.clock.Now().UnixMicro()),
-		Data:    AppendRow(nil, row),
-		Subject: subject,
-	}
+	ch := writethrough.Change{Put: true, Data: AppendRow(nil, row), Subject: subject}
 	if set.TTL > 0 {
 		// DynamoDB deletes lazily and serving checks ttl itself; a day of slack keeps
 		// values readable as EXPIRED rather than NOT_FOUND for a while.
-		next.ExpiresAt = time.UnixMicro(row.MaxEventTime()).Add(set.TTL + 24*time.Hour).Unix()
+		ch.ExpiresAt = time.UnixMicro(row.MaxEventTime()).Add(set.TTL + 24*time.Hour).Unix()
 	}
-	return next, true, nil
-}
-
-func setVersions(results []RowResult, idx []int, v int64) {
-	for _, i := range idx {
-		if results[i].Status != Rejected {
-			results[i].Version = v
-		}
-	}
+	return ch, results, nil
 }
 
 // ErasedReason is the error of a row refused because its subject was erased.
@@ -311,7 +220,7 @@ func (s *Service) erasedSubjects(ctx context.Context, rows []WriteRow) (map[stri
 	}
 	erased, err := s.erasures.ErasedAt(ctx, subjects)
 	if err != nil {
-		return nil, Unavailable("database unavailable; nothing is known to be written", err)
+		return nil, fmt.Errorf("erasure tombstones: %w", err)
 	}
 	return erased, nil
 }

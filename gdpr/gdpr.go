@@ -18,12 +18,18 @@ import (
 	"time"
 
 	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
 
 // Rows is what the worker needs from the feature store; *featurestore.Service implements it.
 type Rows interface {
-	SubjectKeys(ctx context.Context, subject string) ([]featurestore.ItemKey, error)
-	Erase(ctx context.Context, key featurestore.ItemKey, subject string, before int64) (featurestore.EraseOutcome, error)
+	Erase(ctx context.Context, key writethrough.Key, subject string, before int64) (featurestore.EraseOutcome, error)
+}
+
+// Index finds a subject's rows; *dynamo.Store implements it. It is eventually
+// consistent: it may miss rows written a moment ago and list rows erased a moment ago.
+type Index interface {
+	KeysBySubject(ctx context.Context, subject string) ([]writethrough.Key, error)
 }
 
 // Config tunes deletion.
@@ -82,6 +88,7 @@ func (nopMetrics) GdprJobs(context.Context, string) {}
 type Service struct {
 	store  *Store
 	rows   Rows
+	index  Index
 	clock  featurestore.Clock
 	cfg    Config
 	logger *slog.Logger
@@ -89,10 +96,10 @@ type Service struct {
 }
 
 // New returns a Service. Call Run to start its worker.
-func New(store *Store, rows Rows, clock featurestore.Clock, cfg Config, logger *slog.Logger) *Service {
+func New(store *Store, rows Rows, index Index, clock featurestore.Clock, cfg Config, logger *slog.Logger) *Service {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return &Service{store: store, rows: rows, clock: clock, cfg: cfg.withDefaults(), logger: logger, owner: "worker-" + hex.EncodeToString(b[:])}
+	return &Service{store: store, rows: rows, index: index, clock: clock, cfg: cfg.withDefaults(), logger: logger, owner: "worker-" + hex.EncodeToString(b[:])}
 }
 
 // DeleteSubject files a deletion of subject requested by (the caller's identity) for
@@ -187,7 +194,7 @@ func (s *Service) runOnce(ctx context.Context) error {
 // another worker continues from the index's current contents, and the count carries on.
 func (s *Service) runJob(ctx context.Context, j Job) error {
 	deleted := j.ItemsDeleted
-	kept := map[featurestore.ItemKey]bool{}
+	kept := map[writethrough.Key]bool{}
 	interval := time.Duration(float64(time.Second) / s.cfg.Rate)
 	next := s.clock.Now()
 	renew := func() error {
@@ -198,11 +205,11 @@ func (s *Service) runJob(ctx context.Context, j Job) error {
 	quietFrom := time.UnixMicro(j.DeletedAt).Add(s.cfg.WriteTimeout + time.Second)
 	empties := 0
 	for {
-		keys, err := s.rows.SubjectKeys(ctx, j.Subject)
+		keys, err := s.index.KeysBySubject(ctx, j.Subject)
 		if err != nil {
-			return err
+			return featurestore.Unavailable("database unavailable", err)
 		}
-		var todo []featurestore.ItemKey
+		var todo []writethrough.Key
 		for _, k := range keys {
 			if !kept[k] {
 				todo = append(todo, k)

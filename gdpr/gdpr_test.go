@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/dsfeatures/featurestore/featurestore"
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 	"github.com/dsfeatures/featurestore/gdpr"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 )
 
 var shared *devstack.Shared
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) {
 	os.Exit(devstack.RunTests(m, func(s *devstack.Shared) { shared = s }))
 }
 
-var fsCfg = featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
+var fsCfg = writethrough.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
 
 type env struct {
 	*devstack.Stack
@@ -35,8 +36,8 @@ func newEnv(t *testing.T) *env { return newEnvB(t) }
 
 func newEnvB(t testing.TB) *env {
 	st := shared.NewStack(t, fsCfg.Lease, devstack.ValkeyOptions{})
-	store := gdpr.NewStore(st.DB.Client(), st.DB.Tables().Deletions)
-	svc, err := featurestore.New(st.DB, st.Cache, store, featurestore.SystemClock{}, fsCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	store := gdpr.NewStore(st.Dynamo.Client(), st.Dynamo.Tables().Deletions)
+	svc, _, err := devstack.NewService(st.DB, st.Cache, store, fsCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,12 +53,12 @@ func (e *env) worker(t testing.TB, cfg gdpr.Config) (*gdpr.Service, context.Canc
 		cfg.Settle = 200 * time.Millisecond
 	}
 	cfg.WriteTimeout = fsCfg.WriteTimeout
-	return e.workerOn(t, e.svc, cfg)
+	return e.workerOn(t, e.Dynamo, cfg)
 }
 
-// workerOn starts a worker that reaches the rows through rows.
-func (e *env) workerOn(t testing.TB, rows gdpr.Rows, cfg gdpr.Config) (*gdpr.Service, context.CancelFunc) {
-	g := gdpr.New(e.store, rows, featurestore.SystemClock{}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+// workerOn starts a worker that finds the rows through index.
+func (e *env) workerOn(t testing.TB, index gdpr.Index, cfg gdpr.Config) (*gdpr.Service, context.CancelFunc) {
+	g := gdpr.New(e.store, e.svc, index, featurestore.SystemClock{}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = g.Run(ctx); close(done) }()
@@ -156,7 +157,7 @@ func TestDeleteSubjectErasesEveryCopy(t *testing.T) {
 	if res, _ := e.svc.GetFeatures(ctx, []string{"profile:n"}, []string{"u3"}); res.Cells[0].Value.Int != 4 {
 		t.Fatalf("another subject's row was touched: %+v", res.Cells[0])
 	}
-	if keys, err := e.DB.KeysBySubject(ctx, "alice"); err != nil || len(keys) != 0 {
+	if keys, err := e.Dynamo.KeysBySubject(ctx, "alice"); err != nil || len(keys) != 0 {
 		t.Fatalf("by_subject still lists %v (err %v)", keys, err)
 	}
 	trail, err := e.store.AuditTrail(ctx, j.ID)
@@ -245,14 +246,14 @@ func TestWorkerKilledMidJobAnotherFinishes(t *testing.T) {
 	if len(owners) != 2 {
 		t.Fatalf("claims by %v, want two workers", owners)
 	}
-	if keys, _ := e.DB.KeysBySubject(ctx, "dave"); len(keys) != 0 {
+	if keys, _ := e.Dynamo.KeysBySubject(ctx, "dave"); len(keys) != 0 {
 		t.Fatalf("by_subject still lists %d rows", len(keys))
 	}
 }
 
 func TestConcurrentDeleteSubjectReturnsOneJob(t *testing.T) {
 	e := newEnv(t)
-	g := gdpr.New(e.store, e.svc, featurestore.SystemClock{}, gdpr.Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g := gdpr.New(e.store, e.svc, e.Dynamo, featurestore.SystemClock{}, gdpr.Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	const callers = 6
 	ids := make([]string, callers)
 	var wg sync.WaitGroup
@@ -285,13 +286,13 @@ func TestConcurrentDeleteSubjectReturnsOneJob(t *testing.T) {
 // laggingIndex shows each key in the by_subject index only from a given time on, as
 // DynamoDB's eventually consistent GSI may for rows written just before a deletion.
 type laggingIndex struct {
-	gdpr.Rows
+	gdpr.Index
 	mu          sync.Mutex
-	visibleFrom map[featurestore.ItemKey]time.Time
+	visibleFrom map[writethrough.Key]time.Time
 }
 
-func (l *laggingIndex) SubjectKeys(ctx context.Context, subject string) ([]featurestore.ItemKey, error) {
-	keys, err := l.Rows.SubjectKeys(ctx, subject)
+func (l *laggingIndex) KeysBySubject(ctx context.Context, subject string) ([]writethrough.Key, error) {
+	keys, err := l.Index.KeysBySubject(ctx, subject)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := keys[:0]
@@ -325,8 +326,8 @@ func TestIndexLagWithinSettleIsCovered(t *testing.T) {
 			for i, ent := range []string{"u1", "u2", "u3"} {
 				write(t, e.svc, "profile", ent, "carol", int64(i), before)
 			}
-			late := []featurestore.ItemKey{featurestore.RowKey("profile", "u2"), featurestore.RowKey("profile", "u3")}
-			idx := &laggingIndex{Rows: e.svc, visibleFrom: map[featurestore.ItemKey]time.Time{}}
+			late := []writethrough.Key{featurestore.RowKey("profile", "u2"), featurestore.RowKey("profile", "u3")}
+			idx := &laggingIndex{Index: e.Dynamo, visibleFrom: map[writethrough.Key]time.Time{}}
 			far := time.Now().Add(time.Hour)
 			for _, k := range late {
 				idx.visibleFrom[k] = far
@@ -358,7 +359,7 @@ func TestIndexLagWithinSettleIsCovered(t *testing.T) {
 				t.Fatalf("late rows still present = %v, want %v (job deleted %d items)", found, tc.wantFound, done.ItemsDeleted)
 			}
 			if !tc.wantFound {
-				keys, err := e.svc.SubjectKeys(ctx, "carol")
+				keys, err := e.Dynamo.KeysBySubject(ctx, "carol")
 				if err != nil || len(keys) != 0 {
 					t.Fatalf("index after DONE: %v %v, want empty", keys, err)
 				}

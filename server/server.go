@@ -25,7 +25,7 @@ import (
 type Features interface {
 	ApplyFeatureSet(ctx context.Context, fs featurestore.FeatureSet) (featurestore.FeatureSet, error)
 	GetFeatureSet(ctx context.Context, name string) (featurestore.FeatureSet, error)
-	ListFeatureSets(ctx context.Context) ([]featurestore.FeatureSet, error)
+	ListFeatureSets(ctx context.Context, pageToken string, pageSize int) ([]featurestore.FeatureSet, string, error)
 	GetFeatures(ctx context.Context, refs []string, entityIDs []string) (featurestore.Values, error)
 	WriteFeatures(ctx context.Context, set string, rows []featurestore.WriteRow) ([]featurestore.RowResult, error)
 }
@@ -144,13 +144,13 @@ func (s *Server) GetFeatureSet(ctx context.Context, req *pb.GetFeatureSetRequest
 	return &pb.GetFeatureSetResponse{FeatureSet: featureSetToProto(fs)}, nil
 }
 
-// ListFeatureSets returns all feature sets.
-func (s *Server) ListFeatureSets(ctx context.Context, _ *pb.ListFeatureSetsRequest) (*pb.ListFeatureSetsResponse, error) {
-	sets, err := s.features.ListFeatureSets(ctx)
+// ListFeatureSets returns a page of feature sets.
+func (s *Server) ListFeatureSets(ctx context.Context, req *pb.ListFeatureSetsRequest) (*pb.ListFeatureSetsResponse, error) {
+	sets, next, err := s.features.ListFeatureSets(ctx, req.GetPageToken(), int(req.GetPageSize()))
 	if err != nil {
 		return nil, toStatus(ctx, s.logger, "ListFeatureSets", err)
 	}
-	out := &pb.ListFeatureSetsResponse{FeatureSets: make([]*pb.FeatureSet, len(sets))}
+	out := &pb.ListFeatureSetsResponse{FeatureSets: make([]*pb.FeatureSet, len(sets)), NextPageToken: next}
 	for i, fs := range sets {
 		out.FeatureSets[i] = featureSetToProto(fs)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 	"github.com/dsfeatures/featurestore/featurestore/telemetry"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 	"github.com/dsfeatures/featurestore/gdpr"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -81,12 +82,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err := db.EnsureTables(sctx); err != nil {
 			return fmt.Errorf("dynamodb unreachable or tables not creatable (-dynamodb-endpoint %q): %w", cfg.DynamoDBEndpoint, err)
 		}
-	} else if _, err := db.ListItems(sctx, featurestore.SetsTable); err != nil {
+	} else if _, _, err := db.ListItems(sctx, featurestore.SetsTable, "", 1); err != nil {
 		return fmt.Errorf("dynamodb unreachable or tables missing (run 'fsctl create-tables'): %w", err)
 	}
 
 	deletions := gdpr.NewStore(ddb, tables.Deletions)
-	svc, err := featurestore.New(db, cache, deletions, featurestore.SystemClock{}, featurestore.Config{
+	store, err := writethrough.New(db, cache, featurestore.SystemClock{}, writethrough.Config{
 		WriteTimeout: cfg.WriteTimeout,
 		Lease:        cfg.Lease,
 		Metrics:      tel,
@@ -94,12 +95,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	svc := featurestore.New(store, db, deletions, featurestore.SystemClock{}, featurestore.Config{}, logger)
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	eraser := gdpr.New(deletions, svc, featurestore.SystemClock{}, gdpr.Config{Rate: cfg.GdprRate, Settle: cfg.GdprIndexSettle, WriteTimeout: cfg.WriteTimeout, Metrics: tel}, logger)
+	eraser := gdpr.New(deletions, svc, db, featurestore.SystemClock{}, gdpr.Config{Rate: cfg.GdprRate, Settle: cfg.GdprIndexSettle, WriteTimeout: cfg.WriteTimeout, Metrics: tel}, logger)
 	grpcOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.TracerProvider()), otelgrpc.WithMeterProvider(tel.MeterProvider()))),
@@ -130,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return hs.Close()
 		})
 	}
-	eg.Go(func() error { return svc.Run(ectx) })
+	eg.Go(func() error { return store.Run(ectx) })
 	eg.Go(func() error { return eraser.Run(ectx) })
 	eg.Go(func() error { return g.Serve(lis) })
 	eg.Go(func() error {

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 
@@ -44,6 +44,7 @@ func startServer(t *testing.T, extra map[string]string) (*grpc.ClientConn, conte
 // testServer is a server started by startServerAt.
 type testServer struct {
 	addr, metricsURL string
+	valkey           *devstack.Valkey
 	cancel           context.CancelFunc
 	done             chan error
 }
@@ -88,7 +89,7 @@ func startServerAt(t *testing.T, extra map[string]string) testServer {
 			}
 		}
 	}()
-	ts := testServer{cancel: cancel, done: done}
+	ts := testServer{cancel: cancel, done: done, valkey: vk}
 	select {
 	case ts.addr = <-addrCh:
 	case err := <-done:

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +19,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 	"github.com/dsfeatures/featurestore/internal/testpki"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
@@ -308,8 +309,8 @@ func TestDeleteAndRetireCommands(t *testing.T) {
 	}
 }
 
-// TestListPaginationCommand: 'fsctl sets' walks every page; it needs a server that
-// honours page_size.
+// TestListPaginationCommand: 'fsctl sets' walks every page and lists the sets by name;
+// it needs a server that honours page_size.
 func TestListPaginationCommand(t *testing.T) {
 	var mu sync.Mutex
 	var pageSizes []int32
@@ -335,8 +336,9 @@ func TestListPaginationCommand(t *testing.T) {
 	if diff := cmp.Diff([]string{"a", "b", "c", "d", "e"}, names); r.code != 0 || diff != "" {
 		t.Errorf("sets -page-size 2: exit %d (-want +got):\n%s", r.code, diff)
 	}
-	if diff := cmp.Diff([]int32{2, 2, 2}, pageSizes); diff != "" {
-		t.Errorf("page requests (-want +got):\n%s", diff)
+	// Five sets at two a page take at least three requests, each asking for two.
+	if len(pageSizes) < 3 || slices.ContainsFunc(pageSizes, func(n int32) bool { return n != 2 }) {
+		t.Errorf("page requests with sizes %v, want at least 3 of size 2", pageSizes)
 	}
 }
 

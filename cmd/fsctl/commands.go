@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -205,6 +206,8 @@ func cmdSets(ctx context.Context, g *globals, args []string) error {
 		}
 		sets = append(sets, fs)
 	}
+	// The server pages in a stable but unsorted order; people read lists by name.
+	slices.SortFunc(sets, func(a, b *pb.FeatureSet) int { return strings.Compare(a.GetName(), b.GetName()) })
 	if g.output == "json" {
 		return printJSON(g, &pb.ListFeatureSetsResponse{FeatureSets: sets})
 	}

@@ -20,7 +20,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dsfeatures/featurestore/featurestore"
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -100,7 +101,7 @@ func startServer(t *testing.T, opts ...grpc.ServerOption) string {
 	t.Helper()
 	st := shared.NewStack(t, 1500*time.Millisecond, devstack.ValkeyOptions{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{}, featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}, logger)
+	svc, _, err := devstack.NewService(st.DB, st.Cache, nil, writethrough.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -335,10 +335,11 @@ func (c *Client) GetFeatureSet(ctx context.Context, name string) (*pb.FeatureSet
 	return resp.GetFeatureSet(), err
 }
 
-// ListFeatureSetsPage returns one page of the feature sets the caller may read, sorted by
-// name: at most pageSize (0: the server's default of 100; at most 1000), starting after
-// the page that returned pageToken ("" for the first). The response's next_page_token is
-// empty on the last page. It is retried on UNAVAILABLE.
+// ListFeatureSetsPage returns one page of the feature sets the caller may read: at most
+// pageSize (0: the server's default of 100; at most 1000; a page may hold fewer),
+// starting after the page that returned pageToken ("" for the first). Pages come in a
+// stable order that is not sorted by name; sort on the client. The response's
+// next_page_token is empty on the last page. It is retried on UNAVAILABLE.
 func (c *Client) ListFeatureSetsPage(ctx context.Context, pageSize int, pageToken string) (*pb.ListFeatureSetsResponse, error) {
 	if pageSize < 0 || pageSize > 1000 {
 		return nil, fmt.Errorf("page size %d: want 0 (the server's default) to 1000", pageSize)
@@ -346,8 +347,8 @@ func (c *Client) ListFeatureSetsPage(ctx context.Context, pageSize int, pageToke
 	return c.fs.ListFeatureSets(ctx, &pb.ListFeatureSetsRequest{PageSize: int32(pageSize), PageToken: pageToken})
 }
 
-// FeatureSets yields every feature set the caller may read, in name order, fetching pages
-// of pageSize (see ListFeatureSetsPage) as the loop advances. On an error it yields
+// FeatureSets yields every feature set the caller may read, in the server's (unsorted)
+// order, fetching pages of pageSize (see ListFeatureSetsPage) as the loop advances. On an error it yields
 // (nil, err) once and stops; a server that hands back a page token it already gave is
 // such an error, rather than an endless loop.
 func (c *Client) FeatureSets(ctx context.Context, pageSize int) iter.Seq2[*pb.FeatureSet, error] {

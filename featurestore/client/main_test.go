@@ -13,7 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dsfeatures/featurestore/featurestore"
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -24,11 +25,12 @@ func TestMain(m *testing.M) {
 	os.Exit(devstack.RunTests(m, func(s *devstack.Shared) { shared = s }))
 }
 
-// newService is one server replica's domain over the test's own ValKey and tables.
+// newService is one server replica's domain over the test's own ValKey and tables,
+// wired as cmd/featurestore does.
 func newService(t *testing.T, st *devstack.Stack) *featurestore.Service {
 	t.Helper()
-	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{},
-		featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	svc, _, err := devstack.NewService(st.DB, st.Cache, nil,
+		writethrough.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
