@@ -13,7 +13,8 @@
 // Retries: idempotent reads (GetFeatures, GetFeatureColumns, GetFeatureSet,
 // ListFeatureSets, GetDeletion) are retried on UNAVAILABLE by gRPC's own retry policy
 // (service config). Write retries UNAVAILABLE itself, because the caller must learn when
-// a retry made the outcome ambiguous (see OutcomeUnknownError). Nothing else is retried.
+// a retry made the outcome ambiguous (see OutcomeUnknownError). StreamWriter reconnects
+// and resends what was not acknowledged. Nothing else is retried.
 package client
 
 import (
