@@ -103,3 +103,11 @@ chaos: deps
 
 clean:
 	rm -rf .build
+
+## k8s-schemas: rewrite the Kubernetes JSON schemas `go test ./deploy/` validates the
+## manifests against, from the OpenAPI spec in the k8s.io/kubernetes module (Go proxy)
+K8S_VERSION ?= v1.37.2
+.PHONY: k8s-schemas
+k8s-schemas:
+	rm -rf deploy/kubernetes/schemas
+	$(GO) run ./internal/k8sschema -k8s-version $(K8S_VERSION) -out deploy/kubernetes/schemas deploy/kubernetes/*.yaml

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -94,8 +95,9 @@ func TestParseValue(t *testing.T) {
 	}
 }
 
-// startServer serves the real handlers on the real stack, in process.
-func startServer(t *testing.T) string {
+// startServer serves the real handlers on the real stack, in process, with opts (test
+// interceptors, TLS, auth).
+func startServer(t *testing.T, opts ...grpc.ServerOption) string {
 	t.Helper()
 	st := shared.NewStack(t, 1500*time.Millisecond, devstack.ValkeyOptions{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -107,7 +109,7 @@ func startServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger, opts...)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 	return lis.Addr().String()

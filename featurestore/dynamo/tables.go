@@ -30,6 +30,24 @@ func (s *Store) EnsureTables(ctx context.Context) error {
 	return s.ensureTTL(ctx, s.tables.Deletions)
 }
 
+// TableDefinition is one table as EnsureTables creates it.
+type TableDefinition struct {
+	Input *dynamodb.CreateTableInput
+	// TTLAttribute is the attribute DynamoDB's TTL is enabled on, or "" for none.
+	TTLAttribute string
+}
+
+// TableDefinitions returns the tables EnsureTables creates for t, with their keys,
+// indexes and TTL, so that deployment files (deploy/cloudformation) can be checked
+// against the code.
+func TableDefinitions(t Tables) []TableDefinition {
+	return []TableDefinition{
+		{Input: rowsTableInput(t.Rows), TTLAttribute: AttrExpiresAt},
+		{Input: setsTableInput(t.Sets)},
+		{Input: setsTableInput(t.Deletions)},
+	}
+}
+
 func rowsTableInput(name string) *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
 		TableName:   aws.String(name),
