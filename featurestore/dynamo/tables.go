@@ -15,19 +15,17 @@ import (
 // missing, and waits until they are active. It is idempotent and safe to run from
 // several replicas at once.
 func (s *Store) EnsureTables(ctx context.Context) error {
-	if err := s.ensureTable(ctx, rowsTableInput(s.tables.Rows)); err != nil {
-		return err
+	for _, d := range TableDefinitions(s.tables) {
+		if err := s.ensureTable(ctx, d.Input); err != nil {
+			return err
+		}
+		if d.TTLAttribute != "" {
+			if err := s.ensureTTL(ctx, aws.ToString(d.Input.TableName)); err != nil {
+				return err
+			}
+		}
 	}
-	if err := s.ensureTTL(ctx, s.tables.Rows); err != nil {
-		return err
-	}
-	if err := s.ensureTable(ctx, setsTableInput(s.tables.Sets)); err != nil {
-		return err
-	}
-	if err := s.ensureTable(ctx, deletionsTableInput(s.tables.Deletions)); err != nil {
-		return err
-	}
-	return s.ensureTTL(ctx, s.tables.Deletions)
+	return nil
 }
 
 // TableDefinition is one table as EnsureTables creates it.
@@ -44,7 +42,7 @@ func TableDefinitions(t Tables) []TableDefinition {
 	return []TableDefinition{
 		{Input: rowsTableInput(t.Rows), TTLAttribute: AttrExpiresAt},
 		{Input: setsTableInput(t.Sets)},
-		{Input: setsTableInput(t.Deletions)},
+		{Input: deletionsTableInput(t.Deletions), TTLAttribute: AttrExpiresAt},
 	}
 }
 
