@@ -23,7 +23,7 @@ func (r FeatureRef) String() string { return r.Set + ":" + r.Feature }
 func ParseFeatureRef(field, s string) (FeatureRef, error) {
 	set, feature, ok := strings.Cut(s, ":")
 	if !ok {
-		return FeatureRef{}, Invalid(field, "want \"set:feature\", got %q", truncate(s, 80))
+		return FeatureRef{}, Invalid(field, "want \"set:feature\", got %q", Truncate(s))
 	}
 	if err := validateName(field, set); err != nil {
 		return FeatureRef{}, err
@@ -32,13 +32,6 @@ func ParseFeatureRef(field, s string) (FeatureRef, error) {
 		return FeatureRef{}, err
 	}
 	return FeatureRef{Set: set, Feature: feature}, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // FeatureStatus says whether a value was served.
@@ -137,7 +130,7 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 			return Values{}, err
 		}
 		if !ok {
-			return Values{}, WithReason(ReasonUnknownFeatureSet, NotFound(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), "feature set %q not found", name))
+			return Values{}, notFoundSet(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), name, res[si])
 		}
 		if si > 0 && fs.EntityType != sets[0].EntityType {
 			return Values{}, Invalid(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), "feature set %q is keyed by %q, but %q by %q; one request reads one entity type", name, fs.EntityType, sets[0].Name, sets[0].EntityType)

@@ -36,6 +36,10 @@ func applySet(cur writethrough.Current, fs FeatureSet) (writethrough.Change, Fea
 		if err != nil {
 			return writethrough.Change{}, FeatureSet{}, fmt.Errorf("stored feature set %q: %w", fs.Name, err)
 		}
+		if prev.Retired {
+			return writethrough.Change{}, FeatureSet{}, WithReason(ReasonFeatureSetRetired, FailedPrecondition("feature_set.name",
+				"feature set %q was retired and its name cannot be used again; choose another name", fs.Name))
+		}
 		var changed bool
 		if next, changed, err = Evolve(prev, fs); err != nil {
 			return writethrough.Change{}, FeatureSet{}, err
@@ -66,18 +70,27 @@ func (s *Service) GetFeatureSet(ctx context.Context, name string) (FeatureSet, e
 		return FeatureSet{}, err
 	}
 	if !ok {
-		return FeatureSet{}, WithReason(ReasonUnknownFeatureSet, NotFound("name", "feature set %q not found", name))
+		return FeatureSet{}, notFoundSet("name", name, items[0])
 	}
 	return fs, nil
 }
 
+// notFoundSet is the error for a set that is absent or retired.
+func notFoundSet(field, name string, it writethrough.Item) error {
+	if len(it.Data) > 0 {
+		return WithReason(ReasonFeatureSetRetired, NotFound(field, "feature set %q was retired", name))
+	}
+	return WithReason(ReasonUnknownFeatureSet, NotFound(field, "feature set %q not found", name))
+}
+
 // decodeSet decodes a registry item, reusing the memoized set of the same item version.
+// ok is false for an absent or retired set.
 func (s *Service) decodeSet(name string, it writethrough.Item) (FeatureSet, bool, error) {
 	if len(it.Data) == 0 {
 		return FeatureSet{}, false, nil
 	}
 	if v, ok := s.sets.Load(name); ok && v.(memoSet).version == it.Version {
-		return v.(memoSet).set, true, nil
+		return v.(memoSet).set, !v.(memoSet).set.Retired, nil
 	}
 	fs, err := DecodeFeatureSet(it.Data)
 	if err != nil {
@@ -86,7 +99,7 @@ func (s *Service) decodeSet(name string, it writethrough.Item) (FeatureSet, bool
 	if v, ok := s.sets.Load(name); !ok || v.(memoSet).version < it.Version {
 		s.sets.Store(name, memoSet{version: it.Version, set: fs})
 	}
-	return fs, true, nil
+	return fs, !fs.Retired, nil
 }
 
 // Page limits of ListFeatureSets.
@@ -127,7 +140,9 @@ func (s *Service) ListFeatureSets(ctx context.Context, pageToken string, pageSiz
 		if err != nil {
 			return nil, "", fmt.Errorf("stored feature set %q: %w", it.Key.PK, err)
 		}
-		out = append(out, fs)
+		if !fs.Retired {
+			out = append(out, fs)
+		}
 	}
 	token := ""
 	if next != "" {

@@ -273,3 +273,83 @@ func TestInvalidRequestsWriteNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestDeleteEntities(t *testing.T) {
+	e := newEnv(t)
+	apply(t, e.svc, driverSet)
+	t0 := time.Now().Add(-time.Minute)
+	w := writeTrips(t, e.svc, "d1", 5, t0)
+	readTrips(t, e.svc, "d1")
+	dels, err := e.svc.DeleteEntities(context.Background(), "drivers", []string{"d1", "d9", "d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dels) != 3 || !dels[0].Existed || dels[1].Existed || dels[2] != dels[0] || dels[0].Version <= w.Version {
+		t.Fatalf("deletions %+v, want d1 existed (twice, one delete) at a version above %d, d9 not", dels, w.Version)
+	}
+	if got := readTrips(t, e.svc, "d1"); got.Status != featurestore.NotFoundStatus {
+		t.Fatalf("read after delete: %+v", got)
+	}
+	c := e.Cache.Client()
+	if err := c.Do(context.Background(), c.B().Flushall().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readTrips(t, e.svc, "d1"); got.Status != featurestore.NotFoundStatus {
+		t.Fatalf("read after delete and a cache flush: %+v", got)
+	}
+	// A retry of the deleted write (or any value at or before it) cannot bring it back.
+	if r := writeTrips(t, e.svc, "d1", 5, t0); r.Status != featurestore.Stale {
+		t.Fatalf("retried write after the delete: %+v, want STALE", r)
+	}
+	if r := writeTrips(t, e.svc, "d1", 6, t0.Add(time.Second)); r.Status != featurestore.Written || r.Version <= dels[0].Version {
+		t.Fatalf("newer write after the delete: %+v, want WRITTEN above version %d", r, dels[0].Version)
+	}
+	if got := readTrips(t, e.svc, "d1"); got.Value.Int != 6 {
+		t.Fatalf("read after the rewrite: %+v", got)
+	}
+	for _, tc := range []struct {
+		set  string
+		ids  []string
+		kind featurestore.Kind
+	}{
+		{"nope", []string{"d1"}, featurestore.KindNotFound},
+		{"drivers", nil, featurestore.KindInvalid},
+		{"drivers", []string{""}, featurestore.KindInvalid},
+	} {
+		if _, err := e.svc.DeleteEntities(context.Background(), tc.set, tc.ids); featurestore.ErrorKind(err) != tc.kind {
+			t.Fatalf("DeleteEntities(%q, %q): %v, want %v", tc.set, tc.ids, err, tc.kind)
+		}
+	}
+}
+
+func TestDeleteFeatureSetRetires(t *testing.T) {
+	e := newEnv(t)
+	other := e.newReplica(t)
+	apply(t, e.svc, driverSet)
+	writeTrips(t, other, "d1", 1, time.Now()) // the other replica memoizes the set
+	retired, err := e.svc.DeleteFeatureSet(context.Background(), "drivers")
+	if err != nil || retired.Name != "drivers" || retired.Retired {
+		t.Fatalf("retire: %+v %v, want the set as it was", retired, err)
+	}
+	ctx := context.Background()
+	for name, err := range map[string]error{
+		"get":    func() error { _, err := other.GetFeatureSet(ctx, "drivers"); return err }(),
+		"read":   func() error { _, err := other.GetFeatures(ctx, []string{"drivers:trips"}, []string{"d1"}); return err }(),
+		"write":  func() error { _, err := other.WriteFeatures(ctx, "drivers", []featurestore.WriteRow{{EntityID: "d1", EventTime: time.Now(), Values: map[string]featurestore.Value{"trips": {Type: featurestore.TypeInt64, Int: 2}}}}); return err }(),
+		"delete": func() error { _, err := other.DeleteEntities(ctx, "drivers", []string{"d1"}); return err }(),
+		"again":  func() error { _, err := other.DeleteFeatureSet(ctx, "drivers"); return err }(),
+	} {
+		if featurestore.ErrorKind(err) != featurestore.KindNotFound || featurestore.ErrorReason(err) != featurestore.ReasonFeatureSetRetired {
+			t.Errorf("%s after retire: %v (reason %s), want NotFound FEATURE_SET_RETIRED", name, err, featurestore.ErrorReason(err))
+		}
+	}
+	if _, err := other.ApplyFeatureSet(ctx, driverSet); featurestore.ErrorKind(err) != featurestore.KindFailedPrecondition {
+		t.Fatalf("re-creating a retired name: %v, want FailedPrecondition", err)
+	}
+	if sets, _, err := e.svc.ListFeatureSets(ctx, "", 0); err != nil || len(sets) != 0 {
+		t.Fatalf("list after retire: %+v %v, want empty", sets, err)
+	}
+	if _, err := e.svc.DeleteFeatureSet(ctx, "never"); featurestore.ErrorReason(err) != featurestore.ReasonUnknownFeatureSet {
+		t.Fatalf("retiring an unknown set: %v", err)
+	}
+}

@@ -84,20 +84,14 @@ func ValidateRow(set *FeatureSet, field string, r *WriteRow) error {
 // Errors: KindNotFound (unknown set), KindInvalid, KindUnavailable (cache down before the
 // write: nothing written; or after: outcome unknown, retry is safe), KindAborted.
 func (s *Service) WriteFeatures(ctx context.Context, setName string, rows []WriteRow) ([]RowResult, error) {
-	if err := validateName("feature_set", setName); err != nil {
-		return nil, err
-	}
 	if len(rows) == 0 {
 		return nil, Invalid("rows", "at least one row is required")
 	}
 	if len(rows) > s.cfg.MaxRows {
 		return nil, Invalid("rows", "at most %d rows per request, got %d", s.cfg.MaxRows, len(rows))
 	}
-	set, err := s.GetFeatureSet(ctx, setName)
+	set, err := s.writableSet(ctx, setName)
 	if err != nil {
-		if ErrorKind(err) == KindNotFound || ErrorKind(err) == KindInvalid {
-			return nil, NotFound("feature_set", "feature set %q not found", setName)
-		}
 		return nil, err
 	}
 	for i := range rows {
@@ -272,11 +266,11 @@ func (s *Service) WriteRowsLenient(ctx context.Context, setName, field string, b
 	if len(rows) == 0 {
 		return results, nil
 	}
-	set, err := s.GetFeatureSet(ctx, setName)
+	set, err := s.writableSet(ctx, setName)
 	if err != nil {
 		if k := ErrorKind(err); k == KindNotFound || k == KindInvalid {
 			for i := range results {
-				results[i] = RowResult{Status: Rejected, Error: fmt.Sprintf("feature_set: feature set %q not found", setName), Reason: ReasonUnknownFeatureSet}
+				results[i] = RowResult{Status: Rejected, Error: err.Error(), Reason: ErrorReason(err)}
 			}
 			return results, nil
 		}

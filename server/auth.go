@@ -31,10 +31,12 @@ type Policy struct {
 
 // Rule is one identity's permissions.
 type Rule struct {
-	// Read and Write list feature set names, or "*" for all.
-	Read, Write []string
-	// Apply allows ApplyFeatureSet; Gdpr allows the GdprService.
-	Apply, Gdpr bool
+	// Read, Write and Delete list feature set names, or "*" for all. Delete allows
+	// DeleteEntities.
+	Read, Write, Delete []string
+	// Apply allows ApplyFeatureSet; Retire allows DeleteFeatureSet; Gdpr allows the
+	// GdprService.
+	Apply, Retire, Gdpr bool
 	// Rate limits requests (stream messages count one each) per second; 0 is unlimited.
 	Rate  float64
 	Burst int
@@ -124,8 +126,9 @@ func denied(id, what string) error {
 func (a *Auth) authorize(id, method string, req any) error {
 	rule := a.policy.Rules[id]
 	switch r := req.(type) {
-	case *pb.GetFeaturesRequest:
-		for _, ref := range r.GetFeatures() {
+	case *pb.GetFeaturesRequest, *pb.GetFeatureColumnsRequest:
+		refs := req.(interface{ GetFeatures() []string }).GetFeatures()
+		for _, ref := range refs {
 			set, _, _ := strings.Cut(ref, ":")
 			if !allowed(rule.Read, set) {
 				return denied(id, fmt.Sprintf("read feature set %q", set))
@@ -143,9 +146,17 @@ func (a *Auth) authorize(id, method string, req any) error {
 		if !allowed(rule.Write, r.GetFeatureSet()) {
 			return denied(id, fmt.Sprintf("write feature set %q", r.GetFeatureSet()))
 		}
+	case *pb.DeleteEntitiesRequest:
+		if !allowed(rule.Delete, r.GetFeatureSet()) {
+			return denied(id, fmt.Sprintf("delete entities of feature set %q", r.GetFeatureSet()))
+		}
 	case *pb.ApplyFeatureSetRequest:
 		if !rule.Apply {
 			return denied(id, "apply feature sets")
+		}
+	case *pb.DeleteFeatureSetRequest:
+		if !rule.Retire {
+			return denied(id, "retire feature sets")
 		}
 	case *pb.DeleteSubjectRequest, *pb.GetDeletionRequest:
 		if !rule.Gdpr {

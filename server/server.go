@@ -28,6 +28,8 @@ type Features interface {
 	ListFeatureSets(ctx context.Context, pageToken string, pageSize int) ([]featurestore.FeatureSet, string, error)
 	GetFeatures(ctx context.Context, refs []string, entityIDs []string) (featurestore.Values, error)
 	WriteFeatures(ctx context.Context, set string, rows []featurestore.WriteRow) ([]featurestore.RowResult, error)
+	DeleteEntities(ctx context.Context, set string, entityIDs []string) ([]featurestore.EntityDeletion, error)
+	DeleteFeatureSet(ctx context.Context, name string) (featurestore.FeatureSet, error)
 }
 
 // Server implements FeatureStoreService.
@@ -214,4 +216,26 @@ func (s *Server) WriteFeatures(ctx context.Context, req *pb.WriteFeaturesRequest
 		out.Results[i] = &pb.RowResult{Status: writeStatusToProto(r.Status), Version: r.Version, Error: r.Error, Reason: r.Reason}
 	}
 	return out, nil
+}
+
+// DeleteEntities removes entities' rows through the write-through protocol.
+func (s *Server) DeleteEntities(ctx context.Context, req *pb.DeleteEntitiesRequest) (*pb.DeleteEntitiesResponse, error) {
+	dels, err := s.features.DeleteEntities(ctx, req.GetFeatureSet(), req.GetEntityIds())
+	if err != nil {
+		return nil, toStatus(ctx, s.logger, "DeleteEntities", err)
+	}
+	out := &pb.DeleteEntitiesResponse{Results: make([]*pb.EntityDeletion, len(dels))}
+	for i, d := range dels {
+		out.Results[i] = &pb.EntityDeletion{EntityId: d.EntityID, Existed: d.Existed, Version: d.Version}
+	}
+	return out, nil
+}
+
+// DeleteFeatureSet retires a feature set.
+func (s *Server) DeleteFeatureSet(ctx context.Context, req *pb.DeleteFeatureSetRequest) (*pb.DeleteFeatureSetResponse, error) {
+	fs, err := s.features.DeleteFeatureSet(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(ctx, s.logger, "DeleteFeatureSet", err)
+	}
+	return &pb.DeleteFeatureSetResponse{FeatureSet: featureSetToProto(fs)}, nil
 }

@@ -89,7 +89,7 @@ tokens:
 rules:
   reader: {read: ["*"]}
   writer: {read: ["counts"], write: ["counts"]}
-  admin:  {read: ["*"], write: ["*"], apply: true, gdpr: true}
+  admin:  {read: ["*"], write: ["*"], delete: ["*"], apply: true, retire: true, gdpr: true}
   slow:   {read: ["*"], rate: 0.5, burst: 2}
 `
 
@@ -180,6 +180,26 @@ func TestAuthentication(t *testing.T) {
 			_, err = st.CloseAndRecv()
 			return err
 		}, codes.PermissionDenied},
+		{"writer may not delete entities", func() error {
+			_, err := c.DeleteEntities(token("write-token"), &pb.DeleteEntitiesRequest{FeatureSet: "counts", EntityIds: []string{"e"}})
+			return err
+		}, codes.PermissionDenied},
+		{"writer may not retire sets", func() error {
+			_, err := c.DeleteFeatureSet(token("write-token"), &pb.DeleteFeatureSetRequest{Name: "counts"})
+			return err
+		}, codes.PermissionDenied},
+		{"reader reads columns", func() error {
+			_, err := c.GetFeatureColumns(token("read-token"), &pb.GetFeatureColumnsRequest{Features: []string{"other:n"}, EntityIds: []string{"e"}})
+			return err
+		}, codes.OK},
+		{"writer may not read another set's columns", func() error {
+			_, err := c.GetFeatureColumns(token("write-token"), &pb.GetFeatureColumnsRequest{Features: []string{"other:n"}, EntityIds: []string{"e"}})
+			return err
+		}, codes.PermissionDenied},
+		{"admin deletes entities", func() error {
+			_, err := admin.DeleteEntities(ctx, &pb.DeleteEntitiesRequest{FeatureSet: "other", EntityIds: []string{"e"}})
+			return err
+		}, codes.OK},
 		{"anyone authenticated lists the registry", func() error {
 			_, err := c.ListFeatureSets(token("write-token"), &pb.ListFeatureSetsRequest{})
 			return err

@@ -32,12 +32,14 @@ type policyFile struct {
 		Token    string `yaml:"token"`
 	} `yaml:"tokens"`
 	Rules map[string]struct {
-		Read  []string `yaml:"read"`
-		Write []string `yaml:"write"`
-		Apply bool     `yaml:"apply"`
-		Gdpr  bool     `yaml:"gdpr"`
-		Rate  float64  `yaml:"rate"`
-		Burst int      `yaml:"burst"`
+		Read   []string `yaml:"read"`
+		Write  []string `yaml:"write"`
+		Delete []string `yaml:"delete"`
+		Apply  bool     `yaml:"apply"`
+		Retire bool     `yaml:"retire"`
+		Gdpr   bool     `yaml:"gdpr"`
+		Rate   float64  `yaml:"rate"`
+		Burst  int      `yaml:"burst"`
 	} `yaml:"rules"`
 }
 
@@ -67,7 +69,7 @@ func loadPolicy(path string) (server.Policy, error) {
 		if r.Rate < 0 {
 			return server.Policy{}, fmt.Errorf("-auth-policy %s: rules[%s].rate must not be negative", path, id)
 		}
-		p.Rules[id] = server.Rule{Read: r.Read, Write: r.Write, Apply: r.Apply, Gdpr: r.Gdpr, Rate: r.Rate, Burst: r.Burst}
+		p.Rules[id] = server.Rule{Read: r.Read, Write: r.Write, Delete: r.Delete, Apply: r.Apply, Retire: r.Retire, Gdpr: r.Gdpr, Rate: r.Rate, Burst: r.Burst}
 	}
 	return p, nil
 }

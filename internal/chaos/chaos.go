@@ -109,8 +109,9 @@ type Report struct {
 	Histories  int // keys checked
 	Operations int
 	Writes     int
+	Deletes    int // DeleteEntities calls among the writers' operations
 	Reads      int
-	Unknown    int // writes with an unknown outcome
+	Unknown    int // writes and deletes with an unknown outcome
 	Faults     map[string]int
 	Lanes      map[string]int // writes by lane
 	Violations int
@@ -122,8 +123,8 @@ type Report struct {
 func (r Report) String() string {
 	kinds, total := tally(r.Faults)
 	lanes, _ := tally(r.Lanes)
-	return fmt.Sprintf("seed=%d histories=%d operations=%d (writes=%d %v reads=%d unknown=%d) faults=%d %v violations=%d inconclusive=%d",
-		r.Seed, r.Histories, r.Operations, r.Writes, lanes, r.Reads, r.Unknown, total, kinds, r.Violations, r.Inconclusive)
+	return fmt.Sprintf("seed=%d histories=%d operations=%d (writes=%d %v deletes=%d reads=%d unknown=%d) faults=%d %v violations=%d inconclusive=%d",
+		r.Seed, r.Histories, r.Operations, r.Writes, lanes, r.Deletes, r.Reads, r.Unknown, total, kinds, r.Violations, r.Inconclusive)
 }
 
 // Add folds another run's counts into r.
@@ -131,6 +132,7 @@ func (r *Report) Add(o Report) {
 	r.Histories += o.Histories
 	r.Operations += o.Operations
 	r.Writes += o.Writes
+	r.Deletes += o.Deletes
 	r.Reads += o.Reads
 	r.Unknown += o.Unknown
 	r.Violations += o.Violations

@@ -14,12 +14,18 @@ func check(history []op, cfg Config, rep *Report) {
 	ops := make([]porcupine.Operation, len(history))
 	for i, o := range history {
 		ops[i] = porcupine.Operation{ClientId: o.Client, Input: o.Input, Output: o.Output, Call: o.Call, Return: o.Return, Metadata: o.Key}
-		if o.Input != nil {
+		switch out := o.Output.(type) {
+		case writeOut:
 			rep.Writes++
-			if o.Output.(writeOut).Status == "unknown" {
+			if out.Status == "unknown" {
 				rep.Unknown++
 			}
-		} else {
+		case deleteOut:
+			rep.Deletes++
+			if out.Unknown {
+				rep.Unknown++
+			}
+		default:
 			rep.Reads++
 		}
 	}

@@ -111,6 +111,20 @@ func (e *environment) drive(ctx context.Context, rng *rand.Rand, start time.Time
 			defer wg.Done()
 			for loadCtx.Err() == nil {
 				key := keys[r.Intn(len(keys))]
+				if r.Intn(12) == 0 {
+					call := rec.now()
+					dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					resp, err := rp.api.DeleteEntities(dctx, &pb.DeleteEntitiesRequest{FeatureSet: "chaos", EntityIds: []string{key}})
+					cancel()
+					o := op{Key: key, Client: w, Input: deleteIn{}, Call: call, Return: rec.now()}
+					if err != nil || len(resp.GetResults()) != 1 {
+						o.Output, o.Return = deleteOut{Unknown: true}, math.MaxInt64
+					} else {
+						o.Output = deleteOut{Existed: resp.GetResults()[0].GetExisted()}
+					}
+					rec.add(o)
+					continue
+				}
 				t := clock.Add(1)
 				if r.Intn(5) == 0 {
 					t -= int64(r.Intn(20)) // an older event: STALE unless it is new to the key
