@@ -333,9 +333,12 @@ func TestDeleteFeatureSetRetires(t *testing.T) {
 	}
 	ctx := context.Background()
 	for name, err := range map[string]error{
-		"get":    func() error { _, err := other.GetFeatureSet(ctx, "drivers"); return err }(),
-		"read":   func() error { _, err := other.GetFeatures(ctx, []string{"drivers:trips"}, []string{"d1"}); return err }(),
-		"write":  func() error { _, err := other.WriteFeatures(ctx, "drivers", []featurestore.WriteRow{{EntityID: "d1", EventTime: time.Now(), Values: map[string]featurestore.Value{"trips": {Type: featurestore.TypeInt64, Int: 2}}}}); return err }(),
+		"get":  func() error { _, err := other.GetFeatureSet(ctx, "drivers"); return err }(),
+		"read": func() error { _, err := other.GetFeatures(ctx, []string{"drivers:trips"}, []string{"d1"}); return err }(),
+		"write": func() error {
+			_, err := other.WriteFeatures(ctx, "drivers", []featurestore.WriteRow{{EntityID: "d1", EventTime: time.Now(), Values: map[string]featurestore.Value{"trips": {Type: featurestore.TypeInt64, Int: 2}}}})
+			return err
+		}(),
 		"delete": func() error { _, err := other.DeleteEntities(ctx, "drivers", []string{"d1"}); return err }(),
 		"again":  func() error { _, err := other.DeleteFeatureSet(ctx, "drivers"); return err }(),
 	} {
