@@ -9,7 +9,7 @@ TEST_P ?= 2
 FUZZTIME ?= 5s
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: all deps build run test lint generate check-generated fuzz-short fuzz bench bench-import chaos clean
+.PHONY: all deps build run test lint generate check-generated breaking fuzz-short fuzz bench bench-import chaos clean
 
 all: build
 
@@ -33,7 +33,7 @@ run: deps build
 	@.build/devstack -dynamodb-port 0 -valkey-port 0 -- .build/featurestore -listen $(LISTEN)
 
 ## test: everything CI runs: lint, generated-code check, race tests on the real stack, short fuzzing
-test: deps lint check-generated
+test: deps lint check-generated breaking
 	$(GO) test -race -count=1 -p $(TEST_P) -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz-short
 
@@ -53,6 +53,16 @@ check-generated:
 	  if ! diff -r -q $$tmp/proto/featurestore/v1 proto/featurestore/v1 -x '*.proto'; then \
 	    echo "generated code is stale: run 'make generate' and commit"; exit 1; fi; \
 	  echo "generated code is up to date"
+
+## breaking: the API must stay compatible (buf breaking, FILE rules) with the proto as it was
+## before its latest change: against HEAD while the proto has uncommitted edits, else
+## against the parent of the last commit that touched it
+PROTO := proto/featurestore/v1/featurestore.proto
+breaking:
+	@if ! git diff --quiet HEAD -- $(PROTO); then base=HEAD; \
+	  else last=$$(git rev-list -n1 HEAD -- $(PROTO)); base=$$last~1; fi; \
+	  if ! git cat-file -e "$$base:$(PROTO)" 2>/dev/null; then echo "buf breaking: the proto has no earlier version in this clone (shallow?); run from a full clone"; exit 1; fi; \
+	  buf breaking --against ".git#ref=$$(git rev-parse $$base)" && echo "buf breaking: compatible with $$(git rev-parse --short $$base)"
 
 FUZZ_TARGETS := ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzValidateRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \
   ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow

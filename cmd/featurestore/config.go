@@ -43,6 +43,11 @@ type config struct {
 	TLSClientCA      string        `flag:"tls-client-ca" env:"FS_TLS_CLIENT_CA" usage:"CA (PEM) that signs client certificates: their common name is the caller's identity (mTLS)"`
 	Insecure         bool          `flag:"insecure" env:"FS_INSECURE, default=false" usage:"allow serving without authentication on a non-loopback address"`
 	MaxMessageBytes  int           `flag:"max-message-bytes" env:"FS_MAX_MESSAGE_BYTES, default=16777216" usage:"largest request message accepted"`
+	HealthListen     string        `flag:"health-listen" env:"FS_HEALTH_LISTEN" usage:"address of a plaintext listener that serves only grpc.health.v1, for probes (kubelet's gRPC probe speaks no TLS); empty disables it"`
+	MaxConnAge       time.Duration `flag:"max-connection-age" env:"FS_MAX_CONNECTION_AGE, default=5m" usage:"close client connections after about this long (with jitter), so clients re-resolve and spread over new replicas"`
+	MaxConnAgeGrace  time.Duration `flag:"max-connection-age-grace" env:"FS_MAX_CONNECTION_AGE_GRACE, default=1m" usage:"how long RPCs (and streams) on an aged connection may finish before it is closed"`
+	KeepaliveMinTime time.Duration `flag:"keepalive-min-time" env:"FS_KEEPALIVE_MIN_TIME, default=10s" usage:"the most often a client may ping; faster pingers are disconnected"`
+	MaxStreams       uint32        `flag:"max-concurrent-streams" env:"FS_MAX_CONCURRENT_STREAMS, default=100" usage:"concurrent streams (RPCs) per connection"`
 	MetricsListen    string        `flag:"metrics-listen" env:"FS_METRICS_LISTEN, default=127.0.0.1:9464" usage:"address of the Prometheus /metrics endpoint; empty disables it"`
 	OTLPEndpoint     string        `flag:"otlp-endpoint" env:"OTEL_EXPORTER_OTLP_ENDPOINT" usage:"OTLP/gRPC collector (host:port) for traces and metrics; empty disables export"`
 	OTLPInsecure     bool          `flag:"otlp-insecure" env:"FS_OTLP_INSECURE, default=false" usage:"send OTLP without TLS"`
@@ -124,7 +129,7 @@ func (c config) validate() error {
 	if len(c.ValkeyAddrs) == 0 || c.ValkeyAddrs[0] == "" {
 		errs = append(errs, errors.New("-valkey: at least one address is required"))
 	}
-	for name, d := range map[string]time.Duration{"value-ttl": c.ValueTTL, "write-timeout": c.WriteTimeout, "lease": c.Lease,
+	for name, d := range map[string]time.Duration{"max-connection-age": c.MaxConnAge, "max-connection-age-grace": c.MaxConnAgeGrace, "keepalive-min-time": c.KeepaliveMinTime, "value-ttl": c.ValueTTL, "write-timeout": c.WriteTimeout, "lease": c.Lease,
 		"startup-timeout": c.StartupTimeout, "shutdown-timeout": c.ShutdownTimeout, "gdpr-index-settle": c.GdprIndexSettle, "gdpr-retention": c.GdprRetention} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("-%s: want a positive duration such as 2s, got %v", name, d))
@@ -135,6 +140,9 @@ func (c config) validate() error {
 	}
 	if c.GdprRate <= 0 {
 		errs = append(errs, fmt.Errorf("-gdpr-rate: want a positive number of items per second, got %v", c.GdprRate))
+	}
+	if c.MaxStreams == 0 {
+		errs = append(errs, errors.New("-max-concurrent-streams: want at least 1"))
 	}
 	if c.MaxMessageBytes < 1024 {
 		errs = append(errs, fmt.Errorf("-max-message-bytes: want at least 1024, got %d", c.MaxMessageBytes))

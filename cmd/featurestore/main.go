@@ -20,6 +20,8 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
@@ -113,14 +115,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}, logger)
 	grpcOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxStreams),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.TracerProvider()), otelgrpc.WithMeterProvider(tel.MeterProvider()))),
-	}, secOpts...)
+	}, append(connectionOptions(cfg), secOpts...)...)
 	g := server.NewGRPC(server.New(svc, logger, server.Options{Metrics: tel}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
 	addr := lis.Addr().String()
 	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
 	fmt.Fprintf(stdout, "listening on %s\n", addr)
 
 	eg, ectx := errgroup.WithContext(ctx)
+	var healthSrv *grpc.Server
+	if cfg.HealthListen != "" {
+		hlis, err := net.Listen("tcp", cfg.HealthListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s for health: %w", cfg.HealthListen, err)
+		}
+		// The same health state as the main port, and nothing else: no credentials are
+		// needed because nothing but SERVING / NOT_SERVING can be learned here.
+		healthSrv = grpc.NewServer(grpc.MaxConcurrentStreams(16))
+		healthpb.RegisterHealthServer(healthSrv, g.Health)
+		fmt.Fprintf(stdout, "health on %s\n", hlis.Addr())
+		eg.Go(func() error { return healthSrv.Serve(hlis) })
+	}
 	if cfg.MetricsListen != "" {
 		mlis, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
@@ -161,6 +177,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			logger.Warn("drain timed out; closing remaining RPCs")
 			g.Stop()
 		}
+		if healthSrv != nil {
+			healthSrv.Stop()
+		}
 		return nil
 	})
 	err = eg.Wait()
@@ -169,6 +188,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	return err
+}
+
+// connectionOptions bound connection lifetimes and police keepalives:
+//   - MaxConnectionAge closes each connection after a while (gRPC adds ±10% jitter and a
+//     GOAWAY), so clients reconnect, re-resolve DNS and spread over replicas the
+//     autoscaler added; otherwise new pods get no traffic from clients already connected.
+//   - MaxConnectionAgeGrace lets RPCs on an aged connection finish; long streams (imports)
+//     are cut after it and resume on a new connection (the client resends what was not
+//     acknowledged), so it must be finite.
+//   - Time/Timeout ping idle connections so dead peers (a vanished NAT entry, a killed
+//     pod) are noticed in about a minute rather than at the next write.
+//   - The enforcement policy refuses clients pinging more often than KeepaliveMinTime, a
+//     cheap way to keep a misbehaving client from burning the server's CPU.
+func connectionOptions(cfg config) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      cfg.MaxConnAge,
+			MaxConnectionAgeGrace: cfg.MaxConnAgeGrace,
+			Time:                  time.Minute,
+			Timeout:               20 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
+	}
 }
 
 // devGdprHashKey keys subject hashes when no key is configured and authentication is off

@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
@@ -130,6 +131,10 @@ func Dial(target string, opts Options) (*Client, error) {
 		// Without this, grpc-go caps the retry policy's maxAttempts at 5.
 		grpc.WithMaxCallAttempts(opts.MaxAttempts),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRecvMsgBytes)),
+		// Pings find a dead connection (a killed pod, a dropped NAT entry) within a minute
+		// of an idle stream. 30 s is above the server's enforced minimum (10 s by default),
+		// which would otherwise disconnect the client for pinging too often.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
 	}
 	if opts.Token != "" {
 		if strings.ContainsFunc(opts.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
