@@ -51,6 +51,9 @@ type Options struct {
 	BatchInFlight  int
 	// Metrics receives RPC and per-lane row counts (default: discarded).
 	Metrics Metrics
+	// Auth, when authentication is on, filters the registry listing to the sets the
+	// caller may read.
+	Auth *Auth
 }
 
 // Domain is everything the handlers use; *featurestore.Service implements it.
@@ -152,6 +155,7 @@ func (s *Server) ListFeatureSets(ctx context.Context, req *pb.ListFeatureSetsReq
 	if err != nil {
 		return nil, toStatus(ctx, s.logger, "ListFeatureSets", err)
 	}
+	sets = readable(ctx, s.opts.Auth, sets)
 	out := &pb.ListFeatureSetsResponse{FeatureSets: make([]*pb.FeatureSet, len(sets)), NextPageToken: next}
 	for i, fs := range sets {
 		out.FeatureSets[i] = featureSetToProto(fs)

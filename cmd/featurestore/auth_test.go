@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -86,6 +88,8 @@ tokens:
   - {identity: reader, token: read-token}
   - {identity: writer, sha256: %s}
   - {identity: slow, token: slow-token}
+certificates: [admin]
+stream_opens: {rate: 1, burst: 3}
 rules:
   reader: {read: ["*"]}
   writer: {read: ["counts"], write: ["counts"]}
@@ -200,8 +204,37 @@ func TestAuthentication(t *testing.T) {
 			_, err := admin.DeleteEntities(ctx, &pb.DeleteEntitiesRequest{FeatureSet: "other", EntityIds: []string{"e"}})
 			return err
 		}, codes.OK},
-		{"anyone authenticated lists the registry", func() error {
-			_, err := c.ListFeatureSets(token("write-token"), &pb.ListFeatureSetsRequest{})
+		{"the registry lists only readable sets", func() error {
+			list, err := c.ListFeatureSets(token("write-token"), &pb.ListFeatureSetsRequest{})
+			if err == nil && (len(list.GetFeatureSets()) != 1 || list.GetFeatureSets()[0].GetName() != "counts") {
+				return fmt.Errorf("writer lists %v, want only counts", list.GetFeatureSets())
+			}
+			return err
+		}, codes.OK},
+		{"writer may not read another set's definition", func() error {
+			_, err := c.GetFeatureSet(token("write-token"), &pb.GetFeatureSetRequest{Name: "other"})
+			return err
+		}, codes.PermissionDenied},
+		{"reflection needs credentials", func() error {
+			rs, err := reflectionpb.NewServerReflectionClient(anon).ServerReflectionInfo(ctx)
+			if err != nil {
+				return err
+			}
+			if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+				return err
+			}
+			_, err = rs.Recv()
+			return err
+		}, codes.Unauthenticated},
+		{"reflection works for an identity", func() error {
+			rs, err := reflectionpb.NewServerReflectionClient(anon).ServerReflectionInfo(token("read-token"))
+			if err != nil {
+				return err
+			}
+			if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+				return err
+			}
+			_, err = rs.Recv()
 			return err
 		}, codes.OK},
 		{"admin deletes subjects", func() error {

@@ -20,39 +20,41 @@ import (
 // the default. go-envconfig does the typing and defaults; flags are registered from the
 // same tags, so one line declares a setting.
 type config struct {
-	Listen           string        `flag:"listen" env:"FS_LISTEN, default=127.0.0.1:50051" usage:"gRPC listen address"`
-	DynamoDBEndpoint string        `flag:"dynamodb-endpoint" env:"FS_DYNAMODB_ENDPOINT" usage:"DynamoDB endpoint URL (empty: AWS from the environment; e.g. http://127.0.0.1:8000 for DynamoDB Local)"`
-	Region           string        `flag:"region" env:"AWS_REGION, default=us-east-1" usage:"AWS region"`
-	TablePrefix      string        `flag:"table-prefix" env:"FS_TABLE_PREFIX" usage:"prefix for the DynamoDB table names"`
-	CreateTables     bool          `flag:"create-tables" env:"FS_CREATE_TABLES, default=true" usage:"create missing tables, the GSIs and TTL at start-up"`
-	ValkeyAddrs      []string      `flag:"valkey" env:"FS_VALKEY_ADDRS, default=127.0.0.1:6379" usage:"comma-separated ValKey addresses (one for standalone, seed nodes for a cluster)"`
-	ValueTTL         time.Duration `flag:"value-ttl" env:"FS_VALUE_TTL, default=24h" usage:"how long a cached value lives untouched"`
-	WriteTimeout     time.Duration `flag:"write-timeout" env:"FS_WRITE_TIMEOUT, default=2s" usage:"deadline of a write's DynamoDB commit; must be shorter than -lease"`
-	Lease            time.Duration `flag:"lease" env:"FS_LEASE, default=3s" usage:"how long a writer's cache marker holds before readers may heal it; also the horizon after a cache loss"`
-	StartupTimeout   time.Duration `flag:"startup-timeout" env:"FS_STARTUP_TIMEOUT, default=30s" usage:"how long to wait for DynamoDB and ValKey at start-up"`
-	ShutdownTimeout  time.Duration `flag:"shutdown-timeout" env:"FS_SHUTDOWN_TIMEOUT, default=10s" usage:"how long to drain in-flight RPCs on SIGTERM"`
-	DrainDelay       time.Duration `flag:"drain-delay" env:"FS_DRAIN_DELAY, default=0s" usage:"on SIGTERM, how long health reports NOT_SERVING while still serving, before draining (let load balancers notice)"`
-	GdprRate         float64       `flag:"gdpr-rate" env:"FS_GDPR_RATE, default=100" usage:"items each replica's deletion worker erases per second at most"`
-	GdprIndexSettle  time.Duration `flag:"gdpr-index-settle" env:"FS_GDPR_INDEX_SETTLE, default=5s" usage:"how long the by_subject index must stay empty before a deletion is done; must exceed the index's propagation delay"`
-	GdprRetention    time.Duration `flag:"gdpr-retention" env:"FS_GDPR_RETENTION, default=26280h" usage:"how long deletion jobs and their audit trail are kept (DynamoDB TTL; default 3 years)"`
-	GdprHashKey      string        `flag:"gdpr-hash-key" env:"FS_GDPR_HASH_KEY" usage:"secret (32+ bytes) keying the hashes of subject ids in tombstones and the audit trail; prefer the variable or -gdpr-hash-key-file to a flag; required when -auth-policy is set"`
-	GdprHashKeyFile  string        `flag:"gdpr-hash-key-file" env:"FS_GDPR_HASH_KEY_FILE" usage:"file holding the GDPR hash key (e.g. a mounted Kubernetes secret)"`
-	AuthPolicy       string        `flag:"auth-policy" env:"FS_AUTH_POLICY" usage:"YAML access policy: bearer tokens and per-identity rules (see README); empty: no authentication"`
-	TLSCert          string        `flag:"tls-cert" env:"FS_TLS_CERT" usage:"server certificate (PEM) for TLS"`
-	TLSKey           string        `flag:"tls-key" env:"FS_TLS_KEY" usage:"server key (PEM) for TLS"`
-	TLSClientCA      string        `flag:"tls-client-ca" env:"FS_TLS_CLIENT_CA" usage:"CA (PEM) that signs client certificates: their common name is the caller's identity (mTLS)"`
-	Insecure         bool          `flag:"insecure" env:"FS_INSECURE, default=false" usage:"allow serving without authentication on a non-loopback address"`
-	MaxMessageBytes  int           `flag:"max-message-bytes" env:"FS_MAX_MESSAGE_BYTES, default=16777216" usage:"largest request message accepted"`
-	HealthListen     string        `flag:"health-listen" env:"FS_HEALTH_LISTEN" usage:"address of a plaintext listener that serves only grpc.health.v1, for probes (kubelet's gRPC probe speaks no TLS); empty disables it"`
-	MaxConnAge       time.Duration `flag:"max-connection-age" env:"FS_MAX_CONNECTION_AGE, default=5m" usage:"close client connections after about this long (with jitter), so clients re-resolve and spread over new replicas"`
-	MaxConnAgeGrace  time.Duration `flag:"max-connection-age-grace" env:"FS_MAX_CONNECTION_AGE_GRACE, default=1m" usage:"how long RPCs (and streams) on an aged connection may finish before it is closed"`
-	KeepaliveMinTime time.Duration `flag:"keepalive-min-time" env:"FS_KEEPALIVE_MIN_TIME, default=10s" usage:"the most often a client may ping; faster pingers are disconnected"`
-	MaxStreams       uint32        `flag:"max-concurrent-streams" env:"FS_MAX_CONCURRENT_STREAMS, default=100" usage:"concurrent streams (RPCs) per connection"`
-	MetricsListen    string        `flag:"metrics-listen" env:"FS_METRICS_LISTEN, default=127.0.0.1:9464" usage:"address of the Prometheus /metrics endpoint; empty disables it"`
-	OTLPEndpoint     string        `flag:"otlp-endpoint" env:"OTEL_EXPORTER_OTLP_ENDPOINT" usage:"OTLP/gRPC collector (host:port) for traces and metrics; empty disables export"`
-	OTLPInsecure     bool          `flag:"otlp-insecure" env:"FS_OTLP_INSECURE, default=false" usage:"send OTLP without TLS"`
-	LogLevel         slog.Level    `flag:"log-level" env:"FS_LOG_LEVEL, default=info" usage:"debug, info, warn or error"`
-	LogFormat        string        `flag:"log-format" env:"FS_LOG_FORMAT, default=text" usage:"text or json"`
+	Listen               string        `flag:"listen" env:"FS_LISTEN, default=127.0.0.1:50051" usage:"gRPC listen address"`
+	DynamoDBEndpoint     string        `flag:"dynamodb-endpoint" env:"FS_DYNAMODB_ENDPOINT" usage:"DynamoDB endpoint URL (empty: AWS from the environment; e.g. http://127.0.0.1:8000 for DynamoDB Local)"`
+	Region               string        `flag:"region" env:"AWS_REGION, default=us-east-1" usage:"AWS region"`
+	TablePrefix          string        `flag:"table-prefix" env:"FS_TABLE_PREFIX" usage:"prefix for the DynamoDB table names"`
+	CreateTables         bool          `flag:"create-tables" env:"FS_CREATE_TABLES, default=true" usage:"create missing tables, the GSIs and TTL at start-up"`
+	ValkeyAddrs          []string      `flag:"valkey" env:"FS_VALKEY_ADDRS, default=127.0.0.1:6379" usage:"comma-separated ValKey addresses (one for standalone, seed nodes for a cluster)"`
+	ValueTTL             time.Duration `flag:"value-ttl" env:"FS_VALUE_TTL, default=24h" usage:"how long a cached value lives untouched"`
+	WriteTimeout         time.Duration `flag:"write-timeout" env:"FS_WRITE_TIMEOUT, default=2s" usage:"deadline of a write's DynamoDB commit; must be shorter than -lease"`
+	Lease                time.Duration `flag:"lease" env:"FS_LEASE, default=3s" usage:"how long a writer's cache marker holds before readers may heal it; also the horizon after a cache loss"`
+	StartupTimeout       time.Duration `flag:"startup-timeout" env:"FS_STARTUP_TIMEOUT, default=30s" usage:"how long to wait for DynamoDB and ValKey at start-up"`
+	ShutdownTimeout      time.Duration `flag:"shutdown-timeout" env:"FS_SHUTDOWN_TIMEOUT, default=10s" usage:"how long to drain in-flight RPCs on SIGTERM"`
+	DrainDelay           time.Duration `flag:"drain-delay" env:"FS_DRAIN_DELAY, default=0s" usage:"on SIGTERM, how long health reports NOT_SERVING while still serving, before draining (let load balancers notice)"`
+	GdprRate             float64       `flag:"gdpr-rate" env:"FS_GDPR_RATE, default=100" usage:"items each replica's deletion worker erases per second at most"`
+	GdprIndexSettle      time.Duration `flag:"gdpr-index-settle" env:"FS_GDPR_INDEX_SETTLE, default=5s" usage:"how long the by_subject index must stay empty before a deletion is done; must exceed the index's propagation delay"`
+	GdprRetention        time.Duration `flag:"gdpr-retention" env:"FS_GDPR_RETENTION, default=26280h" usage:"how long deletion jobs and their audit trail are kept (DynamoDB TTL; default 3 years)"`
+	GdprHashKey          string        `flag:"gdpr-hash-key" env:"FS_GDPR_HASH_KEY" usage:"secret (32+ bytes) keying the hashes of subject ids in tombstones and the audit trail; prefer the variable or -gdpr-hash-key-file to a flag; required when -auth-policy is set"`
+	GdprHashKeyFile      string        `flag:"gdpr-hash-key-file" env:"FS_GDPR_HASH_KEY_FILE" usage:"file holding the GDPR hash key (e.g. a mounted Kubernetes secret)"`
+	AuthPolicy           string        `flag:"auth-policy" env:"FS_AUTH_POLICY" usage:"YAML access policy: bearer tokens and per-identity rules (see README); empty: no authentication"`
+	TLSCert              string        `flag:"tls-cert" env:"FS_TLS_CERT" usage:"server certificate (PEM) for TLS"`
+	TLSKey               string        `flag:"tls-key" env:"FS_TLS_KEY" usage:"server key (PEM) for TLS"`
+	TLSClientCA          string        `flag:"tls-client-ca" env:"FS_TLS_CLIENT_CA" usage:"CA (PEM) that signs client certificates: their common name is the caller's identity (mTLS)"`
+	RequireClientCert    bool          `flag:"tls-require-client-cert" env:"FS_TLS_REQUIRE_CLIENT_CERT, default=false" usage:"refuse TLS connections without a client certificate (default: verify one when given, and let callers without one use a token)"`
+	AllowPlaintextTokens bool          `flag:"allow-plaintext-tokens" env:"FS_ALLOW_PLAINTEXT_TOKENS, default=false" usage:"accept bearer tokens without TLS on a non-loopback address (only behind a proxy that terminates TLS)"`
+	Insecure             bool          `flag:"insecure" env:"FS_INSECURE, default=false" usage:"allow serving without authentication on a non-loopback address"`
+	MaxMessageBytes      int           `flag:"max-message-bytes" env:"FS_MAX_MESSAGE_BYTES, default=16777216" usage:"largest request message accepted"`
+	HealthListen         string        `flag:"health-listen" env:"FS_HEALTH_LISTEN" usage:"address of a plaintext listener that serves only grpc.health.v1, for probes (kubelet's gRPC probe speaks no TLS); empty disables it"`
+	MaxConnAge           time.Duration `flag:"max-connection-age" env:"FS_MAX_CONNECTION_AGE, default=5m" usage:"close client connections after about this long (with jitter), so clients re-resolve and spread over new replicas"`
+	MaxConnAgeGrace      time.Duration `flag:"max-connection-age-grace" env:"FS_MAX_CONNECTION_AGE_GRACE, default=1m" usage:"how long RPCs (and streams) on an aged connection may finish before it is closed"`
+	KeepaliveMinTime     time.Duration `flag:"keepalive-min-time" env:"FS_KEEPALIVE_MIN_TIME, default=10s" usage:"the most often a client may ping; faster pingers are disconnected"`
+	MaxStreams           uint32        `flag:"max-concurrent-streams" env:"FS_MAX_CONCURRENT_STREAMS, default=100" usage:"concurrent streams (RPCs) per connection"`
+	MetricsListen        string        `flag:"metrics-listen" env:"FS_METRICS_LISTEN, default=127.0.0.1:9464" usage:"address of the Prometheus /metrics endpoint; empty disables it"`
+	OTLPEndpoint         string        `flag:"otlp-endpoint" env:"OTEL_EXPORTER_OTLP_ENDPOINT" usage:"OTLP/gRPC collector (host:port) for traces and metrics; empty disables export"`
+	OTLPInsecure         bool          `flag:"otlp-insecure" env:"FS_OTLP_INSECURE, default=false" usage:"send OTLP without TLS"`
+	LogLevel             slog.Level    `flag:"log-level" env:"FS_LOG_LEVEL, default=info" usage:"debug, info, warn or error"`
+	LogFormat            string        `flag:"log-format" env:"FS_LOG_FORMAT, default=text" usage:"text or json"`
 }
 
 // setting is one field's flag, variable and default, read from its tags.

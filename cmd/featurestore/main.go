@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := newLogger(cfg, stderr)
-	secOpts, err := securityOptions(cfg)
+	sec, err := securityOptions(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -117,8 +117,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxStreams),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.TracerProvider()), otelgrpc.WithMeterProvider(tel.MeterProvider()))),
-	}, append(connectionOptions(cfg), secOpts...)...)
-	g := server.NewGRPC(server.New(svc, logger, server.Options{Metrics: tel}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
+	}, append(connectionOptions(cfg), sec.opts...)...)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{Metrics: tel, Auth: sec.auth}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
 	addr := lis.Addr().String()
 	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
 	fmt.Fprintf(stdout, "listening on %s\n", addr)
