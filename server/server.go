@@ -84,10 +84,10 @@ type GRPC struct {
 // services) and reflection, so grpcurl works without proto files. g may be nil: the GDPR
 // RPCs then answer Unimplemented.
 func NewGRPC(s *Server, g *Gdpr, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
-	opts = append([]grpc.ServerOption{
+	opts = append(append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(deadlineUnary(s.opts.RPCTimeout), metricsUnary(s.opts.Metrics), recoverUnary(logger)),
 		grpc.ChainStreamInterceptor(metricsStream(s.opts.Metrics), recoverStream(logger)),
-	}, opts...)
+	}, codecOptions()...), opts...)
 	if g == nil {
 		g = NewGdpr(nil, logger)
 	}

@@ -118,3 +118,38 @@ func TestUnauthenticatedRequestsAreNotRead(t *testing.T) {
 		t.Fatalf("the heap grew by %d MB under unauthenticated requests; the server read them before refusing them", growth>>20)
 	}
 }
+
+// TestMalformedRequestsAreInvalidArgument: bytes that are not a valid message, and
+// strings that are not valid UTF-8, are the caller's mistake (INVALID_ARGUMENT), not the
+// server's (grpc-go answers INTERNAL).
+func TestMalformedRequestsAreInvalidArgument(t *testing.T) {
+	ts := startServerAt(t, nil)
+	conn, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	badUTF8 := []byte{0x0a, 0x02, 0xff, 0xfe} // field 1, a string in every request below: "\xff\xfe"
+	for name, payload := range map[string][]byte{
+		"bad wire format": {0xff, 0xff, 0xff},
+		"invalid UTF-8":   badUTF8,
+	} {
+		for _, method := range []string{"/featurestore.v1.FeatureStoreService/GetFeatures", "/featurestore.v1.FeatureStoreService/WriteFeatures", "/featurestore.v1.GdprService/GetDeletion"} {
+			var out []byte
+			err := conn.Invoke(context.Background(), method, &payload, &out)
+			if status.Code(err) != codes.InvalidArgument || errorInfo(err).GetReason() != "MALFORMED_REQUEST" {
+				t.Errorf("%s to %s: %v, want INVALID_ARGUMENT (MALFORMED_REQUEST)", name, method, err)
+			}
+		}
+	}
+	badUTF8 = []byte{0x12, 0x02, 0xff, 0xfe} // StreamWriteFeaturesRequest.feature_set
+	st, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/featurestore.v1.FeatureStoreService/StreamWriteFeatures")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = st.SendMsg(&badUTF8)
+	var out []byte
+	if err := st.RecvMsg(&out); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a malformed stream message: %v, want INVALID_ARGUMENT", err)
+	}
+}
