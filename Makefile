@@ -8,6 +8,10 @@ GO ?= go
 TEST_P ?= 2
 FUZZTIME ?= 5s
 LISTEN ?= 127.0.0.1:50051
+# The Python SDK uses Debian's interpreter and packages (deploy/dev/install.sh python), never
+# a python3 that happens to come first on PATH.
+PYTHON ?= /usr/bin/python3
+PYSDK := featurestore/client/python
 
 .PHONY: all deps build run test lint generate check-generated fuzz-short fuzz bench bench-import chaos clean
 
@@ -45,6 +49,7 @@ lint:
 
 generate:
 	buf generate --template proto/buf.gen.yaml
+	bash $(PYSDK)/generate.sh
 
 ## check-generated: fail if the committed generated code differs from a fresh generation
 check-generated:
@@ -52,6 +57,9 @@ check-generated:
 	  buf generate --template proto/buf.gen.yaml -o $$tmp; \
 	  if ! diff -r -q $$tmp/proto/featurestore/v1 proto/featurestore/v1 -x '*.proto'; then \
 	    echo "generated code is stale: run 'make generate' and commit"; exit 1; fi; \
+	  bash $(PYSDK)/generate.sh $$tmp/py; \
+	  if ! diff -r -q -x __pycache__ $$tmp/py/featurestore/_proto $(PYSDK)/featurestore/_proto; then \
+	    echo "generated Python code is stale: run 'make generate' and commit"; exit 1; fi; \
 	  echo "generated code is up to date"
 
 FUZZ_TARGETS := ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzValidateRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \

