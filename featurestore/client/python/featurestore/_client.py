@@ -98,11 +98,13 @@ class Client:
         opts: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
-            # Reconnect soon after a broken connection, so the SDK's own retries (which
-            # start at 50 ms) find a fresh connection rather than a channel in backoff.
+            # Reconnect soon after a broken connection (gRPC's default waits 1 s, then
+            # up to 120 s), so the SDK's own retries, which start at 50 ms, find a fresh
+            # connection rather than a channel in backoff. Not min_reconnect_backoff_ms:
+            # in gRPC core that is the minimum *connect timeout* (20 s), and lowering it
+            # fails slow handshakes.
             ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 2000),
+            ("grpc.max_reconnect_backoff_ms", 5000),
         ]
         if self._target.service_config:
             opts.append(("grpc.service_config", self._target.service_config))

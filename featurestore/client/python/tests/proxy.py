@@ -121,13 +121,13 @@ class Proxy:
 
 
 def _reset(s: socket.socket) -> None:
-    """Closes with an RST (SO_LINGER 0), as a crashed peer or a dropped route would."""
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    try:
-        s.close()
-    except OSError:
-        pass
+    """Closes abruptly (SO_LINGER 0: an RST once the last reference goes). shutdown()
+    first, because close() alone does not end a connection while a pump thread is
+    blocked in recv() on it."""
+    for op in (lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)),
+               lambda: s.shutdown(socket.SHUT_RDWR), s.close):
+        try:
+            op()
+        except OSError:
+            pass
 
