@@ -14,7 +14,8 @@ class Proxy:
     ``hold_responses()`` stops forwarding server-to-client bytes (requests still reach the
     server; responses wait), ``release()`` lets them flow again, ``cut()`` resets every
     open connection (held bytes are dropped), ``refuse(True)`` resets new connections as
-    they arrive. ``accepted`` counts accepted connections.
+    they arrive. ``accepted`` counts connections accepted, ``refused`` those of them reset
+at once.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -32,6 +33,7 @@ class Proxy:
         self._refuse = False
         self._closed = False
         self.accepted = 0
+        self.refused = 0
         self._threads: list[threading.Thread] = []
         t = threading.Thread(target=self._accept, daemon=True)
         t.start()
@@ -50,6 +52,8 @@ class Proxy:
                 refuse = self._refuse
                 self.accepted += 1
             if refuse:
+                with self._lock:
+                    self.refused += 1
                 _reset(client)
                 continue
             try:

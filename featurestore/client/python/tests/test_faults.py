@@ -34,16 +34,17 @@ def test_unavailable_is_retried_until_the_server_is_back(env: Env, proxy: Proxy,
 
     def sleep(d: float) -> None:
         delays.append(d)
-        if len(delays) == 2:
-            proxy.refuse(False)  # the server is back before the third attempt
+        proxy.refuse(False)  # the server is back before the next attempt
         time.sleep(d)
 
     proxy.refuse(True)
-    with fs.Client(proxy.address, retries=6, backoff=0.05, sleep=sleep, rng=random.Random(1)) as c:
+    # A generous budget: the retry succeeds once gRPC's own reconnect (100 ms after a
+    # failure) has a connection up; usually the second or third attempt.
+    with fs.Client(proxy.address, retries=8, backoff=0.05, sleep=sleep, rng=random.Random(1)) as c:
         got = c.get_features([f"{s.name}:n"], ["e"])
     assert got[0].statuses == [fs.FeatureStatus.NOT_FOUND]
-    assert len(delays) >= 2, delays
-    assert proxy.accepted >= 2
+    assert len(delays) >= 1, delays
+    assert proxy.refused >= 1 and proxy.accepted > proxy.refused
 
 
 def test_retries_are_bounded_with_jittered_backoff(env: Env, proxy: Proxy) -> None:
