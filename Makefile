@@ -13,7 +13,7 @@ LISTEN ?= 127.0.0.1:50051
 PYTHON ?= /usr/bin/python3
 PYSDK := featurestore/client/python
 
-.PHONY: all deps build run test lint generate check-generated fuzz-short fuzz bench bench-import chaos clean
+.PHONY: all deps build run test test-python lint generate check-generated fuzz-short fuzz bench bench-import bench-python chaos clean
 
 all: build
 
@@ -39,7 +39,13 @@ run: deps build
 ## test: everything CI runs: lint, generated-code check, race tests on the real stack, short fuzzing
 test: deps lint check-generated
 	$(GO) test -race -count=1 -p $(TEST_P) -timeout 15m ./...
+	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory fuzz-short
+
+## test-python: the Python SDK's tests (pytest, Debian's python3) against a real stack they
+## start themselves (devstack: DynamoDB Local, valkey-server, the server, plus a TLS replica)
+test-python: deps build
+	FS_PYTEST_NO_BUILD=1 $(PYTHON) -m pytest -q $(PYSDK)/tests
 
 lint:
 	buf lint
@@ -90,6 +96,11 @@ bench: deps
 	$(GO) test -run '^$$' -bench GetFeaturesHotPath -benchmem -benchtime 300x -count 1 -timeout 30m ./server/
 	$(GO) test -run '^$$' -bench Ingest -benchtime 3x -count 1 -timeout 30m ./server/ | tee .build/bench-ingest.txt
 	$(GO) test -run '^$$' -bench DeletionUnderLoad -benchtime 1x -count 1 -timeout 30m ./gdpr/ | tee .build/bench-gdpr.txt
+
+## bench-python: the Python SDK's get_features 100 entities x 10 features into a DataFrame,
+## columnar vs row-wise, rows/s (BENCHMARKS.md)
+bench-python: deps build
+	FS_PYTEST_NO_BUILD=1 $(PYTHON) $(PYSDK)/bench/bench_get_features.py
 
 ## bench-import: 1M-row Parquet import into a server process: rows/s and its peak RSS
 IMPORT_ROWS ?= 1000000

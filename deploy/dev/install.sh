@@ -86,15 +86,21 @@ install_go_tools() {
 python_debs=(python3-grpcio python3-protobuf python3-numpy python3-pandas python3-pytest protobuf-compiler protobuf-compiler-grpc libprotobuf-dev openssl)
 
 install_python() {
+  if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    # Not Debian-like: accept equivalents installed by other means.
+    local py=${PYTHON:-python3}
+    if "$py" -c 'import grpc, google.protobuf, numpy, pandas, pytest' >/dev/null 2>&1 \
+      && command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null && command -v openssl >/dev/null; then
+      return
+    fi
+    log "the Python SDK needs grpcio, protobuf, numpy, pandas and pytest for $py, protoc (with its well-known types), grpc_python_plugin and openssl: install them (or set PYTHON) and retry"
+    exit 1
+  fi
   local missing=()
   for p in "${python_debs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$p"); fi
   done
   if [ ${#missing[@]} -eq 0 ]; then return; fi
-  if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
-    log "missing for the Python SDK: ${missing[*]}; this is not a Debian-like system: install grpcio, protobuf, numpy, pandas, pytest, protoc (with its well-known types), grpc_python_plugin and openssl yourself"
-    exit 1
-  fi
   sudo=""
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
   log "installing ${missing[*]}"
