@@ -42,9 +42,10 @@ test: deps lint check-generated
 	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory fuzz-short
 
-## test-python: the Python SDK's tests (pytest, Debian's python3) against a real stack they
-## start themselves (devstack: DynamoDB Local, valkey-server, the server, plus a TLS replica)
+## test-python: the Python SDK's type check (mypy --strict) and tests (pytest, Debian's python3)
+## against a real stack they start themselves (devstack, plus a TLS replica)
 test-python: deps build
+	$(PYTHON) -m mypy --config-file $(PYSDK)/pyproject.toml --cache-dir .build/mypy $(PYSDK)/featurestore
 	FS_PYTEST_NO_BUILD=1 $(PYTHON) -m pytest -q $(PYSDK)/tests
 
 lint:

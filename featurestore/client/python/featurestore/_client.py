@@ -118,8 +118,8 @@ class Client:
             self._channel = grpc.secure_channel(self._target.target, creds, opts)
         else:
             self._channel = grpc.insecure_channel(self._target.target, opts)
-        self._stub = pb_grpc.FeatureStoreServiceStub(self._channel)
-        self._gdpr = pb_grpc.GdprServiceStub(self._channel)
+        self._stub = pb_grpc.FeatureStoreServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._gdpr = pb_grpc.GdprServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
         self._backoff = Backoff(retries=retries, base=backoff, maximum=max_backoff,

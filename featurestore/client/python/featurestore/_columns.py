@@ -12,22 +12,23 @@ empty list. ``statuses`` says which cells are real; ``to_numpy(masked=True)`` an
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from featurestore._proto.featurestore.v1 import featurestore_pb2 as pb
 from featurestore._types import FeatureStatus, ValueType
 
 if TYPE_CHECKING:
-    import numpy
+    import numpy.typing as npt
     import pandas
 
+    NDArray = npt.NDArray[Any]
 
-def _np() -> Any:
-    try:
-        import numpy
-    except ImportError as e:  # pragma: no cover - exercised only without numpy
-        raise ImportError("this needs numpy: pip install 'featurestore[numpy]'") from e
-    return numpy
+
+def _need_numpy() -> None:
+    """numpy is optional (the [numpy] extra): say so instead of a bare ImportError."""
+    if importlib.util.find_spec("numpy") is None:  # pragma: no cover - only without numpy
+        raise ImportError("this needs numpy: pip install 'featurestore[numpy]'")
 
 
 _SCALAR_FIELDS = {
@@ -65,26 +66,33 @@ class Column:
         return self._n
 
     @property
-    def statuses(self) -> "numpy.ndarray":
+    def statuses(self) -> "NDArray":
         """Each cell's FeatureStatus as an int8 array (compare with FeatureStatus.PRESENT)."""
-        np = _np()
+        _need_numpy()
+        import numpy as np
+
         return np.fromiter(self._pb.statuses, dtype=np.int8, count=self._n)
 
     @property
-    def present(self) -> "numpy.ndarray":
+    def present(self) -> "NDArray":
         """A bool array: True where the cell's status is PRESENT."""
-        return self.statuses == int(FeatureStatus.PRESENT)
+        present: NDArray = self.statuses == int(FeatureStatus.PRESENT)
+        return present
 
     @property
-    def event_times(self) -> "numpy.ndarray":
+    def event_times(self) -> "NDArray":
         """Event times in microseconds since the Unix epoch (int64): the served value's,
         for EXPIRED the stored value's, 0 for NOT_FOUND."""
-        np = _np()
+        _need_numpy()
+        import numpy as np
+
         return np.fromiter(self._pb.event_times, dtype=np.int64, count=self._n)
 
-    def event_times_datetime64(self) -> "numpy.ndarray":
+    def event_times_datetime64(self) -> "NDArray":
         """Event times as datetime64[us] (UTC); NaT for NOT_FOUND."""
-        np = _np()
+        _need_numpy()
+        import numpy as np
+
         et = self.event_times
         out = et.astype("datetime64[us]")
         out[et == 0] = np.datetime64("NaT")
@@ -94,9 +102,11 @@ class Column:
         """Each cell's status as a list, without numpy."""
         return [FeatureStatus(s) for s in self._pb.statuses]
 
-    def offsets(self) -> "numpy.ndarray":
+    def offsets(self) -> "NDArray":
         """For list features: n + 1 offsets (int64) into ``flat_values()``."""
-        np = _np()
+        _need_numpy()
+        import numpy as np
+
         if not self.type.is_list:
             raise TypeError(f"{self.feature} is a {self.type.name.lower()} feature, not a list")
         offs = self._pb.list_offsets
@@ -104,16 +114,18 @@ class Column:
             raise ValueError(f"column {self.feature}: {len(offs)} list offsets for {self._n} entities")
         return np.fromiter(offs, dtype=np.int64, count=self._n + 1)
 
-    def flat_values(self) -> "numpy.ndarray":
+    def flat_values(self) -> "NDArray":
         """For list features: every entity's list concatenated (float32, int64 or object)."""
-        np = _np()
+        _need_numpy()
+        import numpy as np
+
         if not self.type.is_list:
             raise TypeError(f"{self.feature} is a {self.type.name.lower()} feature, not a list")
         name, dtype = _LIST_FIELDS[self.type]
         values = getattr(self._pb, name)
         return np.fromiter(values, dtype=np.dtype(dtype), count=len(values))
 
-    def to_numpy(self, *, masked: bool = False) -> "numpy.ndarray":
+    def to_numpy(self, *, masked: bool = False) -> "NDArray":
         """The column as a numpy array, one entry per entity.
 
         int64 -> int64, double -> float64, bool -> bool, string and bytes -> object; list
@@ -122,7 +134,9 @@ class Column:
         b"", an empty array); with ``masked=True`` the result is a numpy masked array with
         those cells masked.
         """
-        np = _np()
+        _need_numpy()
+        import numpy as np
+
         n = self._n
         if self.type in _SCALAR_FIELDS:
             name, dtype = _SCALAR_FIELDS[self.type]
@@ -137,7 +151,7 @@ class Column:
         else:
             raise TypeError(f"column {self.feature}: unsupported type {self.type!r}")
         if masked:
-            return np.ma.MaskedArray(out, mask=~self.present)
+            return np.ma.MaskedArray(out, mask=~self.present)  # type: ignore[no-untyped-call]
         return out
 
     def to_list(self) -> list[Any]:
@@ -162,7 +176,9 @@ class Column:
         values = self.to_numpy()
         if missing == "filler":
             return values
-        np = _np()
+        _need_numpy()
+        import numpy as np
+
         absent = ~self.present
         if self.type == ValueType.INT64:
             import pandas as pd
@@ -204,7 +220,7 @@ class FeatureColumns(Mapping[str, Column]):
         """The number of features."""
         return len(self.features)
 
-    def to_numpy(self, *, masked: bool = False) -> dict[str, "numpy.ndarray"]:
+    def to_numpy(self, *, masked: bool = False) -> dict[str, "NDArray"]:
         """Every column as a numpy array (see ``Column.to_numpy``), by feature reference."""
         return {f: self._columns[f].to_numpy(masked=masked) for f in self.features}
 

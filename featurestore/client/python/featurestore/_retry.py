@@ -21,7 +21,7 @@ class Backoff:
     def delay(self, attempt: int, hint: Optional[float] = None) -> float:
         """The wait after failed attempt number ``attempt`` (1-based): jittered
         exponential, at least ``hint`` (a server's RetryInfo), at most ``maximum``."""
-        d = min(self.base * (2 ** (attempt - 1)), self.maximum)
+        d = min(self.base * 2.0 ** (attempt - 1), self.maximum)
         d = d / 2 + self.rng.random() * d
         if hint is not None:
             d = max(d, hint)

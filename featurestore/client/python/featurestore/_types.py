@@ -6,7 +6,7 @@ import datetime as _dt
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -89,37 +89,50 @@ class DeletionState(enum.IntEnum):
     FAILED = 4
 
 
-@dataclass(frozen=True)
+#: A feature's type as accepted on input: a ValueType, its number, or a name ("double").
+TypeLike = Union[ValueType, int, str]
+
+
+@dataclass(frozen=True, init=False)
 class FeatureSpec:
-    """One feature of a feature set: its name and declared type."""
+    """One feature of a feature set: its name and declared type (given as a ValueType, its
+    number, or a name such as ``"float_list"``)."""
 
     name: str
     type: ValueType
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "type", ValueType.parse(self.type))
+    def __init__(self, name: str, type: TypeLike) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "type", ValueType.parse(type))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class FeatureSet:
     """A group of features of one entity type that are written together.
 
-    ``ttl`` is the max age of a value at serving time (by event time); None means values
-    never expire. ``version`` is assigned by the server and ignored when applying.
+    ``features`` are FeatureSpecs, or (name, type) pairs for brevity. ``ttl`` is the max
+    age of a value at serving time (by event time); None means values never expire.
+    ``version`` is assigned by the server and ignored when applying.
     """
 
     name: str
     entity_type: str
-    features: Sequence[FeatureSpec] = ()
-    ttl: Optional[_dt.timedelta] = None
-    description: str = ""
-    owner: str = ""
-    personal_data: bool = False
-    version: int = 0
+    features: tuple[FeatureSpec, ...]
+    ttl: Optional[_dt.timedelta]
+    description: str
+    owner: str
+    personal_data: bool
+    version: int
 
-    def __post_init__(self) -> None:
-        specs = tuple(f if isinstance(f, FeatureSpec) else FeatureSpec(*f) for f in self.features)
-        object.__setattr__(self, "features", specs)
+    def __init__(self, name: str, entity_type: str,
+                 features: Iterable[Union[FeatureSpec, tuple[str, TypeLike]]] = (),
+                 ttl: Optional[_dt.timedelta] = None, description: str = "", owner: str = "",
+                 personal_data: bool = False, version: int = 0) -> None:
+        specs = tuple(f if isinstance(f, FeatureSpec) else FeatureSpec(*f) for f in features)
+        for k, v in (("name", name), ("entity_type", entity_type), ("features", specs), ("ttl", ttl),
+                     ("description", description), ("owner", owner), ("personal_data", personal_data),
+                     ("version", version)):
+            object.__setattr__(self, k, v)
 
     def feature_types(self) -> dict[str, ValueType]:
         """Returns the declared type of every feature by name."""
@@ -129,7 +142,8 @@ class FeatureSet:
         msg = pb.FeatureSet(
             name=self.name, entity_type=self.entity_type, description=self.description,
             owner=self.owner, personal_data=self.personal_data, version=self.version,
-            features=[pb.FeatureSpec(name=f.name, type=int(f.type)) for f in self.features])
+            features=[pb.FeatureSpec(name=f.name, type=pb.ValueType.Value("VALUE_TYPE_" + f.type.name))
+                      for f in self.features])
         if self.ttl is not None:
             msg.ttl.CopyFrom(_duration_to_proto(self.ttl))
         return msg
@@ -305,7 +319,7 @@ def _event_time_micros(t: Optional[EventTime]) -> int:
     if to_dt is not None:
         return _event_time_micros(to_dt())
     try:
-        return round(float(t) * 1_000_000)  # type: ignore[arg-type]
+        return round(float(t) * 1_000_000)
     except (TypeError, ValueError):
         raise TypeError(f"event_time must be a datetime or seconds since the epoch, not {type(t).__name__}") from None
 
