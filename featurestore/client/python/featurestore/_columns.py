@@ -162,6 +162,8 @@ class Column:
         if self.type in _SCALAR_FIELDS:
             values = getattr(self._pb, _SCALAR_FIELDS[self.type][0])
             return [v if s == present else None for v, s in zip(values, statuses)]
+        if self.type not in _LIST_FIELDS:
+            raise TypeError(f"column {self.feature}: unsupported type {self.type!r}")
         flat = getattr(self._pb, _LIST_FIELDS[self.type][0])
         offs = self._pb.list_offsets
         return [list(flat[offs[i]:offs[i + 1]]) if statuses[i] == present else None for i in range(self._n)]

@@ -33,12 +33,17 @@ class ValueType(enum.IntEnum):
     STRING_LIST = 8
 
     @classmethod
+    def _missing_(cls, value: object) -> "ValueType":
+        # proto3 enums are open: a newer server may send a type this SDK does not know.
+        return cls.UNSPECIFIED
+
+    @classmethod
     def parse(cls, value: Union["ValueType", int, str]) -> "ValueType":
         """Returns the type for a ValueType, its number, or a name such as ``"double"``,
         ``"FLOAT_LIST"`` or ``"VALUE_TYPE_INT64"``; raises ValueError for anything else."""
         if isinstance(value, cls):
             return value
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and value in cls._value2member_map_ and value:
             return cls(value)
         if isinstance(value, str):
             name = value.strip().upper()
@@ -66,6 +71,11 @@ class FeatureStatus(enum.IntEnum):
     #: A value exists but is older than the feature set's ttl; it is not served.
     EXPIRED = 3
 
+    @classmethod
+    def _missing_(cls, value: object) -> "FeatureStatus":
+        # proto3 enums are open: a newer server may send a value this SDK does not know.
+        return cls.UNSPECIFIED
+
 
 class WriteStatus(enum.IntEnum):
     """The outcome of one written row (featurestore.v1.WriteStatus)."""
@@ -78,6 +88,11 @@ class WriteStatus(enum.IntEnum):
     #: The row was refused; ``reason`` says why. Nothing of it was applied.
     REJECTED = 3
 
+    @classmethod
+    def _missing_(cls, value: object) -> "WriteStatus":
+        # proto3 enums are open: a newer server may send a value this SDK does not know.
+        return cls.UNSPECIFIED
+
 
 class DeletionState(enum.IntEnum):
     """The lifecycle of a GDPR deletion job (featurestore.v1.DeletionState)."""
@@ -87,6 +102,11 @@ class DeletionState(enum.IntEnum):
     RUNNING = 2
     DONE = 3
     FAILED = 4
+
+    @classmethod
+    def _missing_(cls, value: object) -> "DeletionState":
+        # proto3 enums are open: a newer server may send a value this SDK does not know.
+        return cls.UNSPECIFIED
 
 
 #: A feature's type as accepted on input: a ValueType, its number, or a name ("double").

@@ -191,3 +191,20 @@ def test_public_api_is_typed_and_documented() -> None:
             if sig.return_annotation is inspect.Signature.empty:
                 missing.append(f"{qual}: no return type")
     assert not missing, "\n".join(missing)
+
+
+def test_unknown_enum_values_from_a_newer_server() -> None:
+    msg = pb.FeatureSet(name="s", entity_type="e", features=[pb.FeatureSpec(name="f", type=42)])  # type: ignore[arg-type]
+    s = fs.FeatureSet._from_proto(msg)
+    assert s.features[0].type is fs.ValueType.UNSPECIFIED
+    assert fs.FeatureStatus(9) is fs.FeatureStatus.UNSPECIFIED and fs.WriteStatus(9) is fs.WriteStatus.UNSPECIFIED
+    assert fs.DeletionState(9) is fs.DeletionState.UNSPECIFIED
+    col = pb.FeatureColumn(feature="s:f", type=42, statuses=[7], event_times=[0])  # type: ignore[arg-type]
+    cols = fs.FeatureColumns(pb.GetFeatureColumnsResponse(columns=[col]), ["e"])
+    assert cols["s:f"].status_list() == [fs.FeatureStatus.UNSPECIFIED]
+    with pytest.raises(TypeError, match="unsupported type"):
+        cols["s:f"].to_numpy()
+    with pytest.raises(TypeError, match="unsupported type"):
+        cols["s:f"].to_list()
+    with pytest.raises(ValueError):
+        fs.FeatureColumns(pb.GetFeatureColumnsResponse(columns=[col]), ["e", "e2"])  # 1 status for 2 entities
