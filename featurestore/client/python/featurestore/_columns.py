@@ -13,6 +13,7 @@ empty list. ``statuses`` says which cells are real; ``to_numpy(masked=True)`` an
 from __future__ import annotations
 
 import importlib.util
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from featurestore._proto.featurestore.v1 import featurestore_pb2 as pb
@@ -31,18 +32,18 @@ def _need_numpy() -> None:
         raise ImportError("this needs numpy: pip install 'featurestore[numpy]'")
 
 
-_SCALAR_FIELDS = {
+_SCALAR_FIELDS: Mapping[ValueType, tuple[str, str]] = MappingProxyType({
     ValueType.INT64: ("int64_values", "int64"),
     ValueType.DOUBLE: ("double_values", "float64"),
     ValueType.BOOL: ("bool_values", "bool"),
     ValueType.STRING: ("string_values", "object"),
     ValueType.BYTES: ("bytes_values", "object"),
-}
-_LIST_FIELDS = {
+})
+_LIST_FIELDS: Mapping[ValueType, tuple[str, str]] = MappingProxyType({
     ValueType.FLOAT_LIST: ("float_list_values", "float32"),
     ValueType.INT64_LIST: ("int64_list_values", "int64"),
     ValueType.STRING_LIST: ("string_list_values", "object"),
-}
+})
 
 
 class Column:

@@ -4,7 +4,8 @@ the field from the server's google.rpc error details."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import grpc
 
@@ -162,7 +163,7 @@ class DeletionFailedError(FeatureStoreError):
         self.deletion: "Deletion" = deletion
 
 
-_CODE_CLASSES: dict[grpc.StatusCode, type[FeatureStoreError]] = {
+_CODE_CLASSES: Mapping[grpc.StatusCode, type[FeatureStoreError]] = MappingProxyType({
     grpc.StatusCode.CANCELLED: CancelledError,
     grpc.StatusCode.UNKNOWN: UnknownError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
@@ -179,7 +180,7 @@ _CODE_CLASSES: dict[grpc.StatusCode, type[FeatureStoreError]] = {
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DATA_LOSS: DataLossError,
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
-}
+})
 
 
 def error_class(code: grpc.StatusCode) -> type[FeatureStoreError]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Optional, Sequence, overload
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Optional, Sequence, overload
 
 from featurestore._proto.featurestore.v1 import featurestore_pb2 as pb
 from featurestore._types import FeatureStatus, ValueType, _timestamp_to_datetime
@@ -127,8 +128,8 @@ class FeatureValues(Sequence[EntityFeatures]):
         return pd.DataFrame(data, index=pd.Index(self.entity_ids, name="entity_id"), columns=self.features)
 
 
-_FILLERS: dict[ValueType, Any] = {
+_FILLERS: Mapping[ValueType, Any] = MappingProxyType({
     ValueType.INT64: 0, ValueType.DOUBLE: 0.0, ValueType.STRING: "", ValueType.BYTES: b"",
     ValueType.BOOL: False, ValueType.FLOAT_LIST: list, ValueType.INT64_LIST: list,
     ValueType.STRING_LIST: list,
-}
+})

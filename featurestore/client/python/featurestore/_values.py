@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
 
 from featurestore._proto.featurestore.v1 import featurestore_pb2 as pb
 from featurestore._types import ValueType
@@ -31,12 +32,12 @@ def kind_type(v: pb.Value) -> ValueType:
     return _KIND_TYPES.get(kind, ValueType.UNSPECIFIED) if kind else ValueType.UNSPECIFIED
 
 
-_KIND_TYPES = {
+_KIND_TYPES: Mapping[str, ValueType] = MappingProxyType({
     "int64_value": ValueType.INT64, "double_value": ValueType.DOUBLE,
     "string_value": ValueType.STRING, "bytes_value": ValueType.BYTES,
     "bool_value": ValueType.BOOL, "float_list_value": ValueType.FLOAT_LIST,
     "int64_list_value": ValueType.INT64_LIST, "string_list_value": ValueType.STRING_LIST,
-}
+})
 
 
 def infer_type(value: Any) -> ValueType:
