@@ -76,7 +76,7 @@ class Client:
             long calls (batch_write, delete_subject's wait) have their own.
         max_message_bytes: largest message sent or received (default 64 MiB; the server
             accepts 16 MiB unless configured otherwise).
-        options: extra gRPC channel options.
+        options: extra gRPC channel options; they win over the SDK's own.
         rng, sleep: randomness and sleeping for the backoff, injectable for tests.
     """
 
@@ -95,7 +95,8 @@ class Client:
             raise ValueError("ca_file, cert_file and key_file need TLS")
         if bool(cert_file) != bool(key_file):
             raise ValueError("cert_file and key_file go together")
-        opts: list[tuple[str, Any]] = [
+        # The caller's options first: for a key given twice, gRPC uses the first.
+        opts: list[tuple[str, Any]] = [*options,
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             # Reconnect soon after a broken connection (gRPC's default waits 1 s, then
@@ -110,7 +111,6 @@ class Client:
             opts.append(("grpc.service_config", self._target.service_config))
         if server_name:
             opts.append(("grpc.ssl_target_name_override", server_name))
-        opts.extend(options)
         if self._target.tls:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=_read(ca_file), private_key=_read(key_file),
@@ -118,6 +118,10 @@ class Client:
             self._channel = grpc.secure_channel(self._target.target, creds, opts)
         else:
             self._channel = grpc.insecure_channel(self._target.target, opts)
+        # A connectivity watcher keeps gRPC's reconnect timers running between calls. Without
+        # one, grpcio (1.51) does not reconnect while no call is in flight: after a failed
+        # connection every retry failed at once for ~7 s, whatever the reconnect backoff.
+        self._channel.subscribe(_ignore_state, try_to_connect=False)
         self._stub = pb_grpc.FeatureStoreServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._gdpr = pb_grpc.GdprServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
@@ -444,6 +448,10 @@ def row_to_proto(row: RowLike, types: Mapping[str, ValueType], index: int) -> pb
             continue
         msg.values[name].CopyFrom(to_proto(value, types.get(name), f"rows[{index}].values[{name!r}]"))
     return msg
+
+
+def _ignore_state(state: Any) -> None:
+    """A no-op connectivity callback (see Client.__init__)."""
 
 
 def _strings(name: str, values: Sequence[str]) -> list[str]:

@@ -238,3 +238,14 @@ def test_list_guards_against_a_repeating_page_token(fake: tuple[Script, str]) ->
     with fs.Client(addr) as c:
         with pytest.raises(fs.FeatureStoreError, match="twice"):
             list(c.iter_feature_sets())
+
+
+def test_caller_channel_options_win(fake: tuple[Script, str]) -> None:
+    script, addr = fake
+    big = pb.FeatureSet(name="s", entity_type="e", description="x" * 200)
+    script.on("GetFeatureSet", *[lambda req, ctx: pb.GetFeatureSetResponse(feature_set=big)] * 2)
+    with fs.Client(addr) as c:
+        assert c.get_feature_set("s").description == "x" * 200
+    with fs.Client(addr, options=[("grpc.max_receive_message_length", 64)]) as c:
+        with pytest.raises(fs.ResourceExhaustedError):
+            c.get_feature_set("s")

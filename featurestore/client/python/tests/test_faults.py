@@ -38,13 +38,13 @@ def test_unavailable_is_retried_until_the_server_is_back(env: Env, proxy: Proxy,
         time.sleep(d)
 
     proxy.refuse(True)
-    # A generous budget: the retry succeeds once gRPC's own reconnect (100 ms after a
-    # failure) has a connection up; usually the second or third attempt.
     with fs.Client(proxy.address, retries=8, backoff=0.05, sleep=sleep, rng=random.Random(1)) as c:
         got = c.get_features([f"{s.name}:n"], ["e"])
     assert got[0].statuses == [fs.FeatureStatus.NOT_FOUND]
-    assert len(delays) >= 1, delays
     assert proxy.refused >= 1 and proxy.accepted > proxy.refused
+    # gRPC reconnects 100 ms after the failure; the third attempt (0.17 s) normally finds
+    # the connection up. Without the Client's connectivity watcher it took 7 retries (~7 s).
+    assert 1 <= len(delays) <= 4, delays
 
 
 def test_retries_are_bounded_with_jittered_backoff(env: Env, proxy: Proxy) -> None:
