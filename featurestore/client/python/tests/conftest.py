@@ -50,8 +50,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         stack.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def client(env: Env) -> Iterator[fs.Client]:
+    """One plaintext client for the session (closing one takes up to 0.2 s)."""
     with fs.Client(env.address) as c:
         yield c
 
@@ -70,7 +71,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_set(client: fs.Client) -> Callable[..., fs.FeatureSet]:
     """Applies a feature set with a unique name: make_set(prefix, {name: type}, **fields)."""
     def make(prefix: str = "t", features: "dict[str, fs.ValueType] | None" = None, **kw: object) -> fs.FeatureSet:
