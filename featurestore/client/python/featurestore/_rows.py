@@ -8,10 +8,17 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Optional, 
 
 from featurestore._proto.featurestore.v1 import featurestore_pb2 as pb
 from featurestore._types import FeatureStatus, ValueType, _timestamp_to_datetime
-from featurestore._values import kind_type, to_python
+from featurestore._values import to_python_typed
 
 if TYPE_CHECKING:
     import pandas
+
+
+_STATUSES = tuple(FeatureStatus)
+
+
+def _status(s: int) -> FeatureStatus:
+    return _STATUSES[s] if 0 <= s < len(_STATUSES) else FeatureStatus(s)
 
 
 class Cell(NamedTuple):
@@ -32,13 +39,23 @@ class EntityFeatures:
 
     __slots__ = ("entity_id", "features", "values", "statuses", "event_times", "_types")
 
-    def __init__(self, features: Sequence[str], msg: pb.EntityResult) -> None:
+    def __init__(self, features: Sequence[str], msg: pb.EntityResult,
+                 times: Optional[dict[tuple[int, int], Optional[_dt.datetime]]] = None) -> None:
         self.entity_id: str = msg.entity_id
         self.features: Sequence[str] = features
-        self.values: list[Any] = [to_python(v) for v in msg.values]
-        self.statuses: list[FeatureStatus] = [FeatureStatus(s) for s in msg.statuses]
-        self.event_times: list[Optional[_dt.datetime]] = [_timestamp_to_datetime(t) for t in msg.event_times]
-        self._types: list[ValueType] = [kind_type(v) for v in msg.values]
+        decoded = [to_python_typed(v) for v in msg.values]
+        self.values: list[Any] = [v for v, _ in decoded]
+        self._types: list[ValueType] = [t for _, t in decoded]
+        self.statuses: list[FeatureStatus] = [_status(s) for s in msg.statuses]
+        # Cells written together share an event time: one datetime per distinct time.
+        cache = times if times is not None else {}
+        event_times: list[Optional[_dt.datetime]] = []
+        for ts in msg.event_times:
+            key = (ts.seconds, ts.nanos)
+            if key not in cache:
+                cache[key] = _timestamp_to_datetime(ts)
+            event_times.append(cache[key])
+        self.event_times: list[Optional[_dt.datetime]] = event_times
 
     def __getitem__(self, feature: str) -> Cell:
         """The cell of a feature reference ("set:feature")."""
@@ -60,7 +77,8 @@ class FeatureValues(Sequence[EntityFeatures]):
 
     def __init__(self, resp: pb.GetFeaturesResponse) -> None:
         self.features: list[str] = list(resp.features)
-        self._rows: list[EntityFeatures] = [EntityFeatures(self.features, r) for r in resp.results]
+        times: dict[tuple[int, int], Optional[_dt.datetime]] = {}
+        self._rows: list[EntityFeatures] = [EntityFeatures(self.features, r, times) for r in resp.results]
         self.entity_ids: list[str] = [r.entity_id for r in self._rows]
 
     @overload

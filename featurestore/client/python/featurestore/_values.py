@@ -26,6 +26,17 @@ def to_python(v: pb.Value) -> Any:
     return getattr(v, kind)
 
 
+def to_python_typed(v: pb.Value) -> tuple[Any, ValueType]:
+    """``to_python`` and the ValueType of the kind set (UNSPECIFIED when none is)."""
+    kind = v.WhichOneof("kind")
+    if kind is None:
+        return None, ValueType.UNSPECIFIED
+    t = _KIND_TYPES[kind]
+    if t.is_list:
+        return list(getattr(v, kind).values), t
+    return getattr(v, kind), t
+
+
 def kind_type(v: pb.Value) -> ValueType:
     """The ValueType of a Value's kind (UNSPECIFIED when none is set)."""
     kind = v.WhichOneof("kind")
