@@ -13,7 +13,7 @@ LISTEN ?= 127.0.0.1:50051
 PYTHON ?= /usr/bin/python3
 PYSDK := featurestore/client/python
 
-.PHONY: all deps build run test test-python lint generate check-generated fuzz-short fuzz bench bench-import bench-python chaos clean
+.PHONY: all deps build run test test-python lint generate check-generated breaking fuzz-short fuzz bench bench-import bench-python chaos clean
 
 all: build
 
@@ -37,7 +37,7 @@ run: deps build
 	@.build/devstack -dynamodb-port 0 -valkey-port 0 -- .build/featurestore -listen $(LISTEN)
 
 ## test: everything CI runs: lint, generated-code check, race tests on the real stack, short fuzzing
-test: deps lint check-generated
+test: deps lint check-generated breaking
 	$(GO) test -race -count=1 -p $(TEST_P) -timeout 15m ./...
 	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory fuzz-short
@@ -68,6 +68,16 @@ check-generated:
 	  if ! diff -r -q -x __pycache__ $$tmp/py/featurestore/_proto $(PYSDK)/featurestore/_proto; then \
 	    echo "generated Python code is stale: run 'make generate' and commit"; exit 1; fi; \
 	  echo "generated code is up to date"
+
+## breaking: the API must stay compatible (buf breaking, FILE rules) with the proto as it was
+## before its latest change: against HEAD while the proto has uncommitted edits, else
+## against the parent of the last commit that touched it
+PROTO := proto/featurestore/v1/featurestore.proto
+breaking:
+	@if ! git diff --quiet HEAD -- $(PROTO); then base=HEAD; \
+	  else last=$$(git rev-list -n1 HEAD -- $(PROTO)); base=$$last~1; fi; \
+	  if ! git cat-file -e "$$base:$(PROTO)" 2>/dev/null; then echo "buf breaking: the proto has no earlier version in this clone (shallow?); run from a full clone"; exit 1; fi; \
+	  buf breaking --against ".git#ref=$$(git rev-parse $$base)" && echo "buf breaking: compatible with $$(git rev-parse --short $$base)"
 
 FUZZ_TARGETS := ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzValidateRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \
   ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow
@@ -108,14 +118,26 @@ IMPORT_ROWS ?= 1000000
 bench-import: deps
 	$(GO) test -run '^$$' -bench ImportParquet -benchtime 1x -timeout 90m ./cmd/fsctl/ -args -import.rows=$(IMPORT_ROWS)
 
-## chaos: the long linearizability run: many seeds, minutes each (CI runs one short seed)
+## chaos: the long linearizability runs: many seeds against DynamoDB Local, and many
+## more over the in-memory database (CI runs a short seeded version of both)
 CHAOS_SEEDS ?= 1-10
 CHAOS_DURATION ?= 45s
+CHAOS_MEMSEEDS ?= 1-400
+CHAOS_MEMDURATION ?= 3s
 chaos: deps
 	@mkdir -p .build/chaos
-	$(GO) test -count=1 -v -timeout 120m -run 'TestChaos$$' ./featurestore/chaos/ \
-	  -args -chaos.seeds=$(CHAOS_SEEDS) -chaos.duration=$(CHAOS_DURATION) -chaos.out=$(CURDIR)/.build/chaos \
-	  | grep -E '^(chaos total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation' | tee .build/chaos/summary.txt
+	$(GO) test -count=1 -v -timeout 180m -run 'TestChaos$$|TestChaosMemory$$' ./internal/chaos/ \
+	  -args -chaos.seeds=$(CHAOS_SEEDS) -chaos.duration=$(CHAOS_DURATION) \
+	  -chaos.memseeds=$(CHAOS_MEMSEEDS) -chaos.memduration=$(CHAOS_MEMDURATION) -chaos.out=$(CURDIR)/.build/chaos \
+	  | grep -E '^(chaos (memory )?total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation' | tee .build/chaos/summary.txt
 
 clean:
 	rm -rf .build
+
+## k8s-schemas: rewrite the Kubernetes JSON schemas `go test ./deploy/` validates the
+## manifests against, from the OpenAPI spec in the k8s.io/kubernetes module (Go proxy)
+K8S_VERSION ?= v1.37.2
+.PHONY: k8s-schemas
+k8s-schemas:
+	rm -rf deploy/kubernetes/schemas
+	$(GO) run ./internal/k8sschema -k8s-version $(K8S_VERSION) -out deploy/kubernetes/schemas deploy/kubernetes/*.yaml

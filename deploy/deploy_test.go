@@ -1,6 +1,7 @@
-// Package deploy_test validates what operators apply: the Kubernetes manifests, the
-// DynamoDB table definitions and the ValKey configuration parse, carry the fields the
-// server depends on, and agree with the code (table and attribute names, settings).
+// Package deploy_test validates what operators apply: the Kubernetes manifests match the
+// Kubernetes schemas (schema_test.go, offline, with kubeconform) and carry the fields the
+// server depends on; the CloudFormation tables match the code's (tables_test.go); the
+// ValKey configuration is a cache's.
 package deploy_test
 
 import (
@@ -12,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 )
@@ -111,7 +112,7 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	known := map[string]bool{}
-	for _, mm := range regexp.MustCompile(`"((?:FS|AWS)_[A-Z_]+)"`).FindAllStringSubmatch(string(src), -1) {
+	for _, mm := range regexp.MustCompile(`(?:env:)?"((?:FS|AWS|OTEL)_[A-Z_]+)[",]`).FindAllStringSubmatch(string(src), -1) {
 		known[mm[1]] = true
 	}
 	data := get(m["ConfigMap"], "data").(obj)
@@ -125,7 +126,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 }
 
-// cfnTag lets yaml.v3 read CloudFormation's short-form tags (!Sub, !Ref) as plain values.
+// decodeCFN lets yaml read CloudFormation's short-form tags (!Sub, !Ref) as plain values.
 func decodeCFN(t *testing.T, b []byte) obj {
 	t.Helper()
 	var n yaml.Node

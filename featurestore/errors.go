@@ -3,6 +3,7 @@ package featurestore
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Kind classifies an error so that the server can map it to a status code in one place.
@@ -103,6 +104,23 @@ func ErrorKind(err error) Kind {
 		return e.Kind
 	}
 	return KindInternal
+}
+
+// MaxEcho is the most bytes of a caller's input an error quotes back.
+const MaxEcho = 100
+
+// Truncate cuts s to about MaxEcho bytes (at a UTF-8 boundary) for quoting in an error, so
+// that an error never costs more than its request's names are worth: an 8 MB feature name
+// must not come back as a 16 MB trailer.
+func Truncate(s string) string {
+	if len(s) <= MaxEcho {
+		return s
+	}
+	n := MaxEcho
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // ErrorReason returns the stable reason of err: the first *Error's Reason, or its Kind's

@@ -32,6 +32,9 @@ type FeatureSet struct {
 	PersonalData bool          `json:"personal_data,omitempty"`
 	// Version is assigned by the registry: 1 on creation, +1 per applied change.
 	Version int64 `json:"version"`
+	// Retired sets (DeleteFeatureSet) are kept so that their name cannot be applied again;
+	// they are not served, written or listed.
+	Retired bool `json:"retired,omitempty"`
 }
 
 // Feature returns the spec of the named feature.

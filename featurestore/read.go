@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
 
 // FeatureRef names one feature of one set, written "set:feature".
@@ -21,7 +23,7 @@ func (r FeatureRef) String() string { return r.Set + ":" + r.Feature }
 func ParseFeatureRef(field, s string) (FeatureRef, error) {
 	set, feature, ok := strings.Cut(s, ":")
 	if !ok {
-		return FeatureRef{}, Invalid(field, "want \"set:feature\", got %q", truncate(s, 80))
+		return FeatureRef{}, Invalid(field, "want \"set:feature\", got %q", Truncate(s))
 	}
 	if err := validateName(field, set); err != nil {
 		return FeatureRef{}, err
@@ -30,13 +32,6 @@ func ParseFeatureRef(field, s string) (FeatureRef, error) {
 		return FeatureRef{}, err
 	}
 	return FeatureRef{Set: set, Feature: feature}, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // FeatureStatus says whether a value was served.
@@ -114,7 +109,7 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 
 	// One read for the sets and every (set, entity) row.
 	nsets := len(setNames)
-	keys := make([]ItemKey, 0, nsets+nsets*len(entityIDs))
+	keys := make([]writethrough.Key, 0, nsets+nsets*len(entityIDs))
 	for _, name := range setNames {
 		keys = append(keys, SetKey(name))
 	}
@@ -123,9 +118,9 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 			keys = append(keys, RowKey(name, id))
 		}
 	}
-	res, err := s.readThrough(ctx, keys)
+	res, err := s.store.Read(ctx, keys)
 	if err != nil {
-		return Values{}, err
+		return Values{}, storeError(err)
 	}
 
 	sets := make([]FeatureSet, nsets)
@@ -135,7 +130,7 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 			return Values{}, err
 		}
 		if !ok {
-			return Values{}, NotFound(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), "feature set %q not found", name)
+			return Values{}, notFoundSet(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), name, res[si])
 		}
 		if si > 0 && fs.EntityType != sets[0].EntityType {
 			return Values{}, Invalid(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), "feature set %q is keyed by %q, but %q by %q; one request reads one entity type", name, fs.EntityType, sets[0].Name, sets[0].EntityType)
@@ -146,24 +141,24 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 	for i, r := range refs {
 		spec, ok := sets[refSet[i]].Feature(r.Feature)
 		if !ok {
-			return Values{}, NotFound(fmt.Sprintf("features[%d]", i), "feature set %q has no feature %q", r.Set, r.Feature)
+			return Values{}, WithReason(ReasonUnknownFeature, NotFound(fmt.Sprintf("features[%d]", i), "feature set %q has no feature %q", r.Set, r.Feature))
 		}
 		types[i] = spec.Type
 	}
 
 	// Per set, the feature names requested from it, and where each lands in a result row.
-	setNames2 := make([][]string, nsets)
-	setPos := make([][]int, nsets)
+	wanted := make([][]string, nsets)
+	wantedPos := make([][]int, nsets)
 	for f, r := range refs {
 		si := refSet[f]
-		setNames2[si] = append(setNames2[si], r.Feature)
-		setPos[si] = append(setPos[si], f)
+		wanted[si] = append(wanted[si], r.Feature)
+		wantedPos[si] = append(wantedPos[si], f)
 	}
 	maxPer := 0
-	for si := range setNames2 {
-		maxPer = max(maxPer, len(setNames2[si]))
+	for si := range wanted {
+		maxPer = max(maxPer, len(wanted[si]))
 		// LookupCells walks names in the rows' (sorted) order.
-		sort.Sort(byName{setNames2[si], setPos[si]})
+		sort.Sort(byName{wanted[si], wantedPos[si]})
 	}
 	cellBuf := make([]Cell, maxPer)
 	foundBuf := make([]bool, maxPer)
@@ -174,24 +169,23 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 			values[e*len(refs)+f].Status = NotFoundStatus
 		}
 	}
-	for si := range setNames2 {
-		names := setNames2[si]
+	for si, names := range wanted {
 		ttl := sets[si].TTL
-		for e := range entityIDs {
-			r := res[nsets+si*len(entityIDs)+e]
-			if !r.found {
+		rows := res[nsets+si*len(entityIDs) : nsets+(si+1)*len(entityIDs)]
+		for e, row := range rows {
+			if len(row.Data) == 0 {
 				continue
 			}
 			cells, found := cellBuf[:len(names)], foundBuf[:len(names)]
 			clear(found)
-			if err := LookupCells(r.data, names, cells, found); err != nil {
-				return Values{}, fmt.Errorf("stored row %q: %w", keys[nsets+si*len(entityIDs)+e].PK, err)
+			if err := LookupCells(row.Data, names, cells, found); err != nil {
+				return Values{}, fmt.Errorf("stored row %q: %w", row.Key.PK, err)
 			}
 			for j, ok := range found {
 				if !ok {
 					continue
 				}
-				v := &values[e*len(refs)+setPos[si][j]]
+				v := &values[e*len(refs)+wantedPos[si][j]]
 				v.EventTime, v.Value, v.Status = cells[j].EventTime, cells[j].Value, Present
 				if ttl > 0 && now.Sub(time.UnixMicro(cells[j].EventTime)) > ttl {
 					v.Status, v.Value = Expired, Value{}

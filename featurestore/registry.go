@@ -2,9 +2,10 @@ package featurestore
 
 import (
 	"context"
-	"errors"
+	"encoding/base64"
 	"fmt"
-	"sort"
+
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
 
 // ApplyFeatureSet creates or evolves a feature set and returns it as stored, with its
@@ -15,52 +16,43 @@ func (s *Service) ApplyFeatureSet(ctx context.Context, fs FeatureSet) (FeatureSe
 	if err := fs.Validate(); err != nil {
 		return FeatureSet{}, err
 	}
-	key := SetKey(fs.Name)
-	var out FeatureSet
-	err := s.writeThrough(ctx, []ItemKey{key}, s.perKey([]int{0}, func(ctx context.Context, _ int) (Item, bool, error) {
-		for attempt := 0; attempt < s.cfg.MaxCommitAttempts; attempt++ {
-			cur, found, err := s.db.GetItem(ctx, key)
-			if err != nil {
-				return Item{}, false, Unavailable("database unavailable", err)
-			}
-			next := fs
-			next.Version = 1
-			if found {
-				prev, err := DecodeFeatureSet(cur.Data)
-				if err != nil {
-					return Item{}, false, fmt.Errorf("stored feature set %q: %w", fs.Name, err)
-				}
-				var changed bool
-				if next, changed, err = Evolve(prev, fs); err != nil {
-					return cur, true, err
-				}
-				if !changed {
-					out = prev
-					return cur, true, nil
-				}
-			}
-			data, err := EncodeFeatureSet(next)
-			if err != nil {
-				return Item{}, false, err
-			}
-			item := Item{Key: key, Version: next.Version, Data: data}
-			err = s.db.PutItem(ctx, item, cur.Version)
-			if errors.Is(err, ErrConflict) {
-				continue
-			}
-			if err != nil {
-				return Item{}, false, Unavailable("database unavailable; the feature set may have been applied", err)
-			}
-			out = next
-			s.sets.Store(next.Name, next)
-			return item, true, nil
-		}
-		return Item{}, false, &Error{Kind: KindAborted, Field: "feature_set.name", Message: "too many concurrent changes to this feature set; retry"}
-	}))
+	outs, err := writethrough.Update(ctx, s.store, []writethrough.Key{SetKey(fs.Name)}, func(_ int, cur writethrough.Current) (writethrough.Change, FeatureSet, error) {
+		return applySet(cur, fs)
+	})
 	if err != nil {
-		return FeatureSet{}, err
+		return FeatureSet{}, storeError(err)
 	}
-	return out, nil
+	out := outs[0]
+	s.sets.Store(fs.Name, memoSet{version: out.Item.Version, set: out.Result})
+	return out.Result, nil
+}
+
+// applySet is ApplyFeatureSet's mutation: the evolved set, or the stored one unchanged.
+func applySet(cur writethrough.Current, fs FeatureSet) (writethrough.Change, FeatureSet, error) {
+	next := fs
+	next.Version = 1
+	if len(cur.Item.Data) > 0 {
+		prev, err := DecodeFeatureSet(cur.Item.Data)
+		if err != nil {
+			return writethrough.Change{}, FeatureSet{}, fmt.Errorf("stored feature set %q: %w", fs.Name, err)
+		}
+		if prev.Retired {
+			return writethrough.Change{}, FeatureSet{}, WithReason(ReasonFeatureSetRetired, FailedPrecondition("feature_set.name",
+				"feature set %q was retired and its name cannot be used again; choose another name", fs.Name))
+		}
+		var changed bool
+		if next, changed, err = Evolve(prev, fs); err != nil {
+			return writethrough.Change{}, FeatureSet{}, err
+		}
+		if !changed {
+			return writethrough.Change{}, prev, nil
+		}
+	}
+	data, err := EncodeFeatureSet(next)
+	if err != nil {
+		return writethrough.Change{}, FeatureSet{}, err
+	}
+	return writethrough.Change{Put: true, Data: data}, next, nil
 }
 
 // GetFeatureSet returns the newest applied version of the named set.
@@ -69,53 +61,92 @@ func (s *Service) GetFeatureSet(ctx context.Context, name string) (FeatureSet, e
 	if err := validateName("name", name); err != nil {
 		return FeatureSet{}, err
 	}
-	res, err := s.readThrough(ctx, []ItemKey{SetKey(name)})
+	items, err := s.store.Read(ctx, []writethrough.Key{SetKey(name)})
 	if err != nil {
-		return FeatureSet{}, err
+		return FeatureSet{}, storeError(err)
 	}
-	fs, ok, err := s.decodeSet(name, res[0])
+	fs, ok, err := s.decodeSet(name, items[0])
 	if err != nil {
 		return FeatureSet{}, err
 	}
 	if !ok {
-		return FeatureSet{}, NotFound("name", "feature set %q not found", name)
+		return FeatureSet{}, notFoundSet("name", name, items[0])
 	}
 	return fs, nil
 }
 
-// decodeSet decodes a registry entry, reusing the memoized set of the same version.
-func (s *Service) decodeSet(name string, r resolved) (FeatureSet, bool, error) {
-	if !r.found {
+// notFoundSet is the error for a set that is absent or retired.
+func notFoundSet(field, name string, it writethrough.Item) error {
+	if len(it.Data) > 0 {
+		return WithReason(ReasonFeatureSetRetired, NotFound(field, "feature set %q was retired", name))
+	}
+	return WithReason(ReasonUnknownFeatureSet, NotFound(field, "feature set %q not found", name))
+}
+
+// decodeSet decodes a registry item, reusing the memoized set of the same item version.
+// ok is false for an absent or retired set.
+func (s *Service) decodeSet(name string, it writethrough.Item) (FeatureSet, bool, error) {
+	if len(it.Data) == 0 {
 		return FeatureSet{}, false, nil
 	}
-	if v, ok := s.sets.Load(name); ok && v.(FeatureSet).Version == r.version {
-		return v.(FeatureSet), true, nil
+	if v, ok := s.sets.Load(name); ok && v.(memoSet).version == it.Version {
+		return v.(memoSet).set, !v.(memoSet).set.Retired, nil
 	}
-	fs, err := DecodeFeatureSet(r.data)
+	fs, err := DecodeFeatureSet(it.Data)
 	if err != nil {
 		return FeatureSet{}, false, fmt.Errorf("stored feature set %q: %w", name, err)
 	}
-	if v, ok := s.sets.Load(name); !ok || v.(FeatureSet).Version < fs.Version {
-		s.sets.Store(name, fs)
+	if v, ok := s.sets.Load(name); !ok || v.(memoSet).version < it.Version {
+		s.sets.Store(name, memoSet{version: it.Version, set: fs})
 	}
-	return fs, true, nil
+	return fs, !fs.Retired, nil
 }
 
-// ListFeatureSets returns every feature set sorted by name, read from the database.
-// Errors: KindUnavailable.
-func (s *Service) ListFeatureSets(ctx context.Context) ([]FeatureSet, error) {
-	items, err := s.db.ListItems(ctx, SetsTable)
+// Page limits of ListFeatureSets.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// ListFeatureSets returns a page of feature sets, read consistently from the database, in
+// a stable order that is not sorted, and the token of the next page ("" after the last).
+// pageSize 0 means DefaultPageSize. Errors: KindInvalid (bad page size or token),
+// KindUnavailable.
+func (s *Service) ListFeatureSets(ctx context.Context, pageToken string, pageSize int) ([]FeatureSet, string, error) {
+	if pageSize < 0 || pageSize > MaxPageSize {
+		return nil, "", Invalid("page_size", "must be between 0 and %d, got %d", MaxPageSize, pageSize)
+	}
+	if pageSize == 0 {
+		pageSize = DefaultPageSize
+	}
+	start := ""
+	if pageToken != "" {
+		b, err := base64.RawURLEncoding.DecodeString(pageToken)
+		if err != nil || validateName("page_token", string(b)) != nil {
+			return nil, "", Invalid("page_token", "is not a token this server returned")
+		}
+		start = string(b)
+	}
+	items, next, err := s.registry.ListItems(ctx, SetsTable, start, pageSize)
 	if err != nil {
-		return nil, Unavailable("database unavailable", err)
+		return nil, "", Unavailable("database unavailable", err)
 	}
 	out := make([]FeatureSet, 0, len(items))
 	for _, it := range items {
+		if len(it.Data) == 0 {
+			continue
+		}
 		fs, err := DecodeFeatureSet(it.Data)
 		if err != nil {
-			return nil, fmt.Errorf("stored feature set %q: %w", it.Key.PK, err)
+			return nil, "", fmt.Errorf("stored feature set %q: %w", it.Key.PK, err)
 		}
-		out = append(out, fs)
+		if !fs.Retired {
+			out = append(out, fs)
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	token := ""
+	if next != "" {
+		token = base64.RawURLEncoding.EncodeToString([]byte(next))
+	}
+	return out, token, nil
 }

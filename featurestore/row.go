@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 )
@@ -21,6 +22,10 @@ type Cell struct {
 // written, sorted by name.
 type Row struct {
 	Cells []Cell
+	// Floor is the newest event time of values an entity delete removed (0: none). A value
+	// at or before it is stale, so a write retried after the delete, or arriving late, does
+	// not bring deleted data back; newer values apply.
+	Floor int64
 }
 
 // Cell returns the named cell.
@@ -61,8 +66,11 @@ func (o MergeOutcome) Written() bool { return o.Applied > 0 || o.Same > 0 }
 // stale; equal time and equal value is an idempotent no-op. It modifies r in place.
 func (r *Row) Merge(incoming []Cell) MergeOutcome {
 	var out MergeOutcome
-	added := false
 	for _, in := range incoming {
+		if in.EventTime <= r.Floor {
+			out.Stale = append(out.Stale, in.Name)
+			continue
+		}
 		i := sort.Search(len(r.Cells), func(i int) bool { return r.Cells[i].Name >= in.Name })
 		if i < len(r.Cells) && r.Cells[i].Name == in.Name {
 			cur := r.Cells[i]
@@ -77,13 +85,9 @@ func (r *Row) Merge(incoming []Cell) MergeOutcome {
 			}
 			continue
 		}
-		r.Cells = append(r.Cells, in)
-		added = true
+		// A new feature goes where the search found its place, keeping the cells sorted.
+		r.Cells = slices.Insert(r.Cells, i, in)
 		out.Applied++
-		// Keep sorted for the searches of the following cells.
-		if added {
-			sort.Slice(r.Cells, func(a, b int) bool { return r.Cells[a].Name < r.Cells[b].Name })
-		}
 	}
 	return out
 }
@@ -91,13 +95,22 @@ func (r *Row) Merge(incoming []Cell) MergeOutcome {
 // ErrCorruptRow is returned by DecodeRow for bytes that are not a row.
 var ErrCorruptRow = errors.New("corrupt row encoding")
 
-// rowFormat is the first byte of an encoded row, so the format can evolve.
-const rowFormat = 1
+// rowFormat is the first byte of an encoded row, so the format can evolve. Format 2 is
+// format 1 with the row's Floor before the cells; rows without a floor stay format 1.
+const (
+	rowFormat      = 1
+	rowFormatFloor = 2
+)
 
 // AppendRow appends the binary encoding of r to dst. The encoding is deterministic:
 // equal rows encode to equal bytes.
 func AppendRow(dst []byte, r Row) []byte {
-	dst = append(dst, rowFormat)
+	if r.Floor > 0 {
+		dst = append(dst, rowFormatFloor)
+		dst = binary.AppendUvarint(dst, uint64(r.Floor))
+	} else {
+		dst = append(dst, rowFormat)
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(r.Cells)))
 	for _, c := range r.Cells {
 		dst = binary.AppendUvarint(dst, uint64(len(c.Name)))
@@ -215,15 +228,33 @@ func (d *rowDecoder) fixed(n int) []byte {
 	return b
 }
 
-// DecodeRow parses an encoded row. Byte slices in the result alias b.
-func DecodeRow(b []byte) (Row, error) {
-	if len(b) == 0 || b[0] != rowFormat {
-		return Row{}, ErrCorruptRow
+// newRowDecoder reads an encoded row's header: its format and, in format 2, its floor
+// (which must be positive, so that every row has exactly one encoding).
+func newRowDecoder(b []byte) (rowDecoder, int64, error) {
+	if len(b) == 0 || b[0] != rowFormat && b[0] != rowFormatFloor {
+		return rowDecoder{}, 0, ErrCorruptRow
 	}
 	d := rowDecoder{b: b[1:]}
+	var floor int64
+	if b[0] == rowFormatFloor {
+		f := d.uvarint()
+		if d.err != nil || f == 0 || f > math.MaxInt64 {
+			return rowDecoder{}, 0, ErrCorruptRow
+		}
+		floor = int64(f)
+	}
+	return d, floor, nil
+}
+
+// DecodeRow parses an encoded row. Byte slices in the result alias b.
+func DecodeRow(b []byte) (Row, error) {
+	d, floor, err := newRowDecoder(b)
+	if err != nil {
+		return Row{}, err
+	}
 	// A cell takes at least 4 bytes: name length, one name byte, time, type.
 	n := d.count(4)
-	r := Row{Cells: make([]Cell, 0, n)}
+	r := Row{Cells: make([]Cell, 0, n), Floor: floor}
 	prev := ""
 	for i := 0; i < n && d.err == nil; i++ {
 		var c Cell
@@ -319,10 +350,10 @@ func (c Cell) String() string { return fmt.Sprintf("%s@%d", c.Name, c.EventTime)
 // nothing for names or for cells it skips, which is what the read path wants: a request
 // usually asks for some features of wide rows.
 func LookupCells(b []byte, names []string, out []Cell, found []bool) error {
-	if len(b) == 0 || b[0] != rowFormat {
-		return ErrCorruptRow
+	d, _, err := newRowDecoder(b)
+	if err != nil {
+		return err
 	}
-	d := rowDecoder{b: b[1:]}
 	n := d.count(4)
 	j := 0
 	for c := 0; c < n && d.err == nil; c++ {

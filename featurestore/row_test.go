@@ -26,6 +26,8 @@ func TestRowRoundTrip(t *testing.T) {
 			{Name: "g", EventTime: 7, Value: Value{Type: TypeInt64List, Ints: []int64{math.MinInt64, math.MaxInt64}}},
 			{Name: "h", EventTime: 8, Value: Value{Type: TypeStringList, Strs: []string{"", "x"}}},
 		}}},
+		{"a deleted entity's floor", Row{Cells: []Cell{}, Floor: 1_795_000_000_000_000}},
+		{"floor and cells", Row{Floor: 5, Cells: []Cell{{Name: "a", EventTime: 9, Value: Value{Type: TypeInt64, Int: 1}}}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,6 +52,7 @@ func TestDecodeRowRejectsCorruption(t *testing.T) {
 		"trailing bytes": append(append([]byte(nil), good...), 0),
 		"huge count":     {rowFormat, 0xff, 0xff, 0xff, 0xff, 0x0f},
 		"unknown type":   {rowFormat, 1, 1, 'a', 2, 99},
+		"zero floor":     {rowFormatFloor, 0, 0},
 		"unsorted": AppendRow(nil, Row{Cells: []Cell{
 			{Name: "b", EventTime: 1, Value: Value{Type: TypeBool}},
 			{Name: "a", EventTime: 1, Value: Value{Type: TypeBool}},
@@ -65,6 +68,7 @@ func TestDecodeRowRejectsCorruption(t *testing.T) {
 func FuzzDecodeRow(f *testing.F) {
 	f.Add(AppendRow(nil, Row{Cells: []Cell{{Name: "a", EventTime: 1, Value: Value{Type: TypeFloatList, Floats: []float32{1}}}}}))
 	f.Add([]byte{rowFormat, 0})
+	f.Add(AppendRow(nil, Row{Floor: 77, Cells: []Cell{{Name: "b", EventTime: 80, Value: Value{Type: TypeBool, Bool: true}}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRow(b)
 		if err != nil {
@@ -75,6 +79,19 @@ func FuzzDecodeRow(f *testing.F) {
 			t.Fatalf("re-encoding differs:\n% x\n% x", b, again)
 		}
 	})
+}
+
+// TestMergeBelowFloor: after an entity delete, values at or before the deleted ones'
+// newest event time are stale (a retried write cannot resurrect them); newer ones apply.
+func TestMergeBelowFloor(t *testing.T) {
+	r := Row{Floor: 100}
+	out := r.Merge([]Cell{
+		{Name: "a", EventTime: 100, Value: Value{Type: TypeInt64, Int: 1}},
+		{Name: "b", EventTime: 101, Value: Value{Type: TypeInt64, Int: 2}},
+	})
+	if out.Applied != 1 || len(out.Stale) != 1 || out.Stale[0] != "a" || len(r.Cells) != 1 || r.Cells[0].Name != "b" {
+		t.Fatalf("merge below the floor: %+v, row %+v", out, r)
+	}
 }
 
 func TestMerge(t *testing.T) {

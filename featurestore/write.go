@@ -2,11 +2,12 @@ package featurestore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
 
 // WriteRow is one incoming row: values of one entity observed at one event time.
@@ -83,20 +84,14 @@ func ValidateRow(set *FeatureSet, field string, r *WriteRow) error {
 // Errors: KindNotFound (unknown set), KindInvalid, KindUnavailable (cache down before the
 // write: nothing written; or after: outcome unknown, retry is safe), KindAborted.
 func (s *Service) WriteFeatures(ctx context.Context, setName string, rows []WriteRow) ([]RowResult, error) {
-	if err := validateName("feature_set", setName); err != nil {
-		return nil, err
-	}
 	if len(rows) == 0 {
 		return nil, Invalid("rows", "at least one row is required")
 	}
 	if len(rows) > s.cfg.MaxRows {
 		return nil, Invalid("rows", "at most %d rows per request, got %d", s.cfg.MaxRows, len(rows))
 	}
-	set, err := s.GetFeatureSet(ctx, setName)
+	set, err := s.writableSet(ctx, setName)
 	if err != nil {
-		if ErrorKind(err) == KindNotFound || ErrorKind(err) == KindInvalid {
-			return nil, NotFound("feature_set", "feature set %q not found", setName)
-		}
 		return nil, err
 	}
 	for i := range rows {
@@ -105,19 +100,21 @@ func (s *Service) WriteFeatures(ctx context.Context, setName string, rows []Writ
 		}
 	}
 	results := make([]RowResult, len(rows))
-	if err := s.writeRows(ctx, &set, rows, results); err != nil {
+	if err := s.writeRows(ctx, &set, rows, results, true); err != nil {
 		return nil, err
 	}
 	return results, nil
 }
 
 // writeRows writes valid rows through, grouping them by entity so that each entity is one
-// conditional write, and fills results. With several entities the commit is grouped:
-// after MARK, one wave of batched consistent reads, a merge per entity, and the changed
-// items in transactions of up to MaxGroupPut conditional puts. A transaction that loses a
-// race stores nothing, and its entities fall back to one-by-one commits with fresh reads.
-func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRow, results []RowResult) error {
-	var keys []ItemKey
+// conditional write (several entities are committed in transactions; see writethrough),
+// and fills results. Erasures are looked up after MARK, under the commit's deadline: a
+// write that missed a deletion's tombstone commits before the deletion's worker takes
+// its final look. strict is the on-demand lane's rule: a row that would mix data
+// subjects on one entity fails the whole request (FAILED_PRECONDITION) before anything
+// is written; otherwise that row alone is REJECTED.
+func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRow, results []RowResult, strict bool) error {
+	var keys []writethrough.Key
 	var groups [][]int
 	byEntity := make(map[string]int, len(rows))
 	for i := range rows {
@@ -130,171 +127,102 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 		}
 		groups[g] = append(groups[g], i)
 	}
-	// Erasures are looked up inside the commit, under its deadline: a write that missed a
-	// deletion's tombstone commits before the deletion's worker takes its final look.
-	var erased map[string]int64
-	one := func(ctx context.Context, g int) (Item, bool, error) {
-		return s.commitRows(ctx, set, keys[g], rows, groups[g], results, erased)
+	prepare := func(ctx context.Context) (map[string]Erasure, error) { return s.erasuresOf(ctx, rows) }
+	merge := func(erased map[string]Erasure, g int, cur writethrough.Current) (writethrough.Change, []RowResult, error) {
+		return s.mergeRows(set, cur, rows, groups[g], erased, strict)
 	}
-	return s.writeThrough(ctx, keys, func(ctx context.Context, items []Item, oks []bool, errs []error) {
-		var err error
-		if erased, err = s.erasedSubjects(ctx, rows); err != nil {
-			for g := range keys {
-				errs[g] = err
-			}
-			return
-		}
-		if len(keys) == 1 {
-			s.perKey([]int{0}, one)(ctx, items, oks, errs)
-			return
-		}
-		current, err := s.db.GetItems(ctx, keys)
-		if err != nil {
-			for g := range keys {
-				errs[g] = Unavailable("database unavailable; nothing is known to be written", err)
-			}
-			return
-		}
-		var pending []int // entities with a changed item to put
-		prevs := make([]int64, len(keys))
-		for g, key := range keys {
-			cur, found := current[key]
-			next, changed, err := s.mergeRows(set, key, cur, found, rows, groups[g], results, erased)
-			switch {
-			case err != nil:
-				errs[g] = err
-			case !changed:
-				items[g], oks[g] = cur, found
-			default:
-				items[g], prevs[g] = next, cur.Version
-				pending = append(pending, g)
-			}
-		}
-		var retry []int
-		for start := 0; start < len(pending); start += MaxGroupPut {
-			part := pending[start:min(start+MaxGroupPut, len(pending))]
-			batch := make([]Item, len(part))
-			bprev := make([]int64, len(part))
-			for j, g := range part {
-				batch[j], bprev[j] = items[g], prevs[g]
-			}
-			err := s.db.PutItems(ctx, batch, bprev)
-			switch {
-			case errors.Is(err, ErrConflict):
-				retry = append(retry, part...)
-			case err != nil:
-				for _, g := range part {
-					errs[g] = Unavailable("database unavailable; the rows may have been written, retrying is safe", err)
-				}
-			default:
-				for _, g := range part {
-					oks[g] = true
-					setVersions(results, groups[g], items[g].Version)
-				}
-			}
-		}
-		if len(retry) > 0 {
-			s.perKey(retry, one)(ctx, items, oks, errs)
-		}
-	})
-}
-
-// commitRows merges the rows at idx (all for one key) into the stored row and writes it
-// with a conditional put, retrying a bounded number of times when another writer won.
-// A retried put whose first attempt had applied fails its condition; the re-read then
-// finds the values already there, and the rows are reported written, not conflicting.
-func (s *Service) commitRows(ctx context.Context, set *FeatureSet, key ItemKey, rows []WriteRow, idx []int, results []RowResult, erased map[string]int64) (Item, bool, error) {
-	for attempt := 0; attempt < s.cfg.MaxCommitAttempts; attempt++ {
-		cur, found, err := s.db.GetItem(ctx, key)
-		if err != nil {
-			return Item{}, false, Unavailable("database unavailable; nothing is known to be written", err)
-		}
-		next, changed, err := s.mergeRows(set, key, cur, found, rows, idx, results, erased)
-		if err != nil {
-			return Item{}, false, err
-		}
-		if !changed {
-			return cur, found, nil
-		}
-		err = s.db.PutItem(ctx, next, cur.Version)
-		if errors.Is(err, ErrConflict) {
+	var opts []writethrough.Option
+	if strict {
+		opts = append(opts, writethrough.AllOrNothing())
+	}
+	outs, err := writethrough.UpdateWith(ctx, s.store, keys, prepare, merge, opts...)
+	for g, o := range outs {
+		if o.Err != nil {
 			continue
 		}
-		if err != nil {
-			return Item{}, false, Unavailable("database unavailable; the rows may have been written, retrying is safe", err)
+		for j, i := range groups[g] {
+			results[i] = o.Result[j]
+			results[i].Version = o.Item.Version
 		}
-		setVersions(results, idx, next.Version)
-		return next, true, nil
 	}
-	return Item{}, false, &Error{Kind: KindAborted, Message: "too many concurrent writes to one entity; retrying is safe"}
+	return storeError(err)
 }
 
-// mergeRows merges the rows at idx into cur (the stored item, if found) and fills their
-// results. Rows of an erased subject at or before its deletion time are rejected.
-// changed reports whether next must be written; if not, results carry cur's version.
-func (s *Service) mergeRows(set *FeatureSet, key ItemKey, cur Item, found bool, rows []WriteRow, idx []int, results []RowResult, erased map[string]int64) (next Item, changed bool, err error) {
+// Reasons of rows refused for their data subject. They never name the subject.
+const (
+	ErasedReason           = "subject_id: the data subject was erased (GDPR); rows with event_time at or before the deletion are refused"
+	ErasureRunningReason   = "subject_id: a deletion of the data subject (GDPR) is in progress; rows of the subject are refused until it is done"
+	SubjectMismatchMessage = "the entity's values were written under another data subject; delete the entity (DeleteEntities) before writing it under a new subject"
+)
+
+// mergeRows merges the rows at idx (all for one entity) into its stored item and returns
+// the change and each row's result, in idx order. A value belongs to the subject that
+// wrote it, and an entity's values all belong to one subject (or none), so that the
+// by_subject index finds every value of a subject: a row of another subject than the
+// one of the stored values is refused (see writeRows for how). Rows of an erased subject
+// are refused while its deletion runs, and afterwards if at or before its deletion time.
+// A retried row whose values are already stored is WRITTEN (merge recognises its own
+// earlier write), so retries are safe.
+func (s *Service) mergeRows(set *FeatureSet, cur writethrough.Current, rows []WriteRow, idx []int, erased map[string]Erasure, strict bool) (writethrough.Change, []RowResult, error) {
+	results := make([]RowResult, len(idx))
 	var row Row
-	if found && len(cur.Data) > 0 {
-		if row, err = DecodeRow(cur.Data); err != nil {
-			return Item{}, false, fmt.Errorf("stored row %q: %w", key.PK, err)
+	if len(cur.Item.Data) > 0 {
+		var err error
+		if row, err = DecodeRow(cur.Item.Data); err != nil {
+			return writethrough.Change{}, nil, fmt.Errorf("stored row %q: %w", cur.Item.Key.PK, err)
 		}
 	}
-	subject := cur.Subject
-	for _, i := range idx {
+	subject := cur.Item.Subject
+	changed := false
+	for j, i := range idx {
 		r := &rows[i]
-		if t, ok := erased[r.SubjectID]; ok && r.SubjectID != "" && r.EventTime.UnixMicro() <= t {
-			results[i] = RowResult{Status: Rejected, Version: cur.Version, Error: ErasedReason, Reason: ReasonSubjectErased}
+		if e, ok := erased[r.SubjectID]; ok && r.SubjectID != "" {
+			if e.InProgress {
+				results[j] = RowResult{Status: Rejected, Error: ErasureRunningReason, Reason: ReasonSubjectErasureInProgress}
+				continue
+			}
+			if r.EventTime.UnixMicro() <= e.At {
+				results[j] = RowResult{Status: Rejected, Error: ErasedReason, Reason: ReasonSubjectErased}
+				continue
+			}
+		}
+		if len(row.Cells) > 0 && r.SubjectID != subject {
+			if strict {
+				return writethrough.Change{}, nil, WithReason(ReasonSubjectMismatch, FailedPrecondition(fmt.Sprintf("rows[%d].subject_id", i), "%s", SubjectMismatchMessage))
+			}
+			results[j] = RowResult{Status: Rejected, Error: "subject_id: " + SubjectMismatchMessage, Reason: ReasonSubjectMismatch}
 			continue
 		}
 		out := row.Merge(cells(r))
-		results[i] = RowResult{Status: Stale}
+		results[j] = RowResult{Status: Stale}
 		if out.Written() {
-			results[i].Status = Written
+			results[j].Status = Written
 		}
 		if len(out.Stale) > 0 {
-			results[i].Error = "stale: stored values are newer for " + strings.Join(out.Stale, ", ")
+			results[j].Error = "stale: stored values are newer for " + strings.Join(out.Stale, ", ")
 			if !out.Written() {
-				results[i].Reason = ReasonStale
+				results[j].Reason = ReasonStale
 			}
 		}
 		if out.Applied > 0 {
 			changed = true
-			if r.SubjectID != "" {
-				subject = r.SubjectID
-			}
+			subject = r.SubjectID
 		}
 	}
 	if !changed {
-		setVersions(results, idx, cur.Version)
-		return Item{}, false, nil
+		return writethrough.Change{}, results, nil
 	}
-	next = Item{
-		Key:     key,
-		Version: max(cur.Version+1, s.clock.Now().UnixMicro()),
-		Data:    AppendRow(nil, row),
-		Subject: subject,
-	}
+	ch := writethrough.Change{Put: true, Data: AppendRow(nil, row), Subject: subject}
 	if set.TTL > 0 {
 		// DynamoDB deletes lazily and serving checks ttl itself; a day of slack keeps
 		// values readable as EXPIRED rather than NOT_FOUND for a while.
-		next.ExpiresAt = time.UnixMicro(row.MaxEventTime()).Add(set.TTL + 24*time.Hour).Unix()
+		ch.ExpiresAt = time.UnixMicro(row.MaxEventTime()).Add(set.TTL + 24*time.Hour).Unix()
 	}
-	return next, true, nil
+	return ch, results, nil
 }
 
-func setVersions(results []RowResult, idx []int, v int64) {
-	for _, i := range idx {
-		if results[i].Status != Rejected {
-			results[i].Version = v
-		}
-	}
-}
-
-// ErasedReason is the error of a row refused because its subject was erased.
-const ErasedReason = "subject_id: the data subject was erased (GDPR); rows with event_time at or before the deletion are refused"
-
-// erasedSubjects looks up the erasure times of the subjects of rows.
-func (s *Service) erasedSubjects(ctx context.Context, rows []WriteRow) (map[string]int64, error) {
+// erasuresOf looks up the erasures of the subjects of rows.
+func (s *Service) erasuresOf(ctx context.Context, rows []WriteRow) (map[string]Erasure, error) {
 	if s.erasures == nil {
 		return nil, nil
 	}
@@ -309,9 +237,9 @@ func (s *Service) erasedSubjects(ctx context.Context, rows []WriteRow) (map[stri
 	if len(subjects) == 0 {
 		return nil, nil
 	}
-	erased, err := s.erasures.ErasedAt(ctx, subjects)
+	erased, err := s.erasures.Erasures(ctx, subjects)
 	if err != nil {
-		return nil, Unavailable("database unavailable; nothing is known to be written", err)
+		return nil, fmt.Errorf("erasure tombstones: %w", err)
 	}
 	return erased, nil
 }
@@ -338,11 +266,11 @@ func (s *Service) WriteRowsLenient(ctx context.Context, setName, field string, b
 	if len(rows) == 0 {
 		return results, nil
 	}
-	set, err := s.GetFeatureSet(ctx, setName)
+	set, err := s.writableSet(ctx, setName)
 	if err != nil {
 		if k := ErrorKind(err); k == KindNotFound || k == KindInvalid {
 			for i := range results {
-				results[i] = RowResult{Status: Rejected, Error: fmt.Sprintf("feature_set: feature set %q not found", setName), Reason: ReasonUnknownFeatureSet}
+				results[i] = RowResult{Status: Rejected, Error: err.Error(), Reason: ErrorReason(err)}
 			}
 			return results, nil
 		}
@@ -362,7 +290,7 @@ func (s *Service) WriteRowsLenient(ctx context.Context, setName, field string, b
 		return results, nil
 	}
 	sub := make([]RowResult, len(valid))
-	if err := s.writeRows(ctx, &set, valid, sub); err != nil {
+	if err := s.writeRows(ctx, &set, valid, sub, false); err != nil {
 		return nil, err
 	}
 	for j, i := range pos {

@@ -23,7 +23,7 @@ func BenchmarkDeletionUnderLoad(b *testing.B) {
 }
 
 func benchDeletion(b *testing.B) {
-	e := newEnvB(b)
+	e := newEnv(b)
 	ctx := context.Background()
 	if _, err := e.svc.ApplyFeatureSet(ctx, featurestore.FeatureSet{Name: "profile", EntityType: "user", PersonalData: true,
 		Features: []featurestore.FeatureSpec{{Name: "n", Type: featurestore.TypeInt64}}}); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/client"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -32,7 +33,7 @@ const ingestParallelism = 4
 // and the lanes' ratio to it.
 func BenchmarkIngest(b *testing.B) {
 	const rowsPerRun = 4000
-	cfg := featurestore.Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second}
+	cfg := writethrough.Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second}
 	be := newBenchEnv(b, cfg, "ingest", "f", 10)
 	shared, st, svc, logger := be.shared, be.st, be.svc, be.logger
 	ctx := context.Background()
@@ -67,7 +68,7 @@ func BenchmarkIngest(b *testing.B) {
 		}
 		return out
 	}
-	rowsTable := st.DB.Tables().Rows
+	rowsTable := st.Dynamo.Tables().Rows
 	encode := func(r *pb.FeatureRow) map[string]types.AttributeValue {
 		row := featurestore.Row{}
 		for name, v := range r.GetValues() {

@@ -15,8 +15,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/dsfeatures/featurestore/featurestore"
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
-	"github.com/dsfeatures/featurestore/featurestore/loadgen"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
+	"github.com/dsfeatures/featurestore/internal/devstack"
+	"github.com/dsfeatures/featurestore/internal/loadgen"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -42,11 +43,11 @@ type benchEnv struct {
 	fs     featurestore.FeatureSet
 }
 
-func newBenchEnv(b *testing.B, cfg featurestore.Config, set, prefix string, nf int) *benchEnv {
+func newBenchEnv(b *testing.B, cfg writethrough.Config, set, prefix string, nf int) *benchEnv {
 	shared := startShared(b)
 	st := shared.NewStack(b, cfg.Lease, devstack.ValkeyOptions{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{}, cfg, logger)
+	svc, _, err := devstack.NewService(st.DB, st.Cache, nil, cfg, logger)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func serveAt(b *testing.B, srv *grpc.Server) (string, pb.FeatureStoreServiceClie
 // interleaving the two call by call so both see the same machine noise. It reports the
 // medians and p99s of both and their ratio (ours / baseline; 1.0 is "costs nothing").
 func BenchmarkGetFeaturesCached(b *testing.B) {
-	cfg := featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
+	cfg := writethrough.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
 	be := newBenchEnv(b, cfg, "bench", "f", 10)
 	st, svc, logger, fs := be.st, be.svc, be.logger, be.fs
 	ctx := context.Background()

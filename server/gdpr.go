@@ -68,6 +68,9 @@ func (g *Gdpr) GetDeletion(ctx context.Context, req *pb.GetDeletionRequest) (*pb
 
 func deletionToProto(j gdpr.Job) *pb.Deletion {
 	d := &pb.Deletion{Id: j.ID, SubjectId: j.Subject, RequestedAt: timestamppb.New(j.RequestedAt), ItemsDeleted: j.ItemsDeleted}
+	if j.State == gdpr.Failed {
+		d.FailureReason = j.Failure
+	}
 	switch j.State {
 	case gdpr.Pending:
 		d.State = pb.DeletionState_DELETION_STATE_PENDING
@@ -75,8 +78,10 @@ func deletionToProto(j gdpr.Job) *pb.Deletion {
 		d.State = pb.DeletionState_DELETION_STATE_RUNNING
 	case gdpr.Done:
 		d.State = pb.DeletionState_DELETION_STATE_DONE
+		d.SubjectId = "" // once the job has ended, no record of it names the subject
 	case gdpr.Failed:
 		d.State = pb.DeletionState_DELETION_STATE_FAILED
+		d.SubjectId = ""
 	}
 	if !j.CompletedAt.IsZero() {
 		d.CompletedAt = timestamppb.New(j.CompletedAt)

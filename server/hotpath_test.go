@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -16,7 +17,7 @@ import (
 // gRPC side) on cached keys, so that -benchmem reports the allocations of our hot path:
 // the cache read, decoding, and building the response.
 func BenchmarkGetFeaturesHotPath(b *testing.B) {
-	cfg := featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
+	cfg := writethrough.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
 	be := newBenchEnv(b, cfg, "hot", "feature_", 20)
 	svc, logger, fs := be.svc, be.logger, be.fs
 	ctx := context.Background()

@@ -25,9 +25,11 @@ import (
 type Features interface {
 	ApplyFeatureSet(ctx context.Context, fs featurestore.FeatureSet) (featurestore.FeatureSet, error)
 	GetFeatureSet(ctx context.Context, name string) (featurestore.FeatureSet, error)
-	ListFeatureSets(ctx context.Context) ([]featurestore.FeatureSet, error)
+	ListFeatureSets(ctx context.Context, pageToken string, pageSize int) ([]featurestore.FeatureSet, string, error)
 	GetFeatures(ctx context.Context, refs []string, entityIDs []string) (featurestore.Values, error)
 	WriteFeatures(ctx context.Context, set string, rows []featurestore.WriteRow) ([]featurestore.RowResult, error)
+	DeleteEntities(ctx context.Context, set string, entityIDs []string) ([]featurestore.EntityDeletion, error)
+	DeleteFeatureSet(ctx context.Context, name string) (featurestore.FeatureSet, error)
 }
 
 // Server implements FeatureStoreService.
@@ -49,6 +51,9 @@ type Options struct {
 	BatchInFlight  int
 	// Metrics receives RPC and per-lane row counts (default: discarded).
 	Metrics Metrics
+	// Auth, when authentication is on, filters the registry listing to the sets the
+	// caller may read.
+	Auth *Auth
 }
 
 // Domain is everything the handlers use; *featurestore.Service implements it.
@@ -144,13 +149,14 @@ func (s *Server) GetFeatureSet(ctx context.Context, req *pb.GetFeatureSetRequest
 	return &pb.GetFeatureSetResponse{FeatureSet: featureSetToProto(fs)}, nil
 }
 
-// ListFeatureSets returns all feature sets.
-func (s *Server) ListFeatureSets(ctx context.Context, _ *pb.ListFeatureSetsRequest) (*pb.ListFeatureSetsResponse, error) {
-	sets, err := s.features.ListFeatureSets(ctx)
+// ListFeatureSets returns a page of feature sets.
+func (s *Server) ListFeatureSets(ctx context.Context, req *pb.ListFeatureSetsRequest) (*pb.ListFeatureSetsResponse, error) {
+	sets, next, err := s.features.ListFeatureSets(ctx, req.GetPageToken(), int(req.GetPageSize()))
 	if err != nil {
 		return nil, toStatus(ctx, s.logger, "ListFeatureSets", err)
 	}
-	out := &pb.ListFeatureSetsResponse{FeatureSets: make([]*pb.FeatureSet, len(sets))}
+	sets = readable(ctx, s.opts.Auth, sets)
+	out := &pb.ListFeatureSetsResponse{FeatureSets: make([]*pb.FeatureSet, len(sets)), NextPageToken: next}
 	for i, fs := range sets {
 		out.FeatureSets[i] = featureSetToProto(fs)
 	}
@@ -214,4 +220,26 @@ func (s *Server) WriteFeatures(ctx context.Context, req *pb.WriteFeaturesRequest
 		out.Results[i] = &pb.RowResult{Status: writeStatusToProto(r.Status), Version: r.Version, Error: r.Error, Reason: r.Reason}
 	}
 	return out, nil
+}
+
+// DeleteEntities removes entities' rows through the write-through protocol.
+func (s *Server) DeleteEntities(ctx context.Context, req *pb.DeleteEntitiesRequest) (*pb.DeleteEntitiesResponse, error) {
+	dels, err := s.features.DeleteEntities(ctx, req.GetFeatureSet(), req.GetEntityIds())
+	if err != nil {
+		return nil, toStatus(ctx, s.logger, "DeleteEntities", err)
+	}
+	out := &pb.DeleteEntitiesResponse{Results: make([]*pb.EntityDeletion, len(dels))}
+	for i, d := range dels {
+		out.Results[i] = &pb.EntityDeletion{EntityId: d.EntityID, Existed: d.Existed, Version: d.Version}
+	}
+	return out, nil
+}
+
+// DeleteFeatureSet retires a feature set.
+func (s *Server) DeleteFeatureSet(ctx context.Context, req *pb.DeleteFeatureSetRequest) (*pb.DeleteFeatureSetResponse, error) {
+	fs, err := s.features.DeleteFeatureSet(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(ctx, s.logger, "DeleteFeatureSet", err)
+	}
+	return &pb.DeleteFeatureSetResponse{FeatureSet: featureSetToProto(fs)}, nil
 }

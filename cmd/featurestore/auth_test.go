@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -86,12 +88,17 @@ tokens:
   - {identity: reader, token: read-token}
   - {identity: writer, sha256: %s}
   - {identity: slow, token: slow-token}
+certificates: [admin]
+stream_opens: {rate: 1, burst: 3}
 rules:
   reader: {read: ["*"]}
   writer: {read: ["counts"], write: ["counts"]}
-  admin:  {read: ["*"], write: ["*"], apply: true, gdpr: true}
+  admin:  {read: ["*"], write: ["*"], delete: ["*"], apply: true, retire: true, gdpr: true}
   slow:   {read: ["*"], rate: 0.5, burst: 2}
 `
+
+// testGdprKey is the GDPR hash key of servers that run with authentication.
+const testGdprKey = "a test GDPR hash key of at least 32 bytes"
 
 func TestAuthentication(t *testing.T) {
 	p := newPKI(t)
@@ -99,7 +106,8 @@ func TestAuthentication(t *testing.T) {
 	if err := os.WriteFile(policy, []byte(strings.Replace(testPolicy, "%s", server.HashToken("write-token"), 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := startServerAt(t, map[string]string{"FS_AUTH_POLICY": policy, "FS_TLS_CERT": p.serverCert, "FS_TLS_KEY": p.serverKey, "FS_TLS_CLIENT_CA": p.caFile}).addr
+	addr := startServerAt(t, map[string]string{"FS_AUTH_POLICY": policy, "FS_TLS_CERT": p.serverCert, "FS_TLS_KEY": p.serverKey, "FS_TLS_CLIENT_CA": p.caFile,
+		"FS_GDPR_HASH_KEY": testGdprKey}).addr
 
 	dial := func(clientCert ...tls.Certificate) *grpc.ClientConn {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: p.caPool, Certificates: clientCert})))
@@ -176,8 +184,57 @@ func TestAuthentication(t *testing.T) {
 			_, err = st.CloseAndRecv()
 			return err
 		}, codes.PermissionDenied},
-		{"anyone authenticated lists the registry", func() error {
-			_, err := c.ListFeatureSets(token("write-token"), &pb.ListFeatureSetsRequest{})
+		{"writer may not delete entities", func() error {
+			_, err := c.DeleteEntities(token("write-token"), &pb.DeleteEntitiesRequest{FeatureSet: "counts", EntityIds: []string{"e"}})
+			return err
+		}, codes.PermissionDenied},
+		{"writer may not retire sets", func() error {
+			_, err := c.DeleteFeatureSet(token("write-token"), &pb.DeleteFeatureSetRequest{Name: "counts"})
+			return err
+		}, codes.PermissionDenied},
+		{"reader reads columns", func() error {
+			_, err := c.GetFeatureColumns(token("read-token"), &pb.GetFeatureColumnsRequest{Features: []string{"other:n"}, EntityIds: []string{"e"}})
+			return err
+		}, codes.OK},
+		{"writer may not read another set's columns", func() error {
+			_, err := c.GetFeatureColumns(token("write-token"), &pb.GetFeatureColumnsRequest{Features: []string{"other:n"}, EntityIds: []string{"e"}})
+			return err
+		}, codes.PermissionDenied},
+		{"admin deletes entities", func() error {
+			_, err := admin.DeleteEntities(ctx, &pb.DeleteEntitiesRequest{FeatureSet: "other", EntityIds: []string{"e"}})
+			return err
+		}, codes.OK},
+		{"the registry lists only readable sets", func() error {
+			list, err := c.ListFeatureSets(token("write-token"), &pb.ListFeatureSetsRequest{})
+			if err == nil && (len(list.GetFeatureSets()) != 1 || list.GetFeatureSets()[0].GetName() != "counts") {
+				return fmt.Errorf("writer lists %v, want only counts", list.GetFeatureSets())
+			}
+			return err
+		}, codes.OK},
+		{"writer may not read another set's definition", func() error {
+			_, err := c.GetFeatureSet(token("write-token"), &pb.GetFeatureSetRequest{Name: "other"})
+			return err
+		}, codes.PermissionDenied},
+		{"reflection needs credentials", func() error {
+			rs, err := reflectionpb.NewServerReflectionClient(anon).ServerReflectionInfo(ctx)
+			if err != nil {
+				return err
+			}
+			if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+				return err
+			}
+			_, err = rs.Recv()
+			return err
+		}, codes.Unauthenticated},
+		{"reflection works for an identity", func() error {
+			rs, err := reflectionpb.NewServerReflectionClient(anon).ServerReflectionInfo(token("read-token"))
+			if err != nil {
+				return err
+			}
+			if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+				return err
+			}
+			_, err = rs.Recv()
 			return err
 		}, codes.OK},
 		{"admin deletes subjects", func() error {

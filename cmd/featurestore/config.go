@@ -1,90 +1,90 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
+	"reflect"
 	"strings"
 	"time"
+
+	"github.com/sethvargo/go-envconfig"
 )
 
-// config is everything the server reads from flags and the environment. A flag wins over
-// its environment variable, which wins over the default.
+// config is everything the server reads from flags and the environment. Each field names
+// its flag and its environment variable; a flag wins over its variable, which wins over
+// the default. go-envconfig does the typing and defaults; flags are registered from the
+// same tags, so one line declares a setting.
 type config struct {
-	Listen           string
-	DynamoDBEndpoint string
-	Region           string
-	TablePrefix      string
-	CreateTables     bool
-	ValkeyAddrs      []string
-	ValueTTL         time.Duration
-	WriteTimeout     time.Duration
-	Lease            time.Duration
-	StartupTimeout   time.Duration
-	ShutdownTimeout  time.Duration
-	DrainDelay       time.Duration
-	GdprRate         float64
-	GdprIndexSettle  time.Duration
-	AuthPolicy       string
-	TLSCert          string
-	TLSKey           string
-	TLSClientCA      string
-	Insecure         bool
-	MaxMessageBytes  int
-	MetricsListen    string
-	OTLPEndpoint     string
-	OTLPInsecure     bool
-	LogLevel         slog.Level
-	LogFormat        string
+	Listen               string        `flag:"listen" env:"FS_LISTEN, default=127.0.0.1:50051" usage:"gRPC listen address"`
+	DynamoDBEndpoint     string        `flag:"dynamodb-endpoint" env:"FS_DYNAMODB_ENDPOINT" usage:"DynamoDB endpoint URL (empty: AWS from the environment; e.g. http://127.0.0.1:8000 for DynamoDB Local)"`
+	Region               string        `flag:"region" env:"AWS_REGION, default=us-east-1" usage:"AWS region"`
+	TablePrefix          string        `flag:"table-prefix" env:"FS_TABLE_PREFIX" usage:"prefix for the DynamoDB table names"`
+	CreateTables         bool          `flag:"create-tables" env:"FS_CREATE_TABLES, default=true" usage:"create missing tables, the GSIs and TTL at start-up"`
+	ValkeyAddrs          []string      `flag:"valkey" env:"FS_VALKEY_ADDRS, default=127.0.0.1:6379" usage:"comma-separated ValKey addresses (one for standalone, seed nodes for a cluster)"`
+	ValueTTL             time.Duration `flag:"value-ttl" env:"FS_VALUE_TTL, default=24h" usage:"how long a cached value lives untouched"`
+	WriteTimeout         time.Duration `flag:"write-timeout" env:"FS_WRITE_TIMEOUT, default=2s" usage:"deadline of a write's DynamoDB commit; must be shorter than -lease"`
+	Lease                time.Duration `flag:"lease" env:"FS_LEASE, default=3s" usage:"how long a writer's cache marker holds before readers may heal it; also the horizon after a cache loss"`
+	StartupTimeout       time.Duration `flag:"startup-timeout" env:"FS_STARTUP_TIMEOUT, default=30s" usage:"how long to wait for DynamoDB and ValKey at start-up"`
+	ShutdownTimeout      time.Duration `flag:"shutdown-timeout" env:"FS_SHUTDOWN_TIMEOUT, default=10s" usage:"how long to drain in-flight RPCs on SIGTERM"`
+	DrainDelay           time.Duration `flag:"drain-delay" env:"FS_DRAIN_DELAY, default=0s" usage:"on SIGTERM, how long health reports NOT_SERVING while still serving, before draining (let load balancers notice)"`
+	GdprRate             float64       `flag:"gdpr-rate" env:"FS_GDPR_RATE, default=100" usage:"items each replica's deletion worker erases per second at most"`
+	GdprIndexSettle      time.Duration `flag:"gdpr-index-settle" env:"FS_GDPR_INDEX_SETTLE, default=5s" usage:"how long the by_subject index must stay empty before a deletion is done; must exceed the index's propagation delay"`
+	GdprRetention        time.Duration `flag:"gdpr-retention" env:"FS_GDPR_RETENTION, default=26280h" usage:"how long deletion jobs and their audit trail are kept (DynamoDB TTL; default 3 years)"`
+	GdprHashKey          string        `flag:"gdpr-hash-key" env:"FS_GDPR_HASH_KEY" usage:"secret (32+ bytes) keying the hashes of subject ids in tombstones and the audit trail; prefer the variable or -gdpr-hash-key-file to a flag; required when -auth-policy is set"`
+	GdprHashKeyFile      string        `flag:"gdpr-hash-key-file" env:"FS_GDPR_HASH_KEY_FILE" usage:"file holding the GDPR hash key (e.g. a mounted Kubernetes secret)"`
+	AuthPolicy           string        `flag:"auth-policy" env:"FS_AUTH_POLICY" usage:"YAML access policy: bearer tokens and per-identity rules (see README); empty: no authentication"`
+	TLSCert              string        `flag:"tls-cert" env:"FS_TLS_CERT" usage:"server certificate (PEM) for TLS"`
+	TLSKey               string        `flag:"tls-key" env:"FS_TLS_KEY" usage:"server key (PEM) for TLS"`
+	TLSClientCA          string        `flag:"tls-client-ca" env:"FS_TLS_CLIENT_CA" usage:"CA (PEM) that signs client certificates: their common name is the caller's identity (mTLS)"`
+	RequireClientCert    bool          `flag:"tls-require-client-cert" env:"FS_TLS_REQUIRE_CLIENT_CERT, default=false" usage:"refuse TLS connections without a client certificate (default: verify one when given, and let callers without one use a token)"`
+	AllowPlaintextTokens bool          `flag:"allow-plaintext-tokens" env:"FS_ALLOW_PLAINTEXT_TOKENS, default=false" usage:"accept bearer tokens without TLS on a non-loopback address (only behind a proxy that terminates TLS)"`
+	Insecure             bool          `flag:"insecure" env:"FS_INSECURE, default=false" usage:"allow serving without authentication on a non-loopback address"`
+	MaxMessageBytes      int           `flag:"max-message-bytes" env:"FS_MAX_MESSAGE_BYTES, default=16777216" usage:"largest request message accepted"`
+	HealthListen         string        `flag:"health-listen" env:"FS_HEALTH_LISTEN" usage:"address of a plaintext listener that serves only grpc.health.v1, for probes (kubelet's gRPC probe speaks no TLS); empty disables it"`
+	MaxConnAge           time.Duration `flag:"max-connection-age" env:"FS_MAX_CONNECTION_AGE, default=5m" usage:"close client connections after about this long (with jitter), so clients re-resolve and spread over new replicas"`
+	MaxConnAgeGrace      time.Duration `flag:"max-connection-age-grace" env:"FS_MAX_CONNECTION_AGE_GRACE, default=1m" usage:"how long RPCs (and streams) on an aged connection may finish before it is closed"`
+	KeepaliveMinTime     time.Duration `flag:"keepalive-min-time" env:"FS_KEEPALIVE_MIN_TIME, default=10s" usage:"the most often a client may ping; faster pingers are disconnected"`
+	MaxStreams           uint32        `flag:"max-concurrent-streams" env:"FS_MAX_CONCURRENT_STREAMS, default=100" usage:"concurrent streams (RPCs) per connection"`
+	MetricsListen        string        `flag:"metrics-listen" env:"FS_METRICS_LISTEN, default=127.0.0.1:9464" usage:"address of the Prometheus /metrics endpoint; empty disables it"`
+	OTLPEndpoint         string        `flag:"otlp-endpoint" env:"OTEL_EXPORTER_OTLP_ENDPOINT" usage:"OTLP/gRPC collector (host:port) for traces and metrics; empty disables export"`
+	OTLPInsecure         bool          `flag:"otlp-insecure" env:"FS_OTLP_INSECURE, default=false" usage:"send OTLP without TLS"`
+	LogLevel             slog.Level    `flag:"log-level" env:"FS_LOG_LEVEL, default=info" usage:"debug, info, warn or error"`
+	LogFormat            string        `flag:"log-format" env:"FS_LOG_FORMAT, default=text" usage:"text or json"`
 }
 
-// envFlag documents one setting: its flag, its environment variable and its default.
-type envFlag struct {
-	name, env, def, usage string
+// setting is one field's flag, variable and default, read from its tags.
+type setting struct {
+	field, flag, env, def, usage string
 }
 
-var settings = []envFlag{
-	{"listen", "FS_LISTEN", "127.0.0.1:50051", "gRPC listen address"},
-	{"dynamodb-endpoint", "FS_DYNAMODB_ENDPOINT", "", "DynamoDB endpoint URL (empty: AWS from the environment; e.g. http://127.0.0.1:8000 for DynamoDB Local)"},
-	{"region", "AWS_REGION", "us-east-1", "AWS region"},
-	{"table-prefix", "FS_TABLE_PREFIX", "", "prefix for the DynamoDB table names"},
-	{"create-tables", "FS_CREATE_TABLES", "true", "create missing tables, the by_subject GSI and TTL at start-up"},
-	{"valkey", "FS_VALKEY_ADDRS", "127.0.0.1:6379", "comma-separated ValKey addresses (one for standalone, seed nodes for a cluster)"},
-	{"value-ttl", "FS_VALUE_TTL", "24h", "how long a cached value lives untouched"},
-	{"write-timeout", "FS_WRITE_TIMEOUT", "2s", "deadline of a write's DynamoDB commit; must be shorter than -lease"},
-	{"lease", "FS_LEASE", "3s", "how long a writer's cache marker holds before readers may heal it; also the horizon after a cache loss"},
-	{"startup-timeout", "FS_STARTUP_TIMEOUT", "30s", "how long to wait for DynamoDB and ValKey at start-up"},
-	{"shutdown-timeout", "FS_SHUTDOWN_TIMEOUT", "10s", "how long to drain in-flight RPCs on SIGTERM"},
-	{"drain-delay", "FS_DRAIN_DELAY", "0s", "on SIGTERM, how long health reports NOT_SERVING while still serving, before draining (let load balancers notice)"},
-	{"gdpr-rate", "FS_GDPR_RATE", "100", "items each replica's deletion worker erases per second at most"},
-	{"gdpr-index-settle", "FS_GDPR_INDEX_SETTLE", "5s", "how long the by_subject index must stay empty before a deletion is done; must exceed the index's propagation delay"},
-	{"auth-policy", "FS_AUTH_POLICY", "", "YAML access policy: bearer tokens and per-identity rules (see README); empty: no authentication"},
-	{"tls-cert", "FS_TLS_CERT", "", "server certificate (PEM) for TLS"},
-	{"tls-key", "FS_TLS_KEY", "", "server key (PEM) for TLS"},
-	{"tls-client-ca", "FS_TLS_CLIENT_CA", "", "CA (PEM) that signs client certificates: their common name is the caller's identity (mTLS)"},
-	{"insecure", "FS_INSECURE", "false", "allow serving without authentication on a non-loopback address"},
-	{"max-message-bytes", "FS_MAX_MESSAGE_BYTES", "16777216", "largest request message accepted"},
-	{"metrics-listen", "FS_METRICS_LISTEN", "127.0.0.1:9464", "address of the Prometheus /metrics endpoint; empty disables it"},
-	{"otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/gRPC collector (host:port) for traces and metrics; empty disables export"},
-	{"otlp-insecure", "FS_OTLP_INSECURE", "false", "send OTLP without TLS"},
-	{"log-level", "FS_LOG_LEVEL", "info", "debug, info, warn or error"},
-	{"log-format", "FS_LOG_FORMAT", "text", "text or json"},
+func settings() []setting {
+	t := reflect.TypeOf(config{})
+	out := make([]setting, t.NumField())
+	for i := range out {
+		f := t.Field(i)
+		env, opts, _ := strings.Cut(f.Tag.Get("env"), ",")
+		def := ""
+		for _, o := range strings.Split(opts, ",") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(o), "default="); ok {
+				def = v
+			}
+		}
+		out[i] = setting{field: f.Name, flag: f.Tag.Get("flag"), env: env, def: def, usage: f.Tag.Get("usage")}
+	}
+	return out
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	fset := flag.NewFlagSet("featurestore", flag.ContinueOnError)
 	fset.SetOutput(stderr)
-	vals := make(map[string]*string, len(settings))
-	for _, s := range settings {
-		def := s.def
-		if v := getenv(s.env); v != "" {
-			def = v
-		}
-		vals[s.name] = fset.String(s.name, def, s.usage+" ($"+s.env+")")
+	byEnv := map[string]*string{}
+	for _, s := range settings() {
+		byEnv[s.env] = fset.String(s.flag, "", fmt.Sprintf("%s ($%s, default %q)", s.usage, s.env, s.def))
 	}
 	fset.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: featurestore [flags]\n\nServes the feature store over gRPC. Flags (and environment variables):\n")
@@ -96,67 +96,67 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if fset.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %v", fset.Args())
 	}
-	var c config
-	var errs []error
-	dur := func(name string) time.Duration {
-		d, err := time.ParseDuration(*vals[name])
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("-%s: want a positive duration such as 2s, got %q", name, *vals[name]))
+	// A flag that was given wins; an empty variable counts as unset.
+	given := map[string]bool{}
+	fset.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	lookup := envconfig.LookuperFunc(func(env string) (string, bool) {
+		for _, s := range settings() {
+			if s.env == env && given[s.flag] {
+				return *byEnv[env], true
+			}
 		}
-		return d
+		v := getenv(env)
+		return v, v != ""
+	})
+	var c config
+	if err := envconfig.ProcessWith(context.Background(), &envconfig.Config{Target: &c, Lookuper: lookup}); err != nil {
+		// envconfig names the struct field; users know the flag and the variable.
+		msg := err.Error()
+		for _, s := range settings() {
+			if rest, ok := strings.CutPrefix(msg, s.field+": "); ok {
+				msg = fmt.Sprintf("-%s ($%s): %s", s.flag, s.env, rest)
+			}
+		}
+		return config{}, errors.New(msg)
 	}
-	c.Listen = *vals["listen"]
+	return c, c.validate()
+}
+
+// validate checks what the types alone do not.
+func (c config) validate() error {
+	var errs []error
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("-listen: %w", err))
 	}
-	c.DynamoDBEndpoint = *vals["dynamodb-endpoint"]
-	c.Region = *vals["region"]
-	c.TablePrefix = *vals["table-prefix"]
-	var err error
-	if c.CreateTables, err = strconv.ParseBool(*vals["create-tables"]); err != nil {
-		errs = append(errs, fmt.Errorf("-create-tables: want true or false, got %q", *vals["create-tables"]))
-	}
-	for _, a := range strings.Split(*vals["valkey"], ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			c.ValkeyAddrs = append(c.ValkeyAddrs, a)
-		}
-	}
-	if len(c.ValkeyAddrs) == 0 {
+	if len(c.ValkeyAddrs) == 0 || c.ValkeyAddrs[0] == "" {
 		errs = append(errs, errors.New("-valkey: at least one address is required"))
 	}
-	c.ValueTTL = dur("value-ttl")
-	c.WriteTimeout = dur("write-timeout")
-	c.Lease = dur("lease")
-	c.StartupTimeout = dur("startup-timeout")
-	c.ShutdownTimeout = dur("shutdown-timeout")
-	if c.DrainDelay, err = time.ParseDuration(*vals["drain-delay"]); err != nil || c.DrainDelay < 0 {
-		errs = append(errs, fmt.Errorf("-drain-delay: want a duration such as 5s, got %q", *vals["drain-delay"]))
+	for name, d := range map[string]time.Duration{"max-connection-age": c.MaxConnAge, "max-connection-age-grace": c.MaxConnAgeGrace, "keepalive-min-time": c.KeepaliveMinTime, "value-ttl": c.ValueTTL, "write-timeout": c.WriteTimeout, "lease": c.Lease,
+		"startup-timeout": c.StartupTimeout, "shutdown-timeout": c.ShutdownTimeout, "gdpr-index-settle": c.GdprIndexSettle, "gdpr-retention": c.GdprRetention} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("-%s: want a positive duration such as 2s, got %v", name, d))
+		}
 	}
-	c.GdprIndexSettle = dur("gdpr-index-settle")
-	if c.GdprRate, err = strconv.ParseFloat(*vals["gdpr-rate"], 64); err != nil || c.GdprRate <= 0 {
-		errs = append(errs, fmt.Errorf("-gdpr-rate: want a positive number of items per second, got %q", *vals["gdpr-rate"]))
+	if c.DrainDelay < 0 {
+		errs = append(errs, fmt.Errorf("-drain-delay: must not be negative, got %v", c.DrainDelay))
 	}
-	c.AuthPolicy, c.TLSCert, c.TLSKey, c.TLSClientCA = *vals["auth-policy"], *vals["tls-cert"], *vals["tls-key"], *vals["tls-client-ca"]
-	if c.Insecure, err = strconv.ParseBool(*vals["insecure"]); err != nil {
-		errs = append(errs, fmt.Errorf("-insecure: want true or false, got %q", *vals["insecure"]))
+	if c.GdprRate <= 0 {
+		errs = append(errs, fmt.Errorf("-gdpr-rate: want a positive number of items per second, got %v", c.GdprRate))
 	}
-	if c.MaxMessageBytes, err = strconv.Atoi(*vals["max-message-bytes"]); err != nil || c.MaxMessageBytes < 1024 {
-		errs = append(errs, fmt.Errorf("-max-message-bytes: want a number of bytes of at least 1024, got %q", *vals["max-message-bytes"]))
+	if c.MaxStreams == 0 {
+		errs = append(errs, errors.New("-max-concurrent-streams: want at least 1"))
 	}
-	c.MetricsListen = *vals["metrics-listen"]
-	c.OTLPEndpoint = strings.TrimPrefix(strings.TrimPrefix(*vals["otlp-endpoint"], "http://"), "https://")
-	if c.OTLPInsecure, err = strconv.ParseBool(*vals["otlp-insecure"]); err != nil {
-		errs = append(errs, fmt.Errorf("-otlp-insecure: want true or false, got %q", *vals["otlp-insecure"]))
+	if c.MaxMessageBytes < 1024 {
+		errs = append(errs, fmt.Errorf("-max-message-bytes: want at least 1024, got %d", c.MaxMessageBytes))
 	}
 	if c.WriteTimeout >= c.Lease {
 		errs = append(errs, fmt.Errorf("-write-timeout (%v) must be shorter than -lease (%v)", c.WriteTimeout, c.Lease))
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(*vals["log-level"])); err != nil {
-		errs = append(errs, fmt.Errorf("-log-level: %w", err))
-	}
-	c.LogFormat = *vals["log-format"]
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("-log-format: want text or json, got %q", c.LogFormat))
 	}
-	return c, errors.Join(errs...)
+	if c.GdprHashKey != "" && c.GdprHashKeyFile != "" {
+		errs = append(errs, errors.New("-gdpr-hash-key and -gdpr-hash-key-file: give one"))
+	}
+	return errors.Join(errs...)
 }

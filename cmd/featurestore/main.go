@@ -2,6 +2,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -12,17 +13,21 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 	"github.com/dsfeatures/featurestore/featurestore/telemetry"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 	"github.com/dsfeatures/featurestore/gdpr"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -46,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := newLogger(cfg, stderr)
-	secOpts, err := securityOptions(cfg)
+	sec, err := securityOptions(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -54,7 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
 	defer cancel()
 
-	tel, err := telemetry.New(sctx, telemetry.Config{ServiceName: "featurestore", OTLPEndpoint: cfg.OTLPEndpoint, OTLPInsecure: cfg.OTLPInsecure})
+	otlp := strings.TrimPrefix(strings.TrimPrefix(cfg.OTLPEndpoint, "http://"), "https://")
+	tel, err := telemetry.New(sctx, telemetry.Config{ServiceName: "featurestore", OTLPEndpoint: otlp, OTLPInsecure: cfg.OTLPInsecure})
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
@@ -81,12 +87,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err := db.EnsureTables(sctx); err != nil {
 			return fmt.Errorf("dynamodb unreachable or tables not creatable (-dynamodb-endpoint %q): %w", cfg.DynamoDBEndpoint, err)
 		}
-	} else if _, err := db.ListItems(sctx, featurestore.SetsTable); err != nil {
+	} else if _, _, err := db.ListItems(sctx, featurestore.SetsTable, "", 1); err != nil {
 		return fmt.Errorf("dynamodb unreachable or tables missing (run 'fsctl create-tables'): %w", err)
 	}
 
-	deletions := gdpr.NewStore(ddb, tables.Deletions)
-	svc, err := featurestore.New(db, cache, deletions, featurestore.SystemClock{}, featurestore.Config{
+	keyer, err := gdprKeyer(cfg, logger)
+	if err != nil {
+		return err
+	}
+	deletions := dynamo.NewDeletions(ddb, tables.Deletions, keyer.SubjectKey)
+	store, err := writethrough.New(db, cache, featurestore.SystemClock{}, writethrough.Config{
 		WriteTimeout: cfg.WriteTimeout,
 		Lease:        cfg.Lease,
 		Metrics:      tel,
@@ -94,22 +104,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	svc := featurestore.New(store, db, deletions, featurestore.SystemClock{}, featurestore.Config{}, logger)
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	eraser := gdpr.New(deletions, svc, featurestore.SystemClock{}, gdpr.Config{Rate: cfg.GdprRate, Settle: cfg.GdprIndexSettle, WriteTimeout: cfg.WriteTimeout, Metrics: tel}, logger)
+	eraser := gdpr.New(deletions, keyer, svc, db, featurestore.SystemClock{}, gdpr.Config{
+		Rate: cfg.GdprRate, Settle: cfg.GdprIndexSettle, WriteTimeout: cfg.WriteTimeout, Retention: cfg.GdprRetention, Metrics: tel,
+	}, logger)
 	grpcOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxStreams),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.TracerProvider()), otelgrpc.WithMeterProvider(tel.MeterProvider()))),
-	}, secOpts...)
-	g := server.NewGRPC(server.New(svc, logger, server.Options{Metrics: tel}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
+	}, append(connectionOptions(cfg), sec.opts...)...)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{Metrics: tel, Auth: sec.auth}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
 	addr := lis.Addr().String()
 	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
 	fmt.Fprintf(stdout, "listening on %s\n", addr)
 
 	eg, ectx := errgroup.WithContext(ctx)
+	var healthSrv *grpc.Server
+	if cfg.HealthListen != "" {
+		hlis, err := net.Listen("tcp", cfg.HealthListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s for health: %w", cfg.HealthListen, err)
+		}
+		// The same health state as the main port, and nothing else: no credentials are
+		// needed because nothing but SERVING / NOT_SERVING can be learned here.
+		healthSrv = grpc.NewServer(grpc.MaxConcurrentStreams(16))
+		healthpb.RegisterHealthServer(healthSrv, g.Health)
+		fmt.Fprintf(stdout, "health on %s\n", hlis.Addr())
+		eg.Go(func() error { return healthSrv.Serve(hlis) })
+	}
 	if cfg.MetricsListen != "" {
 		mlis, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
@@ -130,7 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return hs.Close()
 		})
 	}
-	eg.Go(func() error { return svc.Run(ectx) })
+	eg.Go(func() error { return store.Run(ectx) })
 	eg.Go(func() error { return eraser.Run(ectx) })
 	eg.Go(func() error { return g.Serve(lis) })
 	eg.Go(func() error {
@@ -150,6 +177,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			logger.Warn("drain timed out; closing remaining RPCs")
 			g.Stop()
 		}
+		if healthSrv != nil {
+			healthSrv.Stop()
+		}
 		return nil
 	})
 	err = eg.Wait()
@@ -158,6 +188,59 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	return err
+}
+
+// connectionOptions bound connection lifetimes and police keepalives:
+//   - MaxConnectionAge closes each connection after a while (gRPC adds ±10% jitter and a
+//     GOAWAY), so clients reconnect, re-resolve DNS and spread over replicas the
+//     autoscaler added; otherwise new pods get no traffic from clients already connected.
+//   - MaxConnectionAgeGrace lets RPCs on an aged connection finish; long streams (imports)
+//     are cut after it and resume on a new connection (the client resends what was not
+//     acknowledged), so it must be finite.
+//   - Time/Timeout ping idle connections so dead peers (a vanished NAT entry, a killed
+//     pod) are noticed in about a minute rather than at the next write.
+//   - The enforcement policy refuses clients pinging more often than KeepaliveMinTime, a
+//     cheap way to keep a misbehaving client from burning the server's CPU.
+func connectionOptions(cfg config) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      cfg.MaxConnAge,
+			MaxConnectionAgeGrace: cfg.MaxConnAgeGrace,
+			Time:                  time.Minute,
+			Timeout:               20 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
+	}
+}
+
+// devGdprHashKey keys subject hashes when no key is configured and authentication is off
+// (a development server on loopback). It is not a secret.
+const devGdprHashKey = "featurestore-development-gdpr-key-not-a-secret"
+
+// gdprKeyer builds the subject hasher from -gdpr-hash-key or -gdpr-hash-key-file. With
+// authentication on a key is required: an unkeyed hash of a subject id is reversed by
+// anyone holding a list of ids.
+func gdprKeyer(cfg config, logger *slog.Logger) (*gdpr.Keyer, error) {
+	secret := []byte(cfg.GdprHashKey)
+	if cfg.GdprHashKeyFile != "" {
+		b, err := os.ReadFile(cfg.GdprHashKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-gdpr-hash-key-file: %w", err)
+		}
+		secret = bytes.TrimSpace(b)
+	}
+	if len(secret) == 0 {
+		if cfg.AuthPolicy != "" {
+			return nil, errors.New("a GDPR hash key is required when authentication is on: set FS_GDPR_HASH_KEY or -gdpr-hash-key-file (32+ random bytes)")
+		}
+		logger.Warn("no GDPR hash key configured; using the development key (set FS_GDPR_HASH_KEY in production)")
+		secret = []byte(devGdprHashKey)
+	}
+	k, err := gdpr.NewKeyer(secret)
+	if err != nil {
+		return nil, fmt.Errorf("GDPR hash key: %w", err)
+	}
+	return k, nil
 }
 
 func endpointName(e string) string {

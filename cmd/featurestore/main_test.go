@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 
@@ -44,23 +45,31 @@ func startServer(t *testing.T, extra map[string]string) (*grpc.ClientConn, conte
 // testServer is a server started by startServerAt.
 type testServer struct {
 	addr, metricsURL string
+	valkey           *devstack.Valkey
 	cancel           context.CancelFunc
 	done             chan error
 }
 
 // startServerAt runs the real main wiring with a fresh ValKey and table prefix, the given
 // environment on top, and returns its addresses.
+// With FS_VALKEY_ADDRS in extra it uses that ValKey (replicas of one deployment share
+// it, and FS_TABLE_PREFIX) instead of starting its own.
 func startServerAt(t *testing.T, extra map[string]string) testServer {
 	t.Helper()
-	vk, err := devstack.StartValkey(context.Background(), shared.ValkeyBin, devstack.ValkeyOptions{})
-	if err != nil {
-		t.Fatal(err)
+	var vk *devstack.Valkey
+	vkAddr := extra["FS_VALKEY_ADDRS"]
+	if vkAddr == "" {
+		var err error
+		if vk, err = devstack.StartValkey(context.Background(), shared.ValkeyBin, devstack.ValkeyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(vk.Stop)
+		vkAddr = vk.Addr
 	}
-	t.Cleanup(vk.Stop)
 	env := map[string]string{
 		"FS_LISTEN":            "127.0.0.1:0",
 		"FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint,
-		"FS_VALKEY_ADDRS":      vk.Addr,
+		"FS_VALKEY_ADDRS":      vkAddr,
 		"FS_TABLE_PREFIX":      devstack.UniquePrefix(t.Name()),
 		"FS_WRITE_TIMEOUT":     "1s",
 		"FS_LEASE":             "1500ms",
@@ -88,7 +97,7 @@ func startServerAt(t *testing.T, extra map[string]string) testServer {
 			}
 		}
 	}()
-	ts := testServer{cancel: cancel, done: done}
+	ts := testServer{cancel: cancel, done: done, valkey: vk}
 	select {
 	case ts.addr = <-addrCh:
 	case err := <-done:
@@ -205,9 +214,15 @@ func TestEndToEnd(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("DeleteSubject without subject: %v, want InvalidArgument", err)
 	}
-	_, err = pb.NewGdprServiceClient(conn).GetDeletion(ctx, &pb.GetDeletionRequest{Id: "del-nope"})
+	_, err = pb.NewGdprServiceClient(conn).GetDeletion(ctx, &pb.GetDeletionRequest{Id: "del-0123456789abcdef"})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("GetDeletion of an unknown id: %v, want NotFound", err)
+	}
+	// An id that cannot be one of ours (e.g. 3,000 bytes, past DynamoDB's key limit) is
+	// the caller's mistake, not an outage.
+	_, err = pb.NewGdprServiceClient(conn).GetDeletion(ctx, &pb.GetDeletionRequest{Id: strings.Repeat("d", 3000)})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("GetDeletion of a 3,000-byte id: %v, want InvalidArgument", err)
 	}
 }
 
@@ -288,6 +303,16 @@ func TestEndToEndInvalidRequests(t *testing.T) {
 	}
 }
 
+// writePolicy writes an access policy file for a test and returns its path.
+func writePolicy(t *testing.T, policy string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestStartupErrorsAreClear(t *testing.T) {
 	port, err := devstack.FreePort()
 	if err != nil {
@@ -302,6 +327,9 @@ func TestStartupErrorsAreClear(t *testing.T) {
 		{"valkey unreachable", map[string]string{"FS_VALKEY_ADDRS": dead, "FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint}, "valkey unreachable"},
 		{"dynamodb unreachable", map[string]string{"FS_DYNAMODB_ENDPOINT": "http://" + dead}, "dynamodb unreachable"},
 		{"bad lease", map[string]string{"FS_WRITE_TIMEOUT": "5s", "FS_LEASE": "1s"}, "must be shorter than -lease"},
+		{"bad duration", map[string]string{"FS_LEASE": "soon"}, "FS_LEASE"},
+		{"auth without a GDPR hash key", map[string]string{"FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint, "FS_AUTH_POLICY": writePolicy(t, "rules: {}\n")}, "GDPR hash key is required"},
+		{"short GDPR hash key", map[string]string{"FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint, "FS_GDPR_HASH_KEY": "short"}, "at least 32 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dsfeatures/featurestore/featurestore/loadgen"
+	"github.com/dsfeatures/featurestore/internal/loadgen"
 )
 
 // scenario pairs our operation with its baseline.

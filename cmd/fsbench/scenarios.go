@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dsfeatures/featurestore/featurestore"
-	"github.com/dsfeatures/featurestore/featurestore/loadgen"
+	"github.com/dsfeatures/featurestore/internal/loadgen"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 

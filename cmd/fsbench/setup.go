@@ -19,10 +19,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/dsfeatures/featurestore/featurestore"
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
-	"github.com/dsfeatures/featurestore/featurestore/loadgen"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
+	"github.com/dsfeatures/featurestore/internal/devstack"
+	"github.com/dsfeatures/featurestore/internal/loadgen"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -106,19 +107,20 @@ func setup(ctx context.Context, o options, log io.Writer) (*env, error) {
 		return nil, err
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	newSvc := func(cfg featurestore.Config) (*featurestore.Service, error) {
+	newSvc := func(cfg writethrough.Config) (*featurestore.Service, error) {
 		cache, err := valkey.Dial(ctx, []string{vks.Addr}, valkey.Options{Horizon: cfg.Lease})
 		if err != nil {
 			return nil, err
 		}
 		e.closers = append(e.closers, cache.Close)
-		return featurestore.New(db, cache, nil, featurestore.SystemClock{}, cfg, logger)
+		svc, _, err := devstack.NewService(db, cache, nil, cfg, logger)
+		return svc, err
 	}
-	svc, err := newSvc(featurestore.DefaultConfig())
+	svc, err := newSvc(writethrough.DefaultConfig())
 	if err != nil {
 		return nil, err
 	}
-	coldSvc, err := newSvc(featurestore.Config{WriteTimeout: 5 * time.Minute, Lease: 6 * time.Minute})
+	coldSvc, err := newSvc(writethrough.Config{WriteTimeout: 5 * time.Minute, Lease: 6 * time.Minute})
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +160,7 @@ func setup(ctx context.Context, o options, log io.Writer) (*env, error) {
 		return nil, err
 	}
 	// New keys are cached once their horizon has passed and a read heals them.
-	time.Sleep(featurestore.DefaultConfig().Lease + 200*time.Millisecond)
+	time.Sleep(writethrough.DefaultConfig().Lease + 200*time.Millisecond)
 	for _, nf := range []int{10, 100} {
 		for s := 0; s < hotEntities; s += 100 {
 			ids := make([]string, 0, 100)

@@ -1,25 +1,24 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
-	"flag"
+	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"gopkg.in/yaml.v3"
 
 	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
@@ -27,49 +26,67 @@ import (
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 
-func dial(g globals) (pb.FeatureStoreServiceClient, func(), error) {
-	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to %s: %w", g.addr, err)
-	}
-	return pb.NewFeatureStoreServiceClient(conn), func() { conn.Close() }, nil
-}
-
-// rpcError makes a gRPC error readable: "NotFound: feature set "x" not found".
+// rpcError makes a gRPC status error readable ("NotFound: feature set "x" not found");
+// other errors, which carry their own context, pass unchanged.
 func rpcError(err error) error {
-	if st, ok := status.FromError(err); ok {
+	if s, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
+		st := s.GRPCStatus()
 		return fmt.Errorf("%s: %s", st.Code(), st.Message())
 	}
 	return err
 }
 
-func printJSON(g globals, m proto.Message) error {
+func printJSON(g *globals, m proto.Message) error {
 	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode JSON: %w", err)
 	}
 	_, err = fmt.Fprintln(g.stdout, string(b))
 	return err
 }
 
-// setFile is the YAML/JSON form of a feature set (JSON is YAML too).
-type setFile struct {
-	Name         string `yaml:"name"`
-	EntityType   string `yaml:"entity_type"`
-	TTL          string `yaml:"ttl"`
-	Description  string `yaml:"description"`
-	Owner        string `yaml:"owner"`
-	PersonalData bool   `yaml:"personal_data"`
-	Features     []struct {
-		Name string `yaml:"name"`
-		Type string `yaml:"type"`
-	} `yaml:"features"`
+// printPlainJSON prints a summary that is not an API message (stream, create-tables).
+func printPlainJSON(g *globals, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	_, err = fmt.Fprintln(g.stdout, string(b))
+	return err
 }
 
-// parseSetFile parses a feature set file; errors name the file and the field.
+// setFile is the YAML/JSON form of a feature set (JSON is YAML too). The server assigns
+// the version, so the file has none.
+type setFile struct {
+	Name         string        `yaml:"name"`
+	EntityType   string        `yaml:"entity_type"`
+	TTL          string        `yaml:"ttl,omitempty"`
+	Description  string        `yaml:"description,omitempty"`
+	Owner        string        `yaml:"owner,omitempty"`
+	PersonalData bool          `yaml:"personal_data"`
+	Features     []featureSpec `yaml:"features"`
+}
+
+type featureSpec struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+}
+
+// parseSetFile parses a feature set file, or the JSON that 'fsctl set NAME -o json'
+// prints; errors name the file and the field.
 func parseSetFile(name string, b []byte) (*pb.FeatureSet, error) {
+	var probe map[string]any
+	if yaml.Unmarshal(b, &probe) == nil && (probe["featureSet"] != nil || probe["feature_set"] != nil) {
+		var resp pb.GetFeatureSetResponse
+		if err := protojson.Unmarshal(b, &resp); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		fs := resp.GetFeatureSet()
+		fs.Version = 0 // assigned by the server
+		return fs, nil
+	}
 	var f setFile
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -92,55 +109,111 @@ func parseSetFile(name string, b []byte) (*pb.FeatureSet, error) {
 	return fs, nil
 }
 
+// formatSetFile renders fs as a feature set file that parseSetFile reads back.
+func formatSetFile(fs *pb.FeatureSet) ([]byte, error) {
+	f := setFile{Name: fs.GetName(), EntityType: fs.GetEntityType(), Description: fs.GetDescription(), Owner: fs.GetOwner(), PersonalData: fs.GetPersonalData()}
+	if d := fs.GetTtl().AsDuration(); d > 0 {
+		f.TTL = shortDuration(d)
+	}
+	for _, spec := range fs.GetFeatures() {
+		f.Features = append(f.Features, featureSpec{Name: spec.GetName(), Type: featurestore.ValueType(spec.GetType()).String()})
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# feature set %q at version %d (the server assigns versions; apply ignores this line)\n", fs.GetName(), fs.GetVersion())
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
+		return nil, fmt.Errorf("encode YAML: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode YAML: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// shortDuration drops zero minutes and seconds: 24h rather than 24h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
 func parseType(s string) (featurestore.ValueType, bool) {
 	s = strings.ToLower(strings.TrimPrefix(strings.ToUpper(s), "VALUE_TYPE_"))
 	return featurestore.ParseValueType(s)
 }
 
-func cmdApply(ctx context.Context, g globals, args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: fsctl apply FILE")
-	}
-	b, err := os.ReadFile(args[0])
+func cmdApply(ctx context.Context, g *globals, args []string) error {
+	fset := g.newFlagSet("apply", "apply FILE")
+	pos, err := g.parse(fset, args)
 	if err != nil {
 		return err
 	}
-	fs, err := parseSetFile(args[0], b)
+	if len(pos) != 1 {
+		return usageErrorf("usage: fsctl apply FILE")
+	}
+	b, err := os.ReadFile(pos[0])
 	if err != nil {
 		return err
 	}
-	c, closeFn, err := dial(g)
+	fs, err := parseSetFile(pos[0], b)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	resp, err := c.ApplyFeatureSet(ctx, &pb.ApplyFeatureSetRequest{FeatureSet: fs})
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	applied, err := c.ApplyFeatureSet(ctx, fs)
 	if err != nil {
 		return rpcError(err)
 	}
 	if g.output == "json" {
-		return printJSON(g, resp)
+		return printJSON(g, &pb.ApplyFeatureSetResponse{FeatureSet: applied})
 	}
-	fmt.Fprintf(g.stdout, "applied feature set %q at version %d (%d features)\n", resp.GetFeatureSet().GetName(), resp.GetFeatureSet().GetVersion(), len(resp.GetFeatureSet().GetFeatures()))
+	fmt.Fprintf(g.stdout, "applied feature set %q at version %d (%d features)\n", applied.GetName(), applied.GetVersion(), len(applied.GetFeatures()))
 	return nil
 }
 
-func cmdSets(ctx context.Context, g globals, args []string) error {
-	c, closeFn, err := dial(g)
+func cmdSets(ctx context.Context, g *globals, args []string) error {
+	fset := g.newFlagSet("sets", "sets [-page-size N]")
+	pageSize := fset.Int("page-size", 0, "sets per request (0: the server's default); every page is listed")
+	pos, err := g.parse(fset, args)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	resp, err := c.ListFeatureSets(ctx, &pb.ListFeatureSetsRequest{})
-	if err != nil {
-		return rpcError(err)
+	if len(pos) != 0 {
+		return usageErrorf("usage: fsctl sets [-page-size N]")
 	}
+	if *pageSize < 0 || *pageSize > 1000 {
+		return usageErrorf("-page-size: want 0 to 1000, got %d", *pageSize)
+	}
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var sets []*pb.FeatureSet
+	for fs, err := range c.FeatureSets(ctx, *pageSize) {
+		if err != nil {
+			return rpcError(err)
+		}
+		sets = append(sets, fs)
+	}
+	// The server pages in a stable but unsorted order; people read lists by name.
+	slices.SortFunc(sets, func(a, b *pb.FeatureSet) int { return strings.Compare(a.GetName(), b.GetName()) })
 	if g.output == "json" {
-		return printJSON(g, resp)
+		return printJSON(g, &pb.ListFeatureSetsResponse{FeatureSets: sets})
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tENTITY\tFEATURES\tTTL\tVERSION\tOWNER")
-	for _, fs := range resp.GetFeatureSets() {
+	for _, fs := range sets {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", fs.GetName(), fs.GetEntityType(), len(fs.GetFeatures()), ttlString(fs), fs.GetVersion(), fs.GetOwner())
 	}
 	return tw.Flush()
@@ -153,23 +226,35 @@ func ttlString(fs *pb.FeatureSet) string {
 	return fs.GetTtl().AsDuration().String()
 }
 
-func cmdSet(ctx context.Context, g globals, args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: fsctl set NAME")
-	}
-	c, closeFn, err := dial(g)
+func cmdSet(ctx context.Context, g *globals, args []string) error {
+	fset := g.newFlagSet("set", "set NAME [-o text|json|yaml]")
+	pos, err := g.parse(fset, args)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	resp, err := c.GetFeatureSet(ctx, &pb.GetFeatureSetRequest{Name: args[0]})
+	if len(pos) != 1 {
+		return usageErrorf("usage: fsctl set NAME")
+	}
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fs, err := c.GetFeatureSet(ctx, pos[0])
 	if err != nil {
 		return rpcError(err)
 	}
-	if g.output == "json" {
-		return printJSON(g, resp)
+	switch g.output {
+	case "json":
+		return printJSON(g, &pb.GetFeatureSetResponse{FeatureSet: fs})
+	case "yaml":
+		b, err := formatSetFile(fs)
+		if err != nil {
+			return err
+		}
+		_, err = g.stdout.Write(b)
+		return err
 	}
-	fs := resp.GetFeatureSet()
 	fmt.Fprintf(g.stdout, "name: %s\nentity_type: %s\nttl: %s\nversion: %d\npersonal_data: %v\n", fs.GetName(), fs.GetEntityType(), ttlString(fs), fs.GetVersion(), fs.GetPersonalData())
 	if fs.GetOwner() != "" {
 		fmt.Fprintf(g.stdout, "owner: %s\n", fs.GetOwner())
@@ -184,45 +269,77 @@ func cmdSet(ctx context.Context, g globals, args []string) error {
 	return nil
 }
 
-func cmdWrite(ctx context.Context, g globals, args []string) error {
-	fset := flag.NewFlagSet("write", flag.ContinueOnError)
-	fset.SetOutput(g.stderr)
+// cmdRetire retires a feature set. It is irreversible (the name can never be applied
+// again), hence -yes.
+func cmdRetire(ctx context.Context, g *globals, args []string) error {
+	fset := g.newFlagSet("retire", "retire NAME -yes")
+	yes := fset.Bool("yes", false, "confirm: the set's rows stop being served and its name can never be applied again")
+	pos, err := g.parse(fset, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErrorf("usage: fsctl retire NAME -yes")
+	}
+	if !*yes {
+		return usageErrorf("retiring %q is permanent: its rows stop being served and the name can never be applied again; pass -yes to confirm", pos[0])
+	}
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fs, err := c.DeleteFeatureSet(ctx, pos[0])
+	if err != nil {
+		return rpcError(err)
+	}
+	if g.output == "json" {
+		return printJSON(g, &pb.DeleteFeatureSetResponse{FeatureSet: fs})
+	}
+	fmt.Fprintf(g.stdout, "retired feature set %q (version %d, %d features)\n", fs.GetName(), fs.GetVersion(), len(fs.GetFeatures()))
+	return nil
+}
+
+func cmdWrite(ctx context.Context, g *globals, args []string) error {
+	const synopsis = "write -set S -entity E [-subject ID] [-time RFC3339] NAME=VALUE..."
+	fset := g.newFlagSet("write", synopsis)
 	set := fset.String("set", "", "feature set (required)")
 	entity := fset.String("entity", "", "entity id (required)")
 	subject := fset.String("subject", "", "data subject id (required for personal-data sets)")
 	at := fset.String("time", "", "event time, RFC 3339 (default: now)")
-	if err := fset.Parse(args); err != nil {
+	pos, err := g.parse(fset, args)
+	if err != nil {
 		return err
 	}
-	if *set == "" || *entity == "" || fset.NArg() == 0 {
-		return errors.New("usage: fsctl write -set S -entity E [-subject ID] [-time RFC3339] NAME=VALUE...")
+	if *set == "" || *entity == "" || len(pos) == 0 {
+		return usageErrorf("usage: fsctl %s", synopsis)
 	}
 	eventTime := time.Now()
 	if *at != "" {
 		t, err := time.Parse(time.RFC3339Nano, *at)
 		if err != nil {
-			return fmt.Errorf("-time: want RFC 3339 such as 2026-01-02T15:04:05Z, got %q", *at)
+			return usageErrorf("-time: want RFC 3339 such as 2026-01-02T15:04:05Z, got %q", *at)
 		}
 		eventTime = t
 	}
-	c, closeFn, err := dial(g)
+	c, err := g.dial()
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	fsResp, err := c.GetFeatureSet(ctx, &pb.GetFeatureSetRequest{Name: *set})
+	defer c.Close()
+	fs, err := c.GetFeatureSet(ctx, *set)
 	if err != nil {
 		return rpcError(err)
 	}
 	types := map[string]featurestore.ValueType{}
-	for _, f := range fsResp.GetFeatureSet().GetFeatures() {
+	for _, f := range fs.GetFeatures() {
 		types[f.GetName()] = featurestore.ValueType(f.GetType())
 	}
 	row := &pb.FeatureRow{EntityId: *entity, SubjectId: *subject, EventTime: timestamppb.New(eventTime), Values: map[string]*pb.Value{}}
-	for _, kv := range fset.Args() {
+	for _, kv := range pos {
 		name, raw, ok := strings.Cut(kv, "=")
 		if !ok {
-			return fmt.Errorf("%q: want NAME=VALUE", kv)
+			return usageErrorf("%q: want NAME=VALUE", kv)
 		}
 		t, ok := types[name]
 		if !ok {
@@ -234,21 +351,25 @@ func cmdWrite(ctx context.Context, g globals, args []string) error {
 		}
 		row.Values[name] = v
 	}
-	resp, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: *set, Rows: []*pb.FeatureRow{row}})
-	if err != nil {
+	results, err := c.Write(ctx, *set, row)
+	if results == nil {
 		return rpcError(err)
 	}
+	// With an unknown outcome the results are still printed, then the error (exit 1).
 	if g.output == "json" {
-		return printJSON(g, resp)
+		if perr := printJSON(g, &pb.WriteFeaturesResponse{Results: results}); perr != nil {
+			return perr
+		}
+		return err
 	}
-	r := resp.GetResults()[0]
-	status := strings.ToLower(strings.TrimPrefix(r.GetStatus().String(), "WRITE_STATUS_"))
-	fmt.Fprintf(g.stdout, "%s: %s/%s at version %d", status, *set, *entity, r.GetVersion())
+	r := results[0]
+	st := strings.ToLower(strings.TrimPrefix(r.GetStatus().String(), "WRITE_STATUS_"))
+	fmt.Fprintf(g.stdout, "%s: %s/%s at version %d", st, *set, *entity, r.GetVersion())
 	if r.GetError() != "" {
 		fmt.Fprintf(g.stdout, " (%s)", r.GetError())
 	}
 	fmt.Fprintln(g.stdout)
-	return nil
+	return err
 }
 
 // parseValue parses a command-line value as type t (lists comma-separated, bytes base64).
@@ -256,23 +377,24 @@ func parseValue(t featurestore.ValueType, s string) (*pb.Value, error) {
 	return ingest.ParseValue(t, s)
 }
 
-func cmdGet(ctx context.Context, g globals, args []string) error {
-	fset := flag.NewFlagSet("get", flag.ContinueOnError)
-	fset.SetOutput(g.stderr)
+func cmdGet(ctx context.Context, g *globals, args []string) error {
+	const synopsis = "get -features S:F,... -entities E,..."
+	fset := g.newFlagSet("get", synopsis)
 	features := fset.String("features", "", "comma-separated feature refs set:feature (required)")
 	entities := fset.String("entities", "", "comma-separated entity ids (required)")
-	if err := fset.Parse(args); err != nil {
-		return err
-	}
-	if *features == "" || *entities == "" {
-		return errors.New("usage: fsctl get -features S:F,... -entities E,...")
-	}
-	c, closeFn, err := dial(g)
+	pos, err := g.parse(fset, args)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	resp, err := c.GetFeatures(ctx, &pb.GetFeaturesRequest{Features: strings.Split(*features, ","), EntityIds: strings.Split(*entities, ",")})
+	if *features == "" || *entities == "" || len(pos) != 0 {
+		return usageErrorf("usage: fsctl %s", synopsis)
+	}
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.GetFeatures(ctx, strings.Split(*features, ","), strings.Split(*entities, ","))
 	if err != nil {
 		return rpcError(err)
 	}
@@ -295,6 +417,39 @@ func cmdGet(ctx context.Context, g globals, args []string) error {
 		}
 	}
 	return tw.Flush()
+}
+
+func cmdDelete(ctx context.Context, g *globals, args []string) error {
+	const synopsis = "delete -set S ENTITY..."
+	fset := g.newFlagSet("delete", synopsis)
+	set := fset.String("set", "", "feature set (required)")
+	pos, err := g.parse(fset, args)
+	if err != nil {
+		return err
+	}
+	if *set == "" || len(pos) == 0 {
+		return usageErrorf("usage: fsctl %s", synopsis)
+	}
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	results, err := c.DeleteEntities(ctx, *set, pos...)
+	if err != nil {
+		return rpcError(err)
+	}
+	if g.output == "json" {
+		return printJSON(g, &pb.DeleteEntitiesResponse{Results: results})
+	}
+	for _, r := range results {
+		what := "deleted"
+		if !r.GetExisted() {
+			what = "nothing stored for"
+		}
+		fmt.Fprintf(g.stdout, "%s %s/%s (version %d)\n", what, *set, r.GetEntityId(), r.GetVersion())
+	}
+	return nil
 }
 
 func formatValue(v *pb.Value) string {
@@ -331,14 +486,18 @@ func formatValue(v *pb.Value) string {
 	return ""
 }
 
-func cmdCreateTables(ctx context.Context, g globals, args []string) error {
-	fset := flag.NewFlagSet("create-tables", flag.ContinueOnError)
-	fset.SetOutput(g.stderr)
+func cmdCreateTables(ctx context.Context, g *globals, args []string) error {
+	const synopsis = "create-tables [-dynamodb-endpoint URL] [-region R] [-table-prefix P]"
+	fset := g.newFlagSet("create-tables", synopsis)
 	endpoint := fset.String("dynamodb-endpoint", g.getenv("FS_DYNAMODB_ENDPOINT"), "DynamoDB endpoint URL (empty: AWS) ($FS_DYNAMODB_ENDPOINT)")
 	region := fset.String("region", envOr(g.getenv, "AWS_REGION", "us-east-1"), "AWS region ($AWS_REGION)")
 	prefix := fset.String("table-prefix", g.getenv("FS_TABLE_PREFIX"), "table name prefix ($FS_TABLE_PREFIX)")
-	if err := fset.Parse(args); err != nil {
+	pos, err := g.parse(fset, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) != 0 {
+		return usageErrorf("usage: fsctl %s", synopsis)
 	}
 	cfg, err := dynamo.LoadConfig(ctx, *region, *endpoint)
 	if err != nil {
@@ -348,13 +507,15 @@ func cmdCreateTables(ctx context.Context, g globals, args []string) error {
 	if err := dynamo.New(dynamo.NewClient(cfg, *endpoint), tables).EnsureTables(ctx); err != nil {
 		return err
 	}
+	if g.output == "json" {
+		return printPlainJSON(g, struct {
+			RowsTable      string `json:"rowsTable"`
+			SetsTable      string `json:"setsTable"`
+			DeletionsTable string `json:"deletionsTable"`
+			SubjectIndex   string `json:"subjectIndex"`
+			TTLAttribute   string `json:"ttlAttribute"`
+		}{tables.Rows, tables.Sets, tables.Deletions, dynamo.IndexSubject, dynamo.AttrExpiresAt})
+	}
 	fmt.Fprintf(g.stdout, "tables ready: %s (GSI %s, TTL on %s), %s, %s\n", tables.Rows, dynamo.IndexSubject, dynamo.AttrExpiresAt, tables.Sets, tables.Deletions)
 	return nil
-}
-
-func envOr(getenv func(string) string, k, def string) string {
-	if v := getenv(k); v != "" {
-		return v
-	}
-	return def
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,62 +10,56 @@ import (
 	"time"
 
 	"golang.org/x/term"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/dsfeatures/featurestore/featurestore/client"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 
-func cmdGdpr(ctx context.Context, g globals, args []string) error {
+func cmdGdpr(ctx context.Context, g *globals, args []string) error {
+	const synopsis = "gdpr delete SUBJECT [-reason R] [-wait] | gdpr status ID [-wait]"
 	if len(args) == 0 {
-		return errors.New("usage: fsctl gdpr delete SUBJECT [-reason R] [-wait] | fsctl gdpr status ID [-wait]")
+		return usageErrorf("usage: fsctl %s", synopsis)
 	}
-	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	sub := args[0]
+	if sub == "-h" || sub == "-help" || sub == "--help" {
+		fmt.Fprintf(g.stdout, "Usage: fsctl %s\n\nRun 'fsctl gdpr delete -h' or 'fsctl gdpr status -h' for their flags.\n", synopsis)
+		return flag.ErrHelp
+	}
+	var fset *flag.FlagSet
+	var reason *string
+	switch sub {
+	case "delete":
+		fset = g.newFlagSet("gdpr delete", "gdpr delete SUBJECT [-reason R] [-wait] [-timeout D]")
+		reason = fset.String("reason", "", "why (kept in the audit trail)")
+	case "status":
+		fset = g.newFlagSet("gdpr status", "gdpr status ID [-wait] [-timeout D]")
+	default:
+		return usageErrorf("unknown gdpr command %q (want delete or status)", sub)
+	}
+	wait := fset.Bool("wait", false, "wait until the deletion is done, with a spinner on a terminal")
+	timeout := fset.Duration("timeout", 10*time.Minute, "give up waiting after this long")
+	pos, err := g.parse(fset, args[1:])
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	c := pb.NewGdprServiceClient(conn)
-	fset := flag.NewFlagSet("gdpr "+args[0], flag.ContinueOnError)
-	fset.SetOutput(g.stderr)
-	reason := fset.String("reason", "", "why (kept in the audit trail)")
-	wait := fset.Bool("wait", false, "wait until the deletion is done, with a spinner on a terminal")
-	timeout := fset.Duration("timeout", 10*time.Minute, "give up waiting after this long")
-	// Flags may come before or after the positional argument.
-	var pos []string
-	rest := args[1:]
-	for len(rest) > 0 {
-		if err := fset.Parse(rest); err != nil {
-			return err
-		}
-		rest = fset.Args()
-		if len(rest) > 0 {
-			pos = append(pos, rest[0])
-			rest = rest[1:]
-		}
-	}
 	if len(pos) != 1 {
-		return fmt.Errorf("usage: fsctl gdpr %s %s [-wait]", args[0], map[string]string{"delete": "SUBJECT [-reason R]", "status": "ID"}[args[0]])
+		return usageErrorf("usage: fsctl %s", g.commandSynopsis)
 	}
+	c, err := g.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	var d *pb.Deletion
-	switch args[0] {
-	case "delete":
-		resp, err := c.DeleteSubject(ctx, &pb.DeleteSubjectRequest{SubjectId: pos[0], Reason: *reason})
-		if err != nil {
+	if sub == "delete" {
+		if d, err = c.DeleteSubject(ctx, pos[0], *reason); err != nil {
 			return rpcError(err)
 		}
-		d = resp.GetDeletion()
 		if g.output == "text" {
 			fmt.Fprintf(g.stdout, "deletion %s filed (%s); check with: fsctl gdpr status %s\n", d.GetId(), stateName(d), d.GetId())
 		}
-	case "status":
-		resp, err := c.GetDeletion(ctx, &pb.GetDeletionRequest{Id: pos[0]})
-		if err != nil {
-			return rpcError(err)
-		}
-		d = resp.GetDeletion()
-	default:
-		return fmt.Errorf("unknown gdpr command %q (want delete or status)", args[0])
+	} else if d, err = c.GetDeletion(ctx, pos[0]); err != nil {
+		return rpcError(err)
 	}
 	if *wait {
 		wctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -82,6 +75,9 @@ func cmdGdpr(ctx context.Context, g globals, args []string) error {
 	if d.GetCompletedAt() != nil {
 		fmt.Fprintf(g.stdout, "completed_at: %s\n", d.GetCompletedAt().AsTime().UTC().Format(time.RFC3339))
 	}
+	if d.GetFailureReason() != "" {
+		fmt.Fprintf(g.stdout, "failure_reason: %s\n", d.GetFailureReason())
+	}
 	return nil
 }
 
@@ -91,7 +87,7 @@ func stateName(d *pb.Deletion) string {
 
 // waitDeletion polls until the job is done or failed: a spinner on a terminal, a line per
 // change of state or count otherwise.
-func waitDeletion(ctx context.Context, c pb.GdprServiceClient, d *pb.Deletion, w io.Writer) (*pb.Deletion, error) {
+func waitDeletion(ctx context.Context, c *client.Client, d *pb.Deletion, w io.Writer) (*pb.Deletion, error) {
 	tty := false
 	if f, ok := w.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
@@ -121,10 +117,10 @@ func waitDeletion(ctx context.Context, c pb.GdprServiceClient, d *pb.Deletion, w
 			return d, fmt.Errorf("still %s after waiting: %w", stateName(d), ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
-		resp, err := c.GetDeletion(ctx, &pb.GetDeletionRequest{Id: d.GetId()})
+		next, err := c.GetDeletion(ctx, d.GetId())
 		if err != nil {
 			return d, rpcError(err)
 		}
-		d = resp.GetDeletion()
+		d = next
 	}
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 )
 
 var importRows = flag.Int("import.rows", 100_000, "rows in BenchmarkImportParquet's file (make bench-import uses 1000000)")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -74,25 +73,29 @@ func (p *progress) update(rows, done, total int64, final bool) {
 	fmt.Fprintf(p.w, "imported%s\n", line)
 }
 
-func cmdImport(ctx context.Context, g globals, args []string) error {
-	fset := flag.NewFlagSet("import", flag.ContinueOnError)
-	fset.SetOutput(g.stderr)
+func cmdImport(ctx context.Context, g *globals, args []string) error {
+	const synopsis = "import -set NAME [-format csv|jsonl|parquet] [-chunk N] [-q] FILE"
+	fset := g.newFlagSet("import", synopsis)
 	set := fset.String("set", "", "feature set (required)")
 	format := fset.String("format", "", "csv, jsonl or parquet (default: from the file extension)")
 	chunk := fset.Int("chunk", 500, "rows per batch chunk")
 	quiet := fset.Bool("q", false, "no progress output")
-	if err := fset.Parse(args); err != nil {
+	pos, err := g.parse(fset, args)
+	if err != nil {
 		return err
 	}
-	if *set == "" || fset.NArg() != 1 {
-		return errors.New("usage: fsctl import -set NAME [-format csv|jsonl|parquet] FILE")
+	if *set == "" || len(pos) != 1 {
+		return usageErrorf("usage: fsctl %s", synopsis)
+	}
+	if *chunk <= 0 {
+		return usageErrorf("-chunk: want a positive number of rows, got %d", *chunk)
 	}
 	c, fs, err := dialForSet(ctx, g, *set)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	src, err := ingest.Open(fset.Arg(0), *format, fs, time.Now())
+	src, err := ingest.Open(pos[0], *format, fs, time.Now())
 	if err != nil {
 		return err
 	}
@@ -136,16 +139,20 @@ func cmdImport(ctx context.Context, g globals, args []string) error {
 
 // cmdStream reads JSON Lines from stdin and writes them on the streaming lane, in
 // requests of up to -batch rows, resending unacknowledged requests after a reconnect.
-func cmdStream(ctx context.Context, g globals, args []string) error {
-	fset := flag.NewFlagSet("stream", flag.ContinueOnError)
-	fset.SetOutput(g.stderr)
+func cmdStream(ctx context.Context, g *globals, args []string) error {
+	const synopsis = "stream -set NAME [-batch N] < rows.jsonl"
+	fset := g.newFlagSet("stream", synopsis)
 	set := fset.String("set", "", "feature set (required)")
 	batch := fset.Int("batch", 100, "rows per request")
-	if err := fset.Parse(args); err != nil {
+	pos, err := g.parse(fset, args)
+	if err != nil {
 		return err
 	}
-	if *set == "" {
-		return errors.New("usage: fsctl stream -set NAME < rows.jsonl")
+	if *set == "" || len(pos) != 0 {
+		return usageErrorf("usage: fsctl %s", synopsis)
+	}
+	if *batch <= 0 {
+		return usageErrorf("-batch: want a positive number of rows, got %d", *batch)
 	}
 	c, fs, err := dialForSet(ctx, g, *set)
 	if err != nil {
@@ -153,18 +160,19 @@ func cmdStream(ctx context.Context, g globals, args []string) error {
 	}
 	defer c.Close()
 	src := ingest.NewJSONL(g.stdin, 0, ingest.FeatureTypes(fs), time.Now())
-	var written, stale, rejected atomic.Int64
-	var firstErrs []string
+	// OnAck calls come one at a time, and Close waits for the last, so the summary needs
+	// no lock of its own.
+	var sum streamSummary
 	w, err := c.NewStreamWriter(ctx, client.StreamOptions{OnAck: func(r *pb.StreamWriteFeaturesResponse) {
 		for _, res := range r.GetResults() {
 			switch res.GetStatus() {
 			case pb.WriteStatus_WRITE_STATUS_WRITTEN:
-				written.Add(1)
+				sum.Written++
 			case pb.WriteStatus_WRITE_STATUS_STALE:
-				stale.Add(1)
+				sum.Stale++
 			default:
-				if rejected.Add(1) <= 10 {
-					firstErrs = append(firstErrs, fmt.Sprintf("request %d: %s", r.GetSequence(), res.GetError()))
+				if sum.Rejected++; sum.Rejected <= 10 {
+					sum.Errors = append(sum.Errors, streamError{Request: r.GetSequence(), Error: res.GetError(), Reason: res.GetReason()})
 				}
 			}
 		}
@@ -181,44 +189,67 @@ func cmdStream(ctx context.Context, g globals, args []string) error {
 		buf = nil
 		return err
 	}
+	// A malformed line stops the input: requests already sent are still acknowledged
+	// and summarized, rows after them are not sent, and the command fails.
+	var inputErr error
 	for {
 		row, err := src.Next()
 		if errors.Is(err, io.EOF) {
+			inputErr = flush()
 			break
 		}
 		if err != nil {
-			return err
+			inputErr = err
+			break
 		}
 		buf = append(buf, row)
 		if len(buf) == *batch {
-			if err := flush(); err != nil {
-				return err
+			if inputErr = flush(); inputErr != nil {
+				break
 			}
 		}
 	}
-	if err := flush(); err != nil {
-		return err
-	}
 	if err := w.Close(); err != nil {
-		return rpcError(err)
+		return errors.Join(inputErr, rpcError(err))
 	}
-	fmt.Fprintf(g.stdout, "%d written, %d stale, %d rejected\n", written.Load(), stale.Load(), rejected.Load())
-	for _, e := range firstErrs {
-		fmt.Fprintf(g.stdout, "  %s\n", e)
+	if g.output == "json" {
+		if err := printPlainJSON(g, sum); err != nil {
+			return err
+		}
+		return inputErr
 	}
-	return nil
+	fmt.Fprintf(g.stdout, "%d written, %d stale, %d rejected\n", sum.Written, sum.Stale, sum.Rejected)
+	for _, e := range sum.Errors {
+		fmt.Fprintf(g.stdout, "  request %d: %s\n", e.Request, e.Error)
+	}
+	return inputErr
+}
+
+// streamSummary is what 'fsctl stream' reports; -o json prints it as is.
+type streamSummary struct {
+	Written  int64         `json:"rowsWritten"`
+	Stale    int64         `json:"rowsStale"`
+	Rejected int64         `json:"rowsRejected"`
+	Errors   []streamError `json:"errors,omitempty"`
+}
+
+// streamError is one of the first rejected rows.
+type streamError struct {
+	Request int64  `json:"request"`
+	Error   string `json:"error"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // dialForSet connects and fetches the feature set that rows will be parsed against.
-func dialForSet(ctx context.Context, g globals, set string) (*client.Client, *pb.FeatureSet, error) {
-	c, err := client.Dial(g.addr, client.Options{})
+func dialForSet(ctx context.Context, g *globals, set string) (*client.Client, *pb.FeatureSet, error) {
+	c, err := g.dial()
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := c.API().GetFeatureSet(ctx, &pb.GetFeatureSetRequest{Name: set})
+	fs, err := c.GetFeatureSet(ctx, set)
 	if err != nil {
 		c.Close()
 		return nil, nil, rpcError(err)
 	}
-	return c, resp.GetFeatureSet(), nil
+	return c, fs, nil
 }

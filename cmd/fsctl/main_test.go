@@ -15,11 +15,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dsfeatures/featurestore/featurestore"
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
 )
@@ -93,12 +95,13 @@ func TestParseValue(t *testing.T) {
 	}
 }
 
-// startServer serves the real handlers on the real stack, in process.
-func startServer(t *testing.T) string {
+// startServer serves the real handlers on the real stack, in process, with opts (test
+// interceptors, TLS, auth).
+func startServer(t *testing.T, opts ...grpc.ServerOption) string {
 	t.Helper()
 	st := shared.NewStack(t, 1500*time.Millisecond, devstack.ValkeyOptions{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := featurestore.New(st.DB, st.Cache, nil, featurestore.SystemClock{}, featurestore.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}, logger)
+	svc, _, err := devstack.NewService(st.DB, st.Cache, nil, writethrough.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +109,7 @@ func startServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger, opts...)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 	return lis.Addr().String()

@@ -13,8 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dsfeatures/featurestore/featurestore"
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
+	"github.com/dsfeatures/featurestore/internal/dbtest"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 )
 
 var shared *devstack.Shared
@@ -57,8 +59,19 @@ func newStores(t *testing.T, lossy *loseResponses) (plain, faulty *dynamo.Store)
 	return plain, faulty
 }
 
-func item(pk string, version int64, data string) featurestore.Item {
-	return featurestore.Item{Key: featurestore.ItemKey{Table: featurestore.RowsTable, PK: pk}, Version: version, Data: []byte(data)}
+func item(pk string, version int64, data string) writethrough.Item {
+	return writethrough.Item{Key: writethrough.Key{Table: featurestore.RowsTable, PK: pk}, Version: version, Data: []byte(data)}
+}
+
+// TestContract runs the database contract against DynamoDB Local.
+func TestContract(t *testing.T) {
+	dbtest.Run(t, func(t *testing.T) dbtest.DB {
+		db := dynamo.New(dynamo.NewClient(dynamo.LocalConfig(), shared.DynamoDB.Endpoint), dynamo.TablesWithPrefix(devstack.UniquePrefix(t.Name())))
+		if err := db.EnsureTables(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return db
+	})
 }
 
 // A conditional write whose response was lost is retried by the SDK, and the retry fails
@@ -75,10 +88,10 @@ func TestRetriedConditionalWrites(t *testing.T) {
 		want       error
 		wantStored int64 // version stored afterwards
 	}{
-		{name: "put, first answer conflicts", op: "PutItem", lose: 0, want: featurestore.ErrConflict, wantStored: 5},
+		{name: "put, first answer conflicts", op: "PutItem", lose: 0, want: writethrough.ErrConflict, wantStored: 5},
 		{name: "put, lost answer, retry finds it applied", op: "PutItem", lose: 1, want: nil, wantStored: 20},
 		{name: "put, lost answer, overwritten before the retry", op: "PutItem", lose: 1, overwrite: true, want: dynamo.ErrAmbiguous, wantStored: 30},
-		{name: "transaction, first answer conflicts", op: "TransactWriteItems", lose: 0, want: featurestore.ErrConflict, wantStored: 5},
+		{name: "transaction, first answer conflicts", op: "TransactWriteItems", lose: 0, want: writethrough.ErrConflict, wantStored: 5},
 		// The client request token makes DynamoDB answer the retry with the first attempt's
 		// success, which is the truth: it applied.
 		{name: "transaction, lost answer, overwritten before the retry", op: "TransactWriteItems", lose: 1, overwrite: true, want: nil, wantStored: 30},
@@ -110,7 +123,7 @@ func TestRetriedConditionalWrites(t *testing.T) {
 			if tc.op == "PutItem" {
 				err = faulty.PutItem(ctx, item(pk, 20, "ours"), prev)
 			} else {
-				err = faulty.PutItems(ctx, []featurestore.Item{item(pk, 20, "ours")}, []int64{prev})
+				err = faulty.PutItems(ctx, []writethrough.Item{item(pk, 20, "ours")}, []int64{prev})
 			}
 			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
@@ -118,7 +131,7 @@ func TestRetriedConditionalWrites(t *testing.T) {
 			if tc.lose > 0 && lossy.lose.Load() >= 0 {
 				t.Fatal("no response was lost: the test did not exercise a retry")
 			}
-			got, err := plain.GetItems(ctx, []featurestore.ItemKey{item(pk, 0, "").Key})
+			got, err := plain.GetItems(ctx, []writethrough.Key{item(pk, 0, "").Key})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,16 +15,35 @@ import (
 // missing, and waits until they are active. It is idempotent and safe to run from
 // several replicas at once.
 func (s *Store) EnsureTables(ctx context.Context) error {
-	if err := s.ensureTable(ctx, rowsTableInput(s.tables.Rows)); err != nil {
-		return err
+	for _, d := range TableDefinitions(s.tables) {
+		if err := s.ensureTable(ctx, d.Input); err != nil {
+			return err
+		}
+		if d.TTLAttribute != "" {
+			if err := s.ensureTTL(ctx, aws.ToString(d.Input.TableName)); err != nil {
+				return err
+			}
+		}
 	}
-	if err := s.ensureTTL(ctx, s.tables.Rows); err != nil {
-		return err
+	return nil
+}
+
+// TableDefinition is one table as EnsureTables creates it.
+type TableDefinition struct {
+	Input *dynamodb.CreateTableInput
+	// TTLAttribute is the attribute DynamoDB's TTL is enabled on, or "" for none.
+	TTLAttribute string
+}
+
+// TableDefinitions returns the tables EnsureTables creates for t, with their keys,
+// indexes and TTL, so that deployment files (deploy/cloudformation) can be checked
+// against the code.
+func TableDefinitions(t Tables) []TableDefinition {
+	return []TableDefinition{
+		{Input: rowsTableInput(t.Rows), TTLAttribute: AttrExpiresAt},
+		{Input: setsTableInput(t.Sets)},
+		{Input: deletionsTableInput(t.Deletions), TTLAttribute: AttrExpiresAt},
 	}
-	if err := s.ensureTable(ctx, setsTableInput(s.tables.Sets)); err != nil {
-		return err
-	}
-	return s.ensureTable(ctx, setsTableInput(s.tables.Deletions))
 }
 
 func rowsTableInput(name string) *dynamodb.CreateTableInput {
@@ -51,6 +70,24 @@ func setsTableInput(name string) *dynamodb.CreateTableInput {
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS}},
 		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash}},
 	}
+}
+
+// deletionsTableInput is the GDPR records' table: a sparse by_claim index over the jobs
+// that are pending or running, so that workers find work without scanning.
+func deletionsTableInput(name string) *dynamodb.CreateTableInput {
+	in := setsTableInput(name)
+	in.AttributeDefinitions = append(in.AttributeDefinitions,
+		types.AttributeDefinition{AttributeName: aws.String(attrClaim), AttributeType: types.ScalarAttributeTypeS},
+		types.AttributeDefinition{AttributeName: aws.String(attrLeaseUntil), AttributeType: types.ScalarAttributeTypeN})
+	in.GlobalSecondaryIndexes = []types.GlobalSecondaryIndex{{
+		IndexName: aws.String(IndexClaim),
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(attrClaim), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(attrLeaseUntil), KeyType: types.KeyTypeRange},
+		},
+		Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+	}}
+	return in
 }
 
 func (s *Store) ensureTable(ctx context.Context, in *dynamodb.CreateTableInput) error {

@@ -19,7 +19,7 @@ import (
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
 
 // Options tune the cache.
@@ -38,25 +38,9 @@ type Options struct {
 	Timeout time.Duration
 	// Tracer, if set, traces each pipelined round trip.
 	Tracer trace.Tracer
-	// Mutation breaks the protocol in a known way, so that tests can show the linearizability
-	// checker finds the violations that follow. Never set it outside such tests.
-	Mutation Mutation
 }
 
-// Mutation selects a deliberately broken protocol for mutation testing.
-type Mutation int
-
-const (
-	// Correct is the real protocol.
-	Correct Mutation = iota
-	// MutationPlainPopulate makes POPULATE a plain SET, ignoring versions, markers and tickets.
-	MutationPlainPopulate
-	// MutationPublishOwn makes PUBLISH store the writer's own version as the value once
-	// its token is removed, instead of the newest version carried in the marker.
-	MutationPublishOwn
-)
-
-// Cache is a featurestore.Cache on a ValKey client.
+// Cache is a writethrough.Cache on a ValKey client.
 type Cache struct {
 	client  vk.Client
 	opts    Options
@@ -66,7 +50,7 @@ type Cache struct {
 	ticketSeq    atomic.Uint64
 }
 
-var _ featurestore.Cache = (*Cache)(nil)
+var _ writethrough.Cache = (*Cache)(nil)
 
 type script struct {
 	src string
@@ -141,14 +125,7 @@ func New(client vk.Client, opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("ticket prefix: %w", err)
 	}
 	c := &Cache{client: client, opts: opts, ticketPrefix: hex.EncodeToString(b[:])}
-	srcs := []string{markScript, publishScript, prepareScript, populateScript}
-	switch opts.Mutation {
-	case MutationPlainPopulate:
-		srcs[scriptPopulate] = plainPopulateScript
-	case MutationPublishOwn:
-		srcs[scriptPublish] = publishOwnScript
-	}
-	for i, src := range srcs {
+	for i, src := range []string{markScript, publishScript, prepareScript, populateScript} {
 		sum := sha1.Sum([]byte(src))
 		c.scripts[i] = script{src: src, sha: hex.EncodeToString(sum[:])}
 	}
@@ -164,7 +141,7 @@ func (c *Cache) Close() { c.client.Close() }
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
 // Get reads keys in one pipelined round trip.
-func (c *Cache) Get(ctx context.Context, keys []string) ([]featurestore.CacheEntry, error) {
+func (c *Cache) Get(ctx context.Context, keys []string) ([]writethrough.CacheEntry, error) {
 	cmds := make(vk.Commands, len(keys))
 	for i, k := range keys {
 		cmds[i] = c.client.B().Get().Key(k).Build()
@@ -174,7 +151,7 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]featurestore.CacheEnt
 	ctx, end := c.span(ctx, "valkey.GET", len(keys))
 	res := c.client.DoMulti(ctx, cmds...)
 	end(nil)
-	out := make([]featurestore.CacheEntry, len(keys))
+	out := make([]writethrough.CacheEntry, len(keys))
 	for i, r := range res {
 		b, err := r.AsBytes()
 		if vk.IsValkeyNil(err) {
@@ -186,13 +163,13 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]featurestore.CacheEnt
 		e, err := DecodeEnvelope(b)
 		if err != nil {
 			// Not ours or damaged: treat as dirty, so the reader goes to the database.
-			out[i] = featurestore.CacheEntry{State: featurestore.CacheDirty}
+			out[i] = writethrough.CacheEntry{State: writethrough.CacheDirty}
 			continue
 		}
 		if e.Dirty {
-			out[i] = featurestore.CacheEntry{State: featurestore.CacheDirty, Version: e.Version}
+			out[i] = writethrough.CacheEntry{State: writethrough.CacheDirty, Version: e.Version}
 		} else {
-			out[i] = featurestore.CacheEntry{State: featurestore.CacheValue, Version: e.Version, Data: e.Payload}
+			out[i] = writethrough.CacheEntry{State: writethrough.CacheValue, Version: e.Version, Data: e.Payload}
 		}
 	}
 	return out, nil
@@ -214,14 +191,14 @@ func (c *Cache) Mark(ctx context.Context, keys []string, token string, lease tim
 }
 
 // Publish records committed versions and removes the writers' tokens.
-func (c *Cache) Publish(ctx context.Context, pubs []featurestore.Publication) error {
+func (c *Cache) Publish(ctx context.Context, pubs []writethrough.Publication) error {
 	_, err := c.run(ctx, scriptPublish, c.pubCalls(pubs))
 	return err
 }
 
 // Populate stores versions read from the database under the tickets Prepare returned,
 // and returns how many it stored.
-func (c *Cache) Populate(ctx context.Context, pops []featurestore.Publication) (int, error) {
+func (c *Cache) Populate(ctx context.Context, pops []writethrough.Publication) (int, error) {
 	res, err := c.run(ctx, scriptPopulate, c.pubCalls(pops))
 	stored := 0
 	for _, r := range res {
@@ -232,7 +209,7 @@ func (c *Cache) Populate(ctx context.Context, pops []featurestore.Publication) (
 	return stored, err
 }
 
-func (c *Cache) pubCalls(pubs []featurestore.Publication) []call {
+func (c *Cache) pubCalls(pubs []writethrough.Publication) []call {
 	ttl, fence := ms(c.opts.ValueTTL), ms(c.opts.FenceTTL)
 	calls := make([]call, len(pubs))
 	for i, p := range pubs {

@@ -10,6 +10,11 @@ package valkey
 // Numbers are decimal; Lua keeps integers exact below 2^53, which covers versions in
 // microseconds for centuries. Every script touches one key, so all of them run unchanged
 // on ValKey Cluster.
+// EnvelopeLua is the Lua that parses and formats envelopes, shared by every script. It is
+// exported for tests that run scripts of their own against the same format (the chaos
+// harness's deliberately broken protocols).
+const EnvelopeLua = prelude
+
 const prelude = `
 local function now_ms()
   local t = redis.call('TIME')
@@ -144,35 +149,4 @@ end
 if d.ticket ~= ARGV[1] or #d.tokens > 0 or ver < d.ver then return 0 end
 redis.call('SET', KEYS[1], value(ver, ARGV[3]), 'PX', ARGV[4])
 return 1
-`
-
-// plainPopulateScript is MutationPlainPopulate: a reader stores what it read, whatever the
-// key holds now.
-const plainPopulateScript = prelude + `
-redis.call('SET', KEYS[1], value(tonumber(ARGV[2]), ARGV[3]), 'PX', ARGV[4])
-return 1
-`
-
-// publishOwnScript is MutationPublishOwn: the last writer out stores its own version,
-// which is older than the newest when the first to commit publishes last.
-const publishOwnScript = prelude + `
-local d = parse(redis.call('GET', KEYS[1]))
-if d == nil then return 0 end
-if d.kind == 'V' then
-  redis.call('SET', KEYS[1], value(tonumber(ARGV[2]), ARGV[3]), 'PX', ARGV[4])
-  return 1
-end
-local rest = {}
-for _, t in ipairs(d.tokens) do
-  if t[1] ~= ARGV[1] then rest[#rest + 1] = t end
-end
-d.tokens = rest
-if #rest == 0 then
-  redis.call('SET', KEYS[1], value(tonumber(ARGV[2]), ARGV[3]), 'PX', ARGV[4])
-  return 1
-end
-d.ver = tonumber(ARGV[2])
-d.payload = ARGV[3]
-redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
-return 2
 `

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dsfeatures/featurestore/featurestore"
-	"github.com/dsfeatures/featurestore/featurestore/devstack"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
+	"github.com/dsfeatures/featurestore/internal/devstack"
 )
 
 const (
@@ -163,7 +163,7 @@ func TestScripts(t *testing.T) {
 				case "mark":
 					err = c.Mark(ctx, []string{"k"}, s.token, s.lease)
 				case "publish":
-					err = c.Publish(ctx, []featurestore.Publication{{Key: "k", Token: s.token, Version: s.version, Data: []byte("p")}})
+					err = c.Publish(ctx, []writethrough.Publication{{Key: "k", Token: s.token, Version: s.version, Data: []byte("p")}})
 				case "prepare":
 					var tickets []string
 					tickets, err = c.Prepare(ctx, []string{"k"})
@@ -178,7 +178,7 @@ func TestScripts(t *testing.T) {
 					if s.token != "" {
 						tk = s.token
 					}
-					_, err = c.Populate(ctx, []featurestore.Publication{{Key: "k", Token: tk, Version: s.version, Data: []byte("p")}})
+					_, err = c.Populate(ctx, []writethrough.Publication{{Key: "k", Token: tk, Version: s.version, Data: []byte("p")}})
 				case "sleep":
 					time.Sleep(s.sleep)
 				}

@@ -45,8 +45,8 @@ type FeatureStoreServiceClient interface {
 	ApplyFeatureSet(ctx context.Context, in *ApplyFeatureSetRequest, opts ...grpc.CallOption) (*ApplyFeatureSetResponse, error)
 	// GetFeatureSet returns the newest applied version of a feature set, or NOT_FOUND.
 	GetFeatureSet(ctx context.Context, in *GetFeatureSetRequest, opts ...grpc.CallOption) (*GetFeatureSetResponse, error)
-	// ListFeatureSets returns the feature sets the caller may read, sorted by name, one
-	// page at a time (see page_size and page_token).
+	// ListFeatureSets returns the feature sets the caller may read, one page at a time (see
+	// page_size and page_token), in a stable order that is not sorted; sort on the client.
 	ListFeatureSets(ctx context.Context, in *ListFeatureSetsRequest, opts ...grpc.CallOption) (*ListFeatureSetsResponse, error)
 	// DeleteFeatureSet retires a feature set: its rows stop being served and cannot be
 	// written, and the name cannot be applied again (FAILED_PRECONDITION), so that no
@@ -197,8 +197,8 @@ type FeatureStoreServiceServer interface {
 	ApplyFeatureSet(context.Context, *ApplyFeatureSetRequest) (*ApplyFeatureSetResponse, error)
 	// GetFeatureSet returns the newest applied version of a feature set, or NOT_FOUND.
 	GetFeatureSet(context.Context, *GetFeatureSetRequest) (*GetFeatureSetResponse, error)
-	// ListFeatureSets returns the feature sets the caller may read, sorted by name, one
-	// page at a time (see page_size and page_token).
+	// ListFeatureSets returns the feature sets the caller may read, one page at a time (see
+	// page_size and page_token), in a stable order that is not sorted; sort on the client.
 	ListFeatureSets(context.Context, *ListFeatureSetsRequest) (*ListFeatureSetsResponse, error)
 	// DeleteFeatureSet retires a feature set: its rows stop being served and cannot be
 	// written, and the name cannot be applied again (FAILED_PRECONDITION), so that no

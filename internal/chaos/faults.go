@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// proxies puts an in-process toxiproxy between each replica and each store, so that a
-// fault can hit one replica's path to one store.
+// proxies puts an in-process toxiproxy between each replica and each store it reaches
+// over the network, so that a fault can hit one replica's path to one store.
 type proxies struct {
 	server *toxiproxy.ApiServer
 }
@@ -41,32 +41,43 @@ func toxic(px *toxiproxy.Proxy, name, kind, stream string, attrs string) (func()
 	return func() { _ = px.Toxics.RemoveToxic(context.Background(), name) }, nil
 }
 
-// faultKinds are the faults the injector draws from.
-var faultKinds = []string{
-	"valkey-latency",           // a slow cache path for one replica
-	"valkey-stall",             // the cache path stops answering (toxiproxy timeout)
-	"valkey-reset",             // connections reset
-	"valkey-restart",           // ValKey restarts empty: markers and values are gone
-	"valkey-flush",             // FLUSHALL: the same loss, without reconnects
-	"lru-eviction",             // filler data pushes hot keys out under maxmemory
+// cacheFaults hit the cache (over toxiproxy) or the replica itself; both backends use them.
+var cacheFaults = []string{
+	"valkey-latency", // a slow cache path for one replica
+	"valkey-stall",   // the cache path stops answering (toxiproxy timeout)
+	"valkey-reset",   // connections reset
+	"valkey-restart", // ValKey restarts empty: markers and values are gone
+	"valkey-flush",   // FLUSHALL: the same loss, without reconnects
+	"lru-eviction",   // filler data pushes hot keys out under maxmemory
+	"replica-crash",  // writes on one replica die between COMMIT and PUBLISH
+	"reader-pause",   // reads on one replica stall between the database read and POPULATE
+}
+
+// databaseFaults hit one replica's path to the database. The names are the same for both
+// backends; DynamoDB Local gets them through toxiproxy, the in-memory database through
+// its decorator.
+var databaseFaults = []string{
 	"ddb-latency",              // a slow database path
-	"ddb-timeout-after-commit", // responses delayed past the write deadline: commits land, callers time out
-	"ddb-reset",                // connections reset (the SDK retries; a retried conditional put may fail its condition)
-	"replica-crash",            // writes on one replica die between COMMIT and PUBLISH
-	"reader-pause",             // reads on one replica stall between the database read and POPULATE
+	"ddb-timeout-after-commit", // commits land, answers come after the write deadline
+	"ddb-reset",                // connections reset (a write may have applied; a retry may fail its condition)
+}
+
+// FaultKinds are the faults a run on backend draws from by default.
+func FaultKinds(backend string) []string {
+	return append(append([]string(nil), cacheFaults...), databaseFaults...)
 }
 
 type injector struct {
-	rng      *rand.Rand
-	mu       sync.Mutex
-	counts   map[string]int
-	replicas []*replica
-	env      *environment
-	seq      atomic.Int64
+	env    *environment
+	rng    *rand.Rand
+	mu     sync.Mutex
+	counts map[string]int
+	seq    atomic.Int64
 }
 
 // run injects faults until ctx ends: one at a time, each held for a random while.
-func (f *injector) run(ctx context.Context, kinds []string, every time.Duration) {
+func (f *injector) run(ctx context.Context, rng *rand.Rand, kinds []string, every time.Duration) {
+	f.rng = rng
 	for {
 		wait := every/2 + time.Duration(f.rng.Int63n(int64(every)))
 		select {
@@ -76,7 +87,7 @@ func (f *injector) run(ctx context.Context, kinds []string, every time.Duration)
 		}
 		kind := kinds[f.rng.Intn(len(kinds))]
 		hold := 100*time.Millisecond + time.Duration(f.rng.Int63n(int64(700*time.Millisecond)))
-		r := f.replicas[f.rng.Intn(len(f.replicas))]
+		r := f.env.replicas[f.rng.Intn(len(f.env.replicas))]
 		undo, err := f.inject(ctx, kind, r)
 		if err != nil {
 			continue
@@ -96,11 +107,7 @@ func (f *injector) run(ctx context.Context, kinds []string, every time.Duration)
 
 func (f *injector) inject(ctx context.Context, kind string, r *replica) (func(), error) {
 	name := fmt.Sprintf("%s-%d", kind, f.seq.Add(1))
-	twoWay := func(pxName string, toxicKind, attrs string) (func(), error) {
-		px := r.vkProxy
-		if strings.HasPrefix(pxName, "ddb") {
-			px = r.ddbProxy
-		}
+	twoWay := func(px *toxiproxy.Proxy, toxicKind, attrs string) (func(), error) {
 		up, err := toxic(px, name+"-up", toxicKind, "upstream", attrs)
 		if err != nil {
 			return nil, err
@@ -112,9 +119,10 @@ func (f *injector) inject(ctx context.Context, kind string, r *replica) (func(),
 		}
 		return func() { up(); down() }, nil
 	}
+	deadline := f.env.cfg.WriteTimeout + 200*time.Millisecond
 	switch kind {
 	case "valkey-latency":
-		return twoWay("vk", "latency", `{"latency":80,"jitter":80}`)
+		return twoWay(r.vkProxy, "latency", `{"latency":80,"jitter":80}`)
 	case "valkey-stall":
 		return toxic(r.vkProxy, name, "timeout", "upstream", `{"timeout":0}`)
 	case "valkey-reset":
@@ -122,28 +130,44 @@ func (f *injector) inject(ctx context.Context, kind string, r *replica) (func(),
 	case "valkey-restart":
 		return nil, f.env.valkey.Restart(ctx)
 	case "valkey-flush":
-		c := f.env.cache.Client()
+		c := f.env.direct.Client()
 		return nil, c.Do(ctx, c.B().Flushall().Build()).Error()
 	case "lru-eviction":
-		c := f.env.cache.Client()
+		c := f.env.direct.Client()
 		filler := strings.Repeat("x", 16<<10)
 		for i := 0; i < 300; i++ {
 			_ = c.Do(ctx, c.B().Set().Key(fmt.Sprintf("filler:%d:%d", f.seq.Load(), i)).Value(filler).Build()).Error()
 		}
 		return nil, nil
+	case "replica-crash":
+		r.cache.crashing.Store(true)
+		return func() { r.cache.crashing.Store(false) }, nil
+	case "reader-pause":
+		before := r.cache.pause.Swap(int64(50*time.Millisecond + time.Duration(f.rng.Int63n(int64(150*time.Millisecond)))))
+		return func() { r.cache.pause.Store(before) }, nil
+	}
+	if r.db != nil { // the in-memory database: its decorator
+		switch kind {
+		case "ddb-latency":
+			r.db.latency.Store(int64(120 * time.Millisecond))
+			return func() { r.db.latency.Store(0) }, nil
+		case "ddb-timeout-after-commit":
+			r.db.lateAnswers.Store(true)
+			return func() { r.db.lateAnswers.Store(false) }, nil
+		case "ddb-reset":
+			r.db.resets.Store(true)
+			return func() { r.db.resets.Store(false) }, nil
+		}
+		return nil, fmt.Errorf("unknown fault %q", kind)
+	}
+	switch kind {
 	case "ddb-latency":
-		return twoWay("ddb", "latency", `{"latency":60,"jitter":60}`)
+		return twoWay(r.ddbProxy, "latency", `{"latency":60,"jitter":60}`)
 	case "ddb-timeout-after-commit":
 		// Only responses are delayed: requests arrive and commit, callers give up first.
-		return toxic(r.ddbProxy, name, "latency", "downstream", fmt.Sprintf(`{"latency":%d}`, (f.env.cfg.WriteTimeout+200*time.Millisecond).Milliseconds()))
+		return toxic(r.ddbProxy, name, "latency", "downstream", fmt.Sprintf(`{"latency":%d}`, deadline.Milliseconds()))
 	case "ddb-reset":
 		return toxic(r.ddbProxy, name, "reset_peer", "downstream", `{"timeout":0}`)
-	case "replica-crash":
-		r.crashing.Store(true)
-		return func() { r.crashing.Store(false) }, nil
-	case "reader-pause":
-		before := r.pause.Swap(int64(50*time.Millisecond + time.Duration(f.rng.Int63n(int64(150*time.Millisecond)))))
-		return func() { r.pause.Store(before) }, nil
 	}
 	return nil, fmt.Errorf("unknown fault %q", kind)
 }

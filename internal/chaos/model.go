@@ -12,9 +12,21 @@ import (
 type state struct {
 	Found bool
 	T, V  int64
+	// Floor is the newest event time a delete removed (when Floored): writes at or before
+	// it are stale.
+	Floor   int64
+	Floored bool
 }
 
 type writeIn struct{ T, V int64 }
+
+// deleteIn is DeleteEntities of the key.
+type deleteIn struct{}
+
+type deleteOut struct {
+	// Existed is what the delete reported; Unknown: the call failed (it may have applied).
+	Existed, Unknown bool
+}
 
 type writeOut struct {
 	// Status is "written", "stale" or "unknown" (the call failed; it may have applied).
@@ -37,8 +49,10 @@ type op struct {
 
 func step(s state, in writeIn) (next state, status string) {
 	switch {
+	case s.Floored && in.T <= s.Floor:
+		return s, "stale"
 	case !s.Found || in.T > s.T:
-		return state{Found: true, T: in.T, V: in.V}, "written"
+		return state{Found: true, T: in.T, V: in.V, Floor: s.Floor, Floored: s.Floored}, "written"
 	case in.T == s.T && in.V == s.V:
 		return s, "written"
 	default:
@@ -66,6 +80,17 @@ var model = porcupine.Model{
 	Init: func() any { return state{} },
 	Step: func(st, input, output any) (bool, any) {
 		s := st.(state)
+		if _, ok := input.(deleteIn); ok {
+			out := output.(deleteOut)
+			next := state{Floor: s.Floor, Floored: s.Floored}
+			if s.Found {
+				next.Floor, next.Floored = s.T, true
+				if s.Floored {
+					next.Floor = max(s.Floor, s.T)
+				}
+			}
+			return out.Unknown || out.Existed == s.Found, next
+		}
 		if in, ok := input.(writeIn); ok {
 			next, status := step(s, in)
 			out := output.(writeOut)
@@ -79,9 +104,12 @@ var model = porcupine.Model{
 	},
 	Hash: func(st any) uint64 {
 		s := st.(state)
-		return uint64(s.T)*31 + uint64(s.V)
+		return uint64(s.T)*31 + uint64(s.V) + uint64(s.Floor)*961
 	},
 	DescribeOperation: func(input, output any) string {
+		if _, ok := input.(deleteIn); ok {
+			return fmt.Sprintf("delete() -> %+v", output.(deleteOut))
+		}
 		if in, ok := input.(writeIn); ok {
 			return fmt.Sprintf("write(t=%d, v=%d) -> %s", in.T, in.V, output.(writeOut).Status)
 		}

@@ -1,0 +1,298 @@
+package writethrough
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+)
+
+// Table names a group of items, such as one DynamoDB table. It prefixes cache keys, so
+// keep it short.
+type Table string
+
+// Key addresses one item.
+type Key struct {
+	Table Table
+	PK    string
+}
+
+// CacheKey is the key's name in the cache.
+func (k Key) CacheKey() string { return string(k.Table) + ":" + k.PK }
+
+// Item is one stored item.
+type Item struct {
+	Key Key
+	// Version increases with every successful write and never goes backwards.
+	Version int64
+	// Data is the caller's encoding; empty means the item holds nothing (a tombstone).
+	Data []byte
+	// Subject is the data subject the item belongs to; the database indexes items by it
+	// (empty: not indexed).
+	Subject string
+	// ExpiresAt is the item's time to live in Unix seconds; 0 means never.
+	ExpiresAt int64
+}
+
+// Limits of the database, which are DynamoDB's: an item of at most 400 KB (attribute
+// names and values), a transaction of at most 100 items and 4 MB.
+const (
+	MaxItemBytes  = 400 * 1024
+	MaxGroupItems = 100
+	MaxGroupBytes = 4 * 1024 * 1024
+)
+
+// Size is the item's size as DynamoDB counts it (attribute names plus values, numbers at
+// their widest), with the attribute names the stores use.
+func (it Item) Size() int {
+	n := len("pk") + len(it.Key.PK) + len("version") + 21
+	if len(it.Data) > 0 {
+		n += len("row") + len(it.Data)
+	}
+	if it.Subject != "" {
+		n += len("subject") + len(it.Subject)
+	}
+	if it.ExpiresAt != 0 {
+		n += len("expires_at") + 21
+	}
+	return n
+}
+
+// Errors a Database returns.
+var (
+	// ErrConflict: a conditional write found another version.
+	ErrConflict = errors.New("version conflict")
+	// ErrAmbiguous: a conditional write failed its condition on an attempt the client
+	// retried after an earlier attempt's outcome was lost; the earlier attempt may have
+	// applied and been overwritten since, so neither "written" nor "lost the race" holds.
+	ErrAmbiguous = errors.New("a retried conditional write failed its condition; an earlier attempt may have applied")
+	// ErrItemTooLarge: an item exceeds MaxItemBytes, or a group MaxGroupItems or
+	// MaxGroupBytes. Nothing was written.
+	ErrItemTooLarge = errors.New("item or transaction exceeds the database's size limits")
+)
+
+// Errors of Update and Read; tell them apart with errors.Is. Each wraps its cause.
+var (
+	// ErrNotWritten: the update failed before anything could reach the database.
+	ErrNotWritten = errors.New("nothing was written")
+	// ErrOutcomeUnknown: a write may or may not have reached the database. Retrying an
+	// idempotent mutation is safe.
+	ErrOutcomeUnknown = errors.New("the write may have been applied")
+	// ErrUnpublished: the write is durable but the cache could not be updated; it is
+	// repaired in the background, and readers go to the database until then.
+	ErrUnpublished = errors.New("written to the database, but the cache could not be updated")
+	// ErrContention: conditional writes kept losing races with other writers; nothing of
+	// this update was written for the keys that report it.
+	ErrContention = errors.New("too many concurrent writes to one key")
+	// ErrUnavailable: Read could not reach the database.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// Database is the source of truth. Every read is strongly consistent.
+type Database interface {
+	// GetItems reads keys; absent keys are absent from the map. Duplicates are allowed.
+	GetItems(ctx context.Context, keys []Key) (map[Key]Item, error)
+	// PutItem stores item if the stored version equals prevVersion (0: the item must not
+	// exist). It returns ErrConflict if not, ErrAmbiguous when a retry cannot tell its
+	// own earlier attempt from another writer, ErrItemTooLarge (nothing written); any
+	// other error leaves the outcome unknown.
+	PutItem(ctx context.Context, item Item, prevVersion int64) error
+	// PutItems stores up to MaxGroupItems items (MaxGroupBytes in all) atomically, each if
+	// its stored version equals its prevVersion; if any differs nothing is stored and
+	// ErrConflict is returned. Errors as PutItem.
+	PutItems(ctx context.Context, items []Item, prevVersions []int64) error
+}
+
+// CacheState is the state of a cache entry as a reader sees it.
+type CacheState uint8
+
+const (
+	// CacheMissing: no entry.
+	CacheMissing CacheState = iota
+	// CacheValue: a committed version that may be served. Empty Data means "no item".
+	CacheValue
+	// CacheDirty: writes may be in flight or may have been lost; read the database.
+	CacheDirty
+)
+
+// CacheEntry is what Get returns for one key.
+type CacheEntry struct {
+	State   CacheState
+	Version int64
+	Data    []byte
+}
+
+// Publication carries a committed version to the cache. Token is the writer's token for
+// Publish and the reader's ticket for Populate.
+type Publication struct {
+	Key     string
+	Token   string
+	Version int64
+	Data    []byte
+}
+
+// Cache is the write-through cache. Each method works on many keys in one pipelined
+// round trip, and updates each key atomically on its own. Implementations keep the
+// guarantees the package doc relies on: MARK, PUBLISH, PREPARE and POPULATE as described
+// there, with Get reporting DIRTY for any entry that is not a servable VALUE.
+type Cache interface {
+	Get(ctx context.Context, keys []string) ([]CacheEntry, error)
+	Mark(ctx context.Context, keys []string, token string, lease time.Duration) error
+	Publish(ctx context.Context, pubs []Publication) error
+	// Prepare returns, per key, a ticket under which a value read from the database
+	// afterwards may be populated, or "" where it may not.
+	Prepare(ctx context.Context, keys []string) (tickets []string, err error)
+	// Populate returns how many of pops were stored; the rest were refused.
+	Populate(ctx context.Context, pops []Publication) (stored int, err error)
+}
+
+// Clock tells the time; tests inject their own.
+type Clock interface {
+	Now() time.Time
+}
+
+// Metrics receives what the store observes.
+type Metrics interface {
+	// CacheLookups counts keys a read found servable (hits), dirty, or missing.
+	CacheLookups(ctx context.Context, hits, dirty, missing int)
+	// Populates counts keys a read put back into the cache, and those the cache refused.
+	Populates(ctx context.Context, stored, refused int)
+	// PublishRepairs counts background repairs of failed publishes, by outcome.
+	PublishRepairs(ctx context.Context, ok bool)
+}
+
+// NopMetrics discards everything.
+type NopMetrics struct{}
+
+func (NopMetrics) CacheLookups(context.Context, int, int, int) {}
+func (NopMetrics) Populates(context.Context, int, int)         {}
+func (NopMetrics) PublishRepairs(context.Context, bool)        {}
+
+// Config tunes a Store. Zero fields take the defaults of DefaultConfig.
+type Config struct {
+	// WriteTimeout bounds a write's COMMIT, counted from before MARK. It must be shorter
+	// than Lease, so that no commit lands after its writer's lease has ended.
+	WriteTimeout time.Duration
+	// Lease is how long a writer's token keeps a key dirty; the cache's horizon must be
+	// at least as long.
+	Lease time.Duration
+	// PublishTimeout bounds PUBLISH, which runs even when the caller has gone away.
+	PublishTimeout time.Duration
+	// MaxCommitAttempts bounds the retries of a conditional write that lost a race.
+	MaxCommitAttempts int
+	// Parallelism bounds the keys committed one by one at once by one update.
+	Parallelism int
+	// Metrics receives cache and repair counts (default: discarded).
+	Metrics Metrics
+}
+
+// DefaultConfig is the configuration used for zero fields.
+func DefaultConfig() Config {
+	return Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second, PublishTimeout: time.Second, MaxCommitAttempts: 8, Parallelism: 16}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.Lease <= 0 {
+		c.Lease = d.Lease
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = d.PublishTimeout
+	}
+	if c.MaxCommitAttempts <= 0 {
+		c.MaxCommitAttempts = d.MaxCommitAttempts
+	}
+	if c.Parallelism <= 0 {
+		c.Parallelism = d.Parallelism
+	}
+	if c.Metrics == nil {
+		c.Metrics = NopMetrics{}
+	}
+	return c
+}
+
+// Store runs the protocol over a Database and a Cache. It is safe for concurrent use;
+// call Run to repair failed publishes in the background.
+type Store struct {
+	db     Database
+	cache  Cache
+	clock  Clock
+	cfg    Config
+	logger *slog.Logger
+
+	tokenPrefix string
+	tokenSeq    atomic.Uint64
+	repairs     chan []Publication
+}
+
+// New returns a Store. It fails if the write timeout is not shorter than the lease.
+func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger) (*Store, error) {
+	cfg = cfg.withDefaults()
+	if cfg.WriteTimeout >= cfg.Lease {
+		return nil, fmt.Errorf("write timeout %v must be shorter than the lease %v", cfg.WriteTimeout, cfg.Lease)
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("token prefix: %w", err)
+	}
+	return &Store{db: db, cache: cache, clock: clock, cfg: cfg, logger: logger,
+		tokenPrefix: hex.EncodeToString(b[:]), repairs: make(chan []Publication, 1024)}, nil
+}
+
+// Config returns the effective configuration.
+func (s *Store) Config() Config { return s.cfg }
+
+func (s *Store) newToken() string {
+	return s.tokenPrefix + strconv.FormatUint(s.tokenSeq.Add(1), 16)
+}
+
+// Run repairs publishes that failed, with backoff, until ctx ends. A failed publish
+// leaves keys dirty (readers go to the database) until the repair or the lease heals them.
+func (s *Store) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case pubs := <-s.repairs:
+			s.repair(ctx, pubs)
+		}
+	}
+}
+
+func (s *Store) repair(ctx context.Context, pubs []Publication) {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = 50*time.Millisecond, 5*time.Second
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+		defer cancel()
+		return struct{}{}, s.cache.Publish(pctx, pubs)
+	}, backoff.WithBackOff(b), backoff.WithMaxTries(10), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		if ctx.Err() == nil {
+			s.logger.Warn("gave up repairing publish; keys heal when their leases end", "keys", len(pubs))
+			s.cfg.Metrics.PublishRepairs(ctx, false)
+		}
+		return
+	}
+	s.logger.Info("repaired publish", "keys", len(pubs))
+	s.cfg.Metrics.PublishRepairs(ctx, true)
+}
+
+// enqueueRepair hands failed publications to Run.
+func (s *Store) enqueueRepair(pubs []Publication) {
+	select {
+	case s.repairs <- pubs:
+	default:
+		s.logger.Warn("publish repair queue full; keys heal when their leases end", "keys", len(pubs))
+	}
+}

@@ -1,0 +1,196 @@
+// Package chaos proves the feature store's per-key linearizability under faults. It runs
+// several server replicas in-process, each a feature store Service behind its own gRPC
+// server on loopback, with its own connections to one database and one valkey-server;
+// drives concurrent writers on all three lanes and readers through the gRPC API over a
+// small hot key space while injecting faults; records every operation with its invocation
+// and response times; and checks each key's history with porcupine. A write that fails is
+// recorded with an unknown outcome (it may have applied), not dropped.
+//
+// The database is DynamoDB Local (Backend "dynamodb", each replica's path through an
+// in-process toxiproxy) or internal/memdb (Backend "memory", faults injected by a
+// decorator), which needs no JVM and so runs thousands of histories in plain go test.
+// Cache faults go through toxiproxy in both, plus decorators for what a network cannot
+// do: a replica that dies between COMMIT and PUBLISH, a reader paused before POPULATE.
+// Deliberately broken protocols (mutations) live here too, to show the checker finds
+// what they break.
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/dsfeatures/featurestore/internal/devstack"
+)
+
+// Backends of a run.
+const (
+	BackendDynamoDB = "dynamodb"
+	BackendMemory   = "memory"
+)
+
+// Config is one run.
+type Config struct {
+	Seed     int64
+	Duration time.Duration
+	// Backend is BackendDynamoDB (needs Shared) or BackendMemory (default).
+	Backend  string
+	Replicas int
+	Keys     int
+	Writers  int
+	Readers  int
+	// WriterPause, if set, makes each writer wait up to this long between writes, leaving
+	// moments with no writer in flight (when readers may populate the cache).
+	WriterPause time.Duration
+	// Faults to draw from (default: all kinds of the backend) and the mean time between them.
+	Faults     []string
+	FaultEvery time.Duration
+	// WriteTimeout and Lease configure every replica.
+	WriteTimeout time.Duration
+	Lease        time.Duration
+	// PopulatePause, if set, pauses every read on every replica this long between its
+	// database read and its POPULATE for the whole run, as the reader-pause fault does for
+	// one replica at a time.
+	PopulatePause time.Duration
+	// Mutation breaks the protocol on purpose (one of Mutations; "" is the real protocol).
+	Mutation string
+	// OutDir receives porcupine's HTML visualization of any violating history.
+	OutDir string
+	// Progress, if set, receives a line per phase.
+	Progress io.Writer
+}
+
+func (c Config) withDefaults() Config {
+	if c.Backend == "" {
+		c.Backend = BackendMemory
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 3
+	}
+	if c.Keys == 0 {
+		c.Keys = 4
+	}
+	if c.Writers == 0 {
+		c.Writers = 4
+	}
+	if c.Readers == 0 {
+		c.Readers = 4
+	}
+	if len(c.Faults) == 0 {
+		c.Faults = FaultKinds(c.Backend)
+	}
+	if c.FaultEvery == 0 {
+		c.FaultEvery = 400 * time.Millisecond
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 400 * time.Millisecond
+	}
+	if c.Lease == 0 {
+		c.Lease = 700 * time.Millisecond
+	}
+	if c.OutDir == "" {
+		c.OutDir = filepath.Join(os.TempDir(), "featurestore-chaos")
+	}
+	return c
+}
+
+// Report is what a run found.
+type Report struct {
+	Seed       int64
+	Histories  int // keys checked
+	Operations int
+	Writes     int
+	Deletes    int // DeleteEntities calls among the writers' operations
+	Reads      int
+	Unknown    int // writes and deletes with an unknown outcome
+	Faults     map[string]int
+	Lanes      map[string]int // writes by lane
+	Violations int
+	// Inconclusive counts histories the checker could not decide in time.
+	Inconclusive   int
+	Visualizations []string
+}
+
+func (r Report) String() string {
+	kinds, total := tally(r.Faults)
+	lanes, _ := tally(r.Lanes)
+	return fmt.Sprintf("seed=%d histories=%d operations=%d (writes=%d %v deletes=%d reads=%d unknown=%d) faults=%d %v violations=%d inconclusive=%d",
+		r.Seed, r.Histories, r.Operations, r.Writes, lanes, r.Deletes, r.Reads, r.Unknown, total, kinds, r.Violations, r.Inconclusive)
+}
+
+// Add folds another run's counts into r.
+func (r *Report) Add(o Report) {
+	r.Histories += o.Histories
+	r.Operations += o.Operations
+	r.Writes += o.Writes
+	r.Deletes += o.Deletes
+	r.Reads += o.Reads
+	r.Unknown += o.Unknown
+	r.Violations += o.Violations
+	r.Inconclusive += o.Inconclusive
+	r.Visualizations = append(r.Visualizations, o.Visualizations...)
+	if r.Faults == nil {
+		r.Faults, r.Lanes = map[string]int{}, map[string]int{}
+	}
+	for k, n := range o.Faults {
+		r.Faults[k] += n
+	}
+	for k, n := range o.Lanes {
+		r.Lanes[k] += n
+	}
+}
+
+// tally lists counts as sorted "name=n" and sums them.
+func tally(counts map[string]int) ([]string, int) {
+	out := make([]string, 0, len(counts))
+	total := 0
+	for k, n := range counts {
+		out = append(out, k+"="+strconv.Itoa(n))
+		total += n
+	}
+	sort.Strings(out)
+	return out, total
+}
+
+// Run performs one seeded run. shared is needed for BackendDynamoDB only (it provides
+// DynamoDB Local); the valkey-server binary is found as devstack finds it.
+func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, error) {
+	cfg = cfg.withDefaults()
+	rep := Report{Seed: cfg.Seed, Faults: map[string]int{}, Lanes: map[string]int{}}
+	logf := func(format string, args ...any) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, format+"\n", args...)
+		}
+	}
+	env, err := newEnvironment(ctx, shared, cfg)
+	if err != nil {
+		return rep, err
+	}
+	defer env.close()
+	if err := env.applySet(ctx); err != nil {
+		return rep, err
+	}
+
+	logf("chaos seed=%d: %s, %d replicas, %d writers, %d readers, %d keys, %v, faults every ~%v, mutation %q",
+		cfg.Seed, cfg.Backend, cfg.Replicas, cfg.Writers, cfg.Readers, cfg.Keys, cfg.Duration, cfg.FaultEvery, cfg.Mutation)
+	rng := rand.New(rand.NewSource(cfg.Seed))
+	start := time.Now()
+	history, lanes := env.drive(ctx, rng, start)
+	for k, n := range env.injector.counts {
+		rep.Faults[k] = n
+	}
+	rep.Lanes = lanes
+	logf("chaos seed=%d: load done after %v, %d operations; checking", cfg.Seed, time.Since(start).Round(time.Millisecond), len(history))
+	check(history, cfg, &rep)
+	logf("chaos %s", rep)
+	return rep, nil
+}
