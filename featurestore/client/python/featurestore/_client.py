@@ -211,7 +211,8 @@ class Client:
         return FeatureSet._from_proto(resp.feature_set)
 
     def list_feature_sets(self, *, page_size: int = 0, page_token: str = "") -> FeatureSetPage:
-        """Returns one page of the feature sets the caller may read, sorted by name.
+        """Returns one page of the feature sets the caller may read, in a stable order that
+        is not sorted (sort on the client).
 
         ``page_size`` 0 means the server's default (100; at most 1000); pass the page's
         ``next_page_token`` to get the next page (empty on the last one).

@@ -21,16 +21,21 @@ BUILD = REPO / ".build"
 # settle); -write-timeout must stay below -lease.
 SERVER_FLAGS = ["-metrics-listen", "", "-gdpr-index-settle", "1s", "-write-timeout", "1s", "-lease", "2s"]
 
+# Every replica must key subject hashes alike (any replica's worker may run a deletion);
+# a server with an access policy refuses to start without a key.
+GDPR_HASH_KEY = "python-sdk-tests-only-gdpr-hash-key-0123456789"
+
 POLICY = """\
 tokens:
   - {identity: reader, token: reader-token}
   - {identity: writer, token: writer-token}
   - {identity: limited, token: limited-token}
+certificates: [admin]
 rules:
   reader: {read: ["*"]}
   writer: {read: ["*"], write: ["*"]}
   limited: {read: ["*"], rate: 0.2, burst: 1}
-  admin: {read: ["*"], write: ["*"], apply: true, gdpr: true}
+  admin: {read: ["*"], write: ["*"], delete: ["*"], apply: true, retire: true, gdpr: true}
 """
 
 
@@ -131,7 +136,8 @@ class Stack:
         self._proc = subprocess.Popen(
             [str(BUILD / "devstack"), "-dynamodb-port", "0", "-valkey-port", "0", "--",
              str(BUILD / "featurestore"), "-listen", "127.0.0.1:0", *SERVER_FLAGS],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True)
+            cwd=REPO, env=dict(os.environ, FS_GDPR_HASH_KEY=GDPR_HASH_KEY),
+            stdout=subprocess.PIPE, stderr=self._log, text=True)
         self.replicas: list[Replica] = []
         try:
             assert self._proc.stdout is not None
@@ -147,7 +153,8 @@ class Stack:
     def start_replica(self, *args: str, startup_timeout: float = 60) -> Replica:
         """Starts another server process over the same DynamoDB Local and ValKey."""
         log = open(self.workdir / f"replica-{len(self.replicas)}.log", "w")
-        env = dict(os.environ, FS_DYNAMODB_ENDPOINT=self.dynamodb, FS_VALKEY_ADDRS=self.valkey)
+        env = dict(os.environ, FS_DYNAMODB_ENDPOINT=self.dynamodb, FS_VALKEY_ADDRS=self.valkey,
+                   FS_GDPR_HASH_KEY=GDPR_HASH_KEY)
         proc = subprocess.Popen([str(BUILD / "featurestore"), "-listen", "127.0.0.1:0", *SERVER_FLAGS, *args],
                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
         assert proc.stdout is not None

@@ -31,7 +31,7 @@ def test_mutual_tls_identity_may_do_everything(env: Env, secured_set: fs.Feature
         assert r.status == fs.WriteStatus.WRITTEN
         assert c.get_features([f"{secured_set.name}:n"], ["e"])[0].values == [5]
         with pytest.raises(fs.NotFoundError):  # the GdprService is allowed: past the policy
-            c.get_deletion("del-does-not-exist")
+            c.get_deletion("del-0000000000000000")
 
 
 def test_tokens_map_to_identities(env: Env, secured_set: fs.FeatureSet) -> None:

@@ -87,8 +87,8 @@ class FeatureStoreServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ListFeatureSets(self, request, context):
-        """ListFeatureSets returns the feature sets the caller may read, sorted by name, one
-        page at a time (see page_size and page_token).
+        """ListFeatureSets returns the feature sets the caller may read, one page at a time (see
+        page_size and page_token), in a stable order that is not sorted; sort on the client.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
