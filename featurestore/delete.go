@@ -85,6 +85,10 @@ func (s *Service) writableSet(ctx context.Context, name string) (FeatureSet, err
 	if err := validateName("feature_set", name); err != nil {
 		return FeatureSet{}, err
 	}
+	// Bounded like the write that follows, so that a write never waits on the registry
+	// longer than on its own commit (streams have no deadline of their own).
+	ctx, cancel := context.WithTimeout(ctx, s.store.Config().WriteTimeout)
+	defer cancel()
 	set, err := s.GetFeatureSet(ctx, name)
 	if k := ErrorKind(err); k == KindNotFound || k == KindInvalid {
 		return FeatureSet{}, &Error{Kind: KindNotFound, Reason: ErrorReason(err), Field: "feature_set", Message: fmt.Sprintf("feature set %q not found", Truncate(name))}

@@ -160,6 +160,13 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 		// LookupCells walks names in the rows' (sorted) order.
 		sort.Sort(byName{wanted[si], wantedPos[si]})
 	}
+	// The response's size is bounded: per entity its id and framing, per cell its value and
+	// the status and timestamp around it (repeated ids and refs count each time).
+	respBytes := 0
+	for _, id := range entityIDs {
+		respBytes += len(id) + 16
+	}
+	respBytes += len(entityIDs) * len(refs) * 16
 	cellBuf := make([]Cell, maxPer)
 	foundBuf := make([]bool, maxPer)
 	now := s.clock.Now()
@@ -187,6 +194,10 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 				}
 				v := &values[e*len(refs)+wantedPos[si][j]]
 				v.EventTime, v.Value, v.Status = cells[j].EventTime, cells[j].Value, Present
+				if respBytes += cellSize("", cells[j].Value); respBytes > s.cfg.MaxResponseBytes {
+					return Values{}, WithReason(ReasonResponseTooLarge, ResourceExhausted("", "the response would exceed %d bytes (-max-response-bytes): it holds %d entities x %d features; ask for fewer, or fewer repeated ones",
+						s.cfg.MaxResponseBytes, len(entityIDs), len(refs)))
+				}
 				if ttl > 0 && now.Sub(time.UnixMicro(cells[j].EventTime)) > ttl {
 					v.Status, v.Value = Expired, Value{}
 				}

@@ -407,3 +407,50 @@ func (d *rowDecoder) skipValue() {
 		d.err = ErrCorruptRow
 	}
 }
+
+// uvarintLen is the length of v's uvarint encoding.
+func uvarintLen(v int) int {
+	n := 1
+	for u := uint64(v); u >= 0x80; u >>= 7 {
+		n++
+	}
+	return n
+}
+
+// cellSize bounds the encoded size of a cell of name holding v (its event time counted at
+// its widest), so that sizes can be checked against DynamoDB's item limit without
+// encoding.
+func cellSize(name string, v Value) int {
+	n := uvarintLen(len(name)) + len(name) + binary.MaxVarintLen64 + 1
+	switch v.Type {
+	case TypeInt64:
+		n += binary.MaxVarintLen64
+	case TypeDouble:
+		n += 8
+	case TypeString:
+		n += uvarintLen(len(v.Str)) + len(v.Str)
+	case TypeBytes:
+		n += uvarintLen(len(v.Bytes)) + len(v.Bytes)
+	case TypeBool:
+		n++
+	case TypeFloatList:
+		n += uvarintLen(len(v.Floats)) + 4*len(v.Floats)
+	case TypeInt64List:
+		n += uvarintLen(len(v.Ints)) + binary.MaxVarintLen64*len(v.Ints)
+	case TypeStringList:
+		n += uvarintLen(len(v.Strs))
+		for _, s := range v.Strs {
+			n += uvarintLen(len(s)) + len(s)
+		}
+	}
+	return n
+}
+
+// size bounds the row's encoded size.
+func (r *Row) size() int {
+	n := 0
+	for _, c := range r.Cells {
+		n += cellSize(c.Name, c.Value)
+	}
+	return n
+}

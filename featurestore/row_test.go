@@ -284,7 +284,7 @@ func FuzzValidateRow(f *testing.F) {
 		if micros != 0 {
 			r.EventTime = time.UnixMicro(micros)
 		}
-		err := ValidateRow(&set, "rows[0]", &r)
+		err := ValidateRow(&set, "rows[0]", &r, RowLimits{Now: time.Unix(1_800_000_000, 0), MaxFutureSkew: time.Hour})
 		if err == nil {
 			return
 		}

@@ -70,11 +70,16 @@ type Config struct {
 	MaxValues      int
 	// MaxRows bounds the rows of one WriteFeatures call.
 	MaxRows int
+	// MaxFutureSkew bounds how far ahead of the server's clock an event time may be.
+	MaxFutureSkew time.Duration
+	// MaxResponseBytes bounds the response of one read: a small request naming a big value
+	// many times must not cost the server (and the network) a hundred times its size.
+	MaxResponseBytes int
 }
 
 // DefaultConfig is the configuration used for zero fields.
 func DefaultConfig() Config {
-	return Config{MaxEntities: 1000, MaxFeatureRefs: 1000, MaxValues: 100_000, MaxRows: 1000}
+	return Config{MaxEntities: 1000, MaxFeatureRefs: 1000, MaxValues: 100_000, MaxRows: 1000, MaxFutureSkew: time.Hour, MaxResponseBytes: 32 << 20}
 }
 
 func (c Config) withDefaults() Config {
@@ -83,11 +88,14 @@ func (c Config) withDefaults() Config {
 		v *int
 		d int
 	}{
-		{&c.MaxEntities, d.MaxEntities}, {&c.MaxFeatureRefs, d.MaxFeatureRefs}, {&c.MaxValues, d.MaxValues}, {&c.MaxRows, d.MaxRows},
+		{&c.MaxEntities, d.MaxEntities}, {&c.MaxFeatureRefs, d.MaxFeatureRefs}, {&c.MaxValues, d.MaxValues}, {&c.MaxRows, d.MaxRows}, {&c.MaxResponseBytes, d.MaxResponseBytes},
 	} {
 		if *f.v <= 0 {
 			*f.v = f.d
 		}
+	}
+	if c.MaxFutureSkew <= 0 {
+		c.MaxFutureSkew = d.MaxFutureSkew
 	}
 	return c
 }

@@ -2,7 +2,9 @@ package featurestore
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -41,9 +43,18 @@ type RowResult struct {
 	Reason string
 }
 
-// ValidateRow checks a row against its feature set. field prefixes the names in errors,
-// e.g. "rows[3]". Errors are KindInvalid and never echo values or subject ids.
-func ValidateRow(set *FeatureSet, field string, r *WriteRow) error {
+// RowLimits are the checks of a row beyond its set's schema.
+type RowLimits struct {
+	// Now is the server's time, and MaxFutureSkew how far past it an event time may be: a
+	// row stamped far in the future would make every later write of its features STALE.
+	Now           time.Time
+	MaxFutureSkew time.Duration
+}
+
+// ValidateRow checks a row against its feature set and lim. field prefixes the names in
+// errors, e.g. "rows[3]". Errors are KindInvalid, never echo values or subject ids, and
+// quote names cut to MaxEcho bytes.
+func ValidateRow(set *FeatureSet, field string, r *WriteRow, lim RowLimits) error {
 	if r.EntityID == "" {
 		return Invalid(field+".entity_id", "is required")
 	}
@@ -56,25 +67,51 @@ func ValidateRow(set *FeatureSet, field string, r *WriteRow) error {
 	if set.PersonalData && r.SubjectID == "" {
 		return Invalid(field+".subject_id", "is required: feature set %q holds personal data", set.Name)
 	}
-	if len(r.SubjectID) > MaxSubjectLen {
-		return Invalid(field+".subject_id", "at most %d bytes", MaxSubjectLen)
+	if len(r.SubjectID) > MaxSubjectLen || !utf8.ValidString(r.SubjectID) {
+		return Invalid(field+".subject_id", "must be valid UTF-8 of at most %d bytes", MaxSubjectLen)
 	}
 	if r.EventTime.IsZero() || r.EventTime.UnixMicro() <= 0 {
 		return Invalid(field+".event_time", "is required and must be after 1970")
 	}
+	if lim.MaxFutureSkew > 0 && r.EventTime.After(lim.Now.Add(lim.MaxFutureSkew)) {
+		return WithReason(ReasonEventTimeInFuture, Invalid(field+".event_time", "is more than %v ahead of the server's clock (-max-future-skew)", lim.MaxFutureSkew))
+	}
 	if len(r.Values) == 0 {
 		return Invalid(field+".values", "at least one value is required")
 	}
+	size, largest, largestSize := 0, "", -1
 	for name, v := range r.Values {
+		f := fmt.Sprintf("%s.values[%q]", field, Truncate(name))
 		spec, ok := set.Feature(name)
 		if !ok {
-			return WithReason(ReasonUnknownFeature, Invalid(fmt.Sprintf("%s.values[%q]", field, name), "feature set %q has no feature %q", set.Name, name))
+			return WithReason(ReasonUnknownFeature, Invalid(f, "feature set %q has no feature %q", set.Name, Truncate(name)))
 		}
-		if err := CheckValue(fmt.Sprintf("%s.values[%q]", field, name), spec.Type, v); err != nil {
+		if err := CheckValue(f, spec.Type, v); err != nil {
 			return err
 		}
+		cs := cellSize(name, v)
+		size += cs
+		if cs > largestSize || cs == largestSize && name < largest {
+			largest, largestSize = name, cs
+		}
+	}
+	// The row alone must fit in a DynamoDB item; what it merges into is checked at commit.
+	if n := itemSize(set.Name, r.EntityID, r.SubjectID, size); n > writethrough.MaxItemBytes {
+		return WithReason(ReasonItemTooLarge, Invalid(fmt.Sprintf("%s.values[%q]", field, largest),
+			"the row makes an item of %d bytes, over DynamoDB's %d-byte limit", n, writethrough.MaxItemBytes))
 	}
 	return nil
+}
+
+// rowLimits are the row checks at this moment.
+func (s *Service) rowLimits() RowLimits {
+	return RowLimits{Now: s.clock.Now(), MaxFutureSkew: s.cfg.MaxFutureSkew}
+}
+
+// itemSize is the size of the DynamoDB item of a row whose cells take cells bytes.
+func itemSize(set, entity, subject string, cells int) int {
+	return writethrough.Item{Key: RowKey(set, entity), Version: 1, Subject: subject, ExpiresAt: 1, Data: make([]byte, 0)}.Size() +
+		len("row") + 1 + binary.MaxVarintLen64*2 + cells
 }
 
 // WriteFeatures is the on-demand lane. It validates every row first: if any is invalid,
@@ -95,7 +132,7 @@ func (s *Service) WriteFeatures(ctx context.Context, setName string, rows []Writ
 		return nil, err
 	}
 	for i := range rows {
-		if err := ValidateRow(&set, fmt.Sprintf("rows[%d]", i), &rows[i]); err != nil {
+		if err := ValidateRow(&set, fmt.Sprintf("rows[%d]", i), &rows[i], s.rowLimits()); err != nil {
 			return nil, err
 		}
 	}
@@ -193,7 +230,29 @@ func (s *Service) mergeRows(set *FeatureSet, cur writethrough.Current, rows []Wr
 			results[j] = RowResult{Status: Rejected, Error: "subject_id: " + SubjectMismatchMessage, Reason: ReasonSubjectMismatch}
 			continue
 		}
+		// A row that would grow the item past DynamoDB's limit is refused alone; the cells
+		// are kept aside only when it might.
+		var saved []Cell
+		incoming := 0
+		for name, v := range r.Values {
+			incoming += cellSize(name, v)
+		}
+		size := row.size()
+		if itemSize(set.Name, r.EntityID, r.SubjectID, size+incoming) > writethrough.MaxItemBytes {
+			saved = slices.Clone(row.Cells)
+		}
 		out := row.Merge(cells(r))
+		if saved != nil && out.Applied > 0 {
+			if n := itemSize(set.Name, r.EntityID, r.SubjectID, row.size()); n > writethrough.MaxItemBytes {
+				row.Cells = saved
+				msg := fmt.Sprintf("the entity's item would be %d bytes, over DynamoDB's %d-byte limit", n, writethrough.MaxItemBytes)
+				if strict {
+					return writethrough.Change{}, nil, WithReason(ReasonItemTooLarge, Invalid(fmt.Sprintf("rows[%d].values", i), "%s", msg))
+				}
+				results[j] = RowResult{Status: Rejected, Error: "values: " + msg, Reason: ReasonItemTooLarge}
+				continue
+			}
+		}
 		results[j] = RowResult{Status: Stale}
 		if out.Written() {
 			results[j].Status = Written
@@ -278,8 +337,9 @@ func (s *Service) WriteRowsLenient(ctx context.Context, setName, field string, b
 	}
 	valid := make([]WriteRow, 0, len(rows))
 	pos := make([]int, 0, len(rows))
+	lim := s.rowLimits()
 	for i := range rows {
-		if err := ValidateRow(&set, fmt.Sprintf("%s[%d]", field, base+int64(i)), &rows[i]); err != nil {
+		if err := ValidateRow(&set, fmt.Sprintf("%s[%d]", field, base+int64(i)), &rows[i], lim); err != nil {
 			results[i] = RowResult{Status: Rejected, Error: err.Error(), Reason: ErrorReason(err)}
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dsfeatures/featurestore/featurestore"
 )
@@ -43,8 +44,11 @@ type BatchOptions struct {
 	// SubChunk is the most rows written through at once (default 100, one transaction). Each sub-chunk must
 	// commit within the write timeout, so it stays small.
 	SubChunk int
-	// MaxErrors bounds Summary.Errors (default 100).
-	MaxErrors int
+	// MaxErrors bounds Summary.Errors (default 100), and MaxErrorBytes their text in all
+	// (default 64 KiB): a batch of rows with megabyte names must not answer with
+	// megabytes of errors, nor hold them in memory.
+	MaxErrors     int
+	MaxErrorBytes int
 	// Retries of a sub-chunk whose write failed with an unknown outcome (default 3);
 	// merge by event time makes them safe.
 	Retries int
@@ -68,6 +72,9 @@ func Batch(ctx context.Context, w Writer, recv func() (BatchChunk, error), o Bat
 	if o.MaxErrors <= 0 {
 		o.MaxErrors = 100
 	}
+	if o.MaxErrorBytes <= 0 {
+		o.MaxErrorBytes = 64 << 10
+	}
 	if o.Retries <= 0 {
 		o.Retries = 3
 	}
@@ -75,9 +82,10 @@ func Batch(ctx context.Context, w Writer, recv func() (BatchChunk, error), o Bat
 	defer cancel(nil)
 	q := newSequencer(o.MaxInFlight)
 	var (
-		mu  sync.Mutex
-		sum BatchSummary
-		pos int64
+		mu         sync.Mutex
+		sum        BatchSummary
+		pos        int64
+		errorBytes int
 	)
 	write := func(set string, rows []featurestore.WriteRow, base int64) {
 		var results []featurestore.RowResult
@@ -115,8 +123,10 @@ func Batch(ctx context.Context, w Writer, recv func() (BatchChunk, error), o Bat
 				sum.Stale++
 			default:
 				sum.Rejected++
-				if len(sum.Errors) < o.MaxErrors {
-					sum.Errors = append(sum.Errors, BatchError{Row: base + int64(i), EntityID: rows[i].EntityID, Error: r.Error, Reason: r.Reason})
+				e := BatchError{Row: base + int64(i), EntityID: featurestore.Truncate(rows[i].EntityID), Error: cut(r.Error, maxErrorText), Reason: r.Reason}
+				if n := len(e.EntityID) + len(e.Error); len(sum.Errors) < o.MaxErrors && errorBytes+n <= o.MaxErrorBytes {
+					sum.Errors = append(sum.Errors, e)
+					errorBytes += n
 				}
 			}
 		}
@@ -124,21 +134,26 @@ func Batch(ctx context.Context, w Writer, recv func() (BatchChunk, error), o Bat
 			o.Progress(sum)
 		}
 	}
-	for ctx.Err() == nil {
-		chunk, err := recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			cancel(err)
-			break
+	chunks, recvErrs := receive(ctx, recv)
+loop:
+	for {
+		var chunk BatchChunk
+		select {
+		case <-ctx.Done():
+			break loop // a sub-chunk failed for good: stop reading, finish what is in flight
+		case err := <-recvErrs:
+			if !errors.Is(err, io.EOF) {
+				cancel(err)
+			}
+			break loop
+		case chunk = <-chunks:
 		}
 		for start := 0; start < len(chunk.Rows); start += o.SubChunk {
 			rows := chunk.Rows[start:min(start+o.SubChunk, len(chunk.Rows))]
 			base := pos + int64(start)
 			set := chunk.Set
 			if err := q.submit(ctx, rowKeys(set, rows), func() { write(set, rows, base) }); err != nil {
-				break
+				break loop
 			}
 		}
 		pos += int64(len(chunk.Rows))
@@ -148,4 +163,18 @@ func Batch(ctx context.Context, w Writer, recv func() (BatchChunk, error), o Bat
 		return sum, err
 	}
 	return sum, nil
+}
+
+// maxErrorText bounds one row's error in a batch summary.
+const maxErrorText = 512
+
+// cut shortens s to at most n bytes, at a UTF-8 boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }

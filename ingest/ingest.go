@@ -89,3 +89,29 @@ func rowKeys(set string, rows []featurestore.WriteRow) []string {
 	}
 	return keys
 }
+
+// receive runs recv in a goroutine and hands its messages over a channel, so that a lane
+// can stop waiting for the client the moment a write fails: a stream must end (and tell
+// the client) within the write timeout, not when the client next sends. The goroutine
+// ends when recv fails, which gRPC guarantees once the RPC's handler has returned, or
+// when ctx ends. errs receives recv's final error (io.EOF at a clean end).
+func receive[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-chan error) {
+	msgs := make(chan T)
+	errs := make(chan error, 1)
+	go func() {
+		for {
+			m, err := recv()
+			if err != nil {
+				errs <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				errs <- ctx.Err()
+				return
+			}
+		}
+	}()
+	return msgs, errs
+}

@@ -40,36 +40,37 @@ func Stream(ctx context.Context, w Writer, recv func() (StreamRequest, error), s
 	defer cancel(nil)
 	q := newSequencer(o.MaxInFlight)
 	var sendMu sync.Mutex
+	reqs, recvErrs := receive(ctx, recv)
+loop:
 	for {
-		req, err := recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			cancel(err)
-			break
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		keys := rowKeys(req.Set, req.Rows)
-		err = q.submit(ctx, keys, func() {
-			if ctx.Err() != nil {
-				return // a failure ended the stream: this request stays unacknowledged
+		select {
+		case <-ctx.Done():
+			break loop // a write failed: stop reading, finish what is in flight
+		case err := <-recvErrs:
+			if !errors.Is(err, io.EOF) {
+				cancel(err)
 			}
-			results, err := w.WriteRowsLenient(ctx, req.Set, "rows", 0, req.Rows)
+			break loop
+		case req := <-reqs:
+			keys := rowKeys(req.Set, req.Rows)
+			err := q.submit(ctx, keys, func() {
+				if ctx.Err() != nil {
+					return // a failure ended the stream: this request stays unacknowledged
+				}
+				results, err := w.WriteRowsLenient(ctx, req.Set, "rows", 0, req.Rows)
+				if err != nil {
+					cancel(err)
+					return
+				}
+				sendMu.Lock()
+				defer sendMu.Unlock()
+				if err := send(StreamAck{Sequence: req.Sequence, Results: results}); err != nil {
+					cancel(err)
+				}
+			})
 			if err != nil {
-				cancel(err)
-				return
+				break loop
 			}
-			sendMu.Lock()
-			defer sendMu.Unlock()
-			if err := send(StreamAck{Sequence: req.Sequence, Results: results}); err != nil {
-				cancel(err)
-			}
-		})
-		if err != nil {
-			break
 		}
 	}
 	q.wait()

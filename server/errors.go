@@ -71,6 +71,8 @@ func toStatus(ctx context.Context, logger *slog.Logger, method string, err error
 	var fe *featurestore.Error
 	if !errors.As(err, &fe) {
 		switch {
+		case errors.Is(err, context.DeadlineExceeded) && errors.Is(context.Cause(ctx), errServerDeadline):
+			return newStatus(codes.Unavailable, featurestore.ReasonStoreUnavailable, "", "the server's deadline passed before the stores answered; retrying is safe", 0)
 		case errors.Is(err, context.DeadlineExceeded):
 			return newStatus(codes.DeadlineExceeded, reasonDeadline, "", "deadline exceeded", 0)
 		case errors.Is(err, context.Canceled):

@@ -5,9 +5,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -54,6 +56,8 @@ type Options struct {
 	// Auth, when authentication is on, filters the registry listing to the sets the
 	// caller may read.
 	Auth *Auth
+	// RPCTimeout is the deadline of a unary RPC whose client set none (0: none).
+	RPCTimeout time.Duration
 }
 
 // Domain is everything the handlers use; *featurestore.Service implements it.
@@ -81,7 +85,7 @@ type GRPC struct {
 // RPCs then answer Unimplemented.
 func NewGRPC(s *Server, g *Gdpr, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
 	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(metricsUnary(s.opts.Metrics), recoverUnary(logger)),
+		grpc.ChainUnaryInterceptor(deadlineUnary(s.opts.RPCTimeout), metricsUnary(s.opts.Metrics), recoverUnary(logger)),
 		grpc.ChainStreamInterceptor(metricsStream(s.opts.Metrics), recoverStream(logger)),
 	}, opts...)
 	if g == nil {
@@ -97,6 +101,23 @@ func NewGRPC(s *Server, g *Gdpr, logger *slog.Logger, opts ...grpc.ServerOption)
 	}
 	reflection.Register(srv)
 	return &GRPC{Server: srv, Health: h}
+}
+
+// errServerDeadline is the cause of a call cut short by the server's own deadline.
+var errServerDeadline = errors.New("the server's deadline for this call passed (-rpc-timeout)")
+
+// deadlineUnary gives a unary call without a client deadline the server's own, so that
+// nothing waits forever on a store that stopped answering. When it passes, the call is
+// UNAVAILABLE (see toStatus): the client did not ask for a deadline, so it should retry.
+func deadlineUnary(d time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if _, ok := ctx.Deadline(); ok || d <= 0 {
+			return handler(ctx, req)
+		}
+		ctx, cancel := context.WithTimeoutCause(ctx, d, errServerDeadline)
+		defer cancel()
+		return handler(ctx, req)
+	}
 }
 
 func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {

@@ -22,9 +22,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -169,10 +170,8 @@ func TestAuthentication(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := st.Send(&pb.StreamWriteFeaturesRequest{Sequence: 1, FeatureSet: "other", Rows: row("other").GetRows()}); err != nil {
-				return err
-			}
-			_, err = st.Recv()
+			_ = st.Send(&pb.StreamWriteFeaturesRequest{Sequence: 1, FeatureSet: "other", Rows: row("other").GetRows()})
+			_, err = st.Recv() // a refused stream's Send may fail with io.EOF; Recv has the status
 			return err
 		}, codes.PermissionDenied},
 		{"writer may not batch to another set", func() error {
@@ -220,10 +219,8 @@ func TestAuthentication(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
-				return err
-			}
-			_, err = rs.Recv()
+			_ = rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+			_, err = rs.Recv() // a refused stream's Send may fail with io.EOF; Recv has the status
 			return err
 		}, codes.Unauthenticated},
 		{"reflection works for an identity", func() error {
@@ -231,10 +228,8 @@ func TestAuthentication(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
-				return err
-			}
-			_, err = rs.Recv()
+			_ = rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+			_, err = rs.Recv() // a refused stream's Send may fail with io.EOF; Recv has the status
 			return err
 		}, codes.OK},
 		{"admin deletes subjects", func() error {
@@ -283,5 +278,69 @@ func TestMessageSizeLimit(t *testing.T) {
 	_, err := pb.NewFeatureStoreServiceClient(conn).GetFeatures(context.Background(), &pb.GetFeaturesRequest{Features: []string{"s:n"}, EntityIds: ids})
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("an 8 KB request to a 4 KB limit: %v, want ResourceExhausted", err)
+	}
+}
+
+// TestPolicyIsStrict: a policy with a mistake is refused at start-up, naming the line.
+func TestPolicyIsStrict(t *testing.T) {
+	tests := []struct {
+		name, policy, want string
+	}{
+		{"bad hash", "tokens:\n  - {identity: a, sha256: not-hex}\n", ":2: tokens[0].sha256"},
+		{"short hash", "tokens:\n  - {identity: a, sha256: abcd}\n", "64 hex digits"},
+		{"duplicate token", "tokens:\n  - {identity: a, token: t}\n  - {identity: b, token: t}\n", ":3: tokens[1]: the same token as on line 2"},
+		{"rule for nobody", "tokens:\n  - {identity: a, token: t}\nrules:\n  a: {read: [\"*\"]}\n  ghost: {read: [\"*\"]}\n", ":5: rules.ghost: no token or certificate names this identity"},
+		{"unknown field", "tokens:\n  - {identity: a, token: t, role: admin}\n", "field role not found"},
+		{"negative rate", "certificates: [a]\nrules:\n  a: {rate: -1}\n", "must not be negative"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writePolicy(t, tc.policy)
+			_, err := loadPolicy(path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("loadPolicy: %v, want an error naming %s and containing %q", err, path, tc.want)
+			}
+		})
+	}
+	ok := writePolicy(t, "tokens:\n  - {identity: a, sha256: "+strings.Repeat("ab", 32)+"}\ncertificates: [b]\nrules:\n  a: {read: [x]}\n  b: {gdpr: true}\n")
+	if p, err := loadPolicy(ok); err != nil || len(p.TokenHashes) != 1 || !p.Certificates["b"] || !p.Rules["b"].Gdpr {
+		t.Fatalf("a good policy: %+v %v", p, err)
+	}
+}
+
+// TestPlaintextTokensRefused: bearer tokens over plaintext are refused on a non-loopback
+// address unless explicitly allowed.
+func TestPlaintextTokensRefused(t *testing.T) {
+	policy := writePolicy(t, "tokens:\n  - {identity: a, token: t}\n")
+	env := map[string]string{"FS_LISTEN": "0.0.0.0:0", "FS_AUTH_POLICY": policy, "FS_GDPR_HASH_KEY": testGdprKey, "FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "refusing bearer tokens over plaintext") {
+		t.Fatalf("run: %v, want a refusal", err)
+	}
+}
+
+// TestAuthFailuresLogged: a refused authentication is logged with the peer and reason,
+// and the token never reaches the log.
+func TestAuthFailuresLogged(t *testing.T) {
+	policy := writePolicy(t, "tokens:\n  - {identity: a, token: the-right-token}\nrules:\n  a: {read: [\"*\"]}\n")
+	var logs syncBuffer
+	ts := startServerLogging(t, map[string]string{"FS_AUTH_POLICY": policy, "FS_GDPR_HASH_KEY": testGdprKey}, &logs)
+	conn, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer a-wrong-secret-token")
+	_, err = pb.NewFeatureStoreServiceClient(conn).GetFeatures(ctx, &pb.GetFeaturesRequest{Features: []string{"s:f"}, EntityIds: []string{"e"}})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("wrong token: %v", err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "authentication failed") || !strings.Contains(out, "peer=127.0.0.1:") || !strings.Contains(out, "unknown bearer token") {
+		t.Fatalf("log lacks the refusal, its peer or its reason:\n%s", out)
+	}
+	if strings.Contains(out, "a-wrong-secret-token") || strings.Contains(out, "the-right-token") {
+		t.Fatalf("a token reached the log:\n%s", out)
 	}
 }

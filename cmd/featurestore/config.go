@@ -44,6 +44,9 @@ type config struct {
 	RequireClientCert    bool          `flag:"tls-require-client-cert" env:"FS_TLS_REQUIRE_CLIENT_CERT, default=false" usage:"refuse TLS connections without a client certificate (default: verify one when given, and let callers without one use a token)"`
 	AllowPlaintextTokens bool          `flag:"allow-plaintext-tokens" env:"FS_ALLOW_PLAINTEXT_TOKENS, default=false" usage:"accept bearer tokens without TLS on a non-loopback address (only behind a proxy that terminates TLS)"`
 	Insecure             bool          `flag:"insecure" env:"FS_INSECURE, default=false" usage:"allow serving without authentication on a non-loopback address"`
+	MaxResponseBytes     int           `flag:"max-response-bytes" env:"FS_MAX_RESPONSE_BYTES, default=33554432" usage:"largest response of a read; larger is RESOURCE_EXHAUSTED (repeated entities and features count each time)"`
+	MaxFutureSkew        time.Duration `flag:"max-future-skew" env:"FS_MAX_FUTURE_SKEW, default=1h" usage:"how far ahead of the server's clock an event time may be; later rows are INVALID_ARGUMENT or REJECTED"`
+	RPCTimeout           time.Duration `flag:"rpc-timeout" env:"FS_RPC_TIMEOUT, default=10s" usage:"deadline of a unary RPC whose client set none; when it passes the call is UNAVAILABLE (retry)"`
 	MaxMessageBytes      int           `flag:"max-message-bytes" env:"FS_MAX_MESSAGE_BYTES, default=16777216" usage:"largest request message accepted"`
 	HealthListen         string        `flag:"health-listen" env:"FS_HEALTH_LISTEN" usage:"address of a plaintext listener that serves only grpc.health.v1, for probes (kubelet's gRPC probe speaks no TLS); empty disables it"`
 	MaxConnAge           time.Duration `flag:"max-connection-age" env:"FS_MAX_CONNECTION_AGE, default=5m" usage:"close client connections after about this long (with jitter), so clients re-resolve and spread over new replicas"`
@@ -131,7 +134,7 @@ func (c config) validate() error {
 	if len(c.ValkeyAddrs) == 0 || c.ValkeyAddrs[0] == "" {
 		errs = append(errs, errors.New("-valkey: at least one address is required"))
 	}
-	for name, d := range map[string]time.Duration{"max-connection-age": c.MaxConnAge, "max-connection-age-grace": c.MaxConnAgeGrace, "keepalive-min-time": c.KeepaliveMinTime, "value-ttl": c.ValueTTL, "write-timeout": c.WriteTimeout, "lease": c.Lease,
+	for name, d := range map[string]time.Duration{"max-future-skew": c.MaxFutureSkew, "rpc-timeout": c.RPCTimeout, "max-connection-age": c.MaxConnAge, "max-connection-age-grace": c.MaxConnAgeGrace, "keepalive-min-time": c.KeepaliveMinTime, "value-ttl": c.ValueTTL, "write-timeout": c.WriteTimeout, "lease": c.Lease,
 		"startup-timeout": c.StartupTimeout, "shutdown-timeout": c.ShutdownTimeout, "gdpr-index-settle": c.GdprIndexSettle, "gdpr-retention": c.GdprRetention} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("-%s: want a positive duration such as 2s, got %v", name, d))
@@ -142,6 +145,9 @@ func (c config) validate() error {
 	}
 	if c.GdprRate <= 0 {
 		errs = append(errs, fmt.Errorf("-gdpr-rate: want a positive number of items per second, got %v", c.GdprRate))
+	}
+	if c.MaxResponseBytes < 1024 {
+		errs = append(errs, fmt.Errorf("-max-response-bytes: want at least 1024, got %d", c.MaxResponseBytes))
 	}
 	if c.MaxStreams == 0 {
 		errs = append(errs, errors.New("-max-concurrent-streams: want at least 1"))

@@ -36,7 +36,7 @@ func TestStableReasons(t *testing.T) {
 	now := timestamppb.New(time.Now())
 	_, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "nope", Rows: []*pb.FeatureRow{{EntityId: "e", EventTime: now,
 		Values: map[string]*pb.Value{"i": {Kind: &pb.Value_Int64Value{Int64Value: 1}}}}}})
-	if info := errorInfo(err); status.Code(err) != codes.NotFound || info.GetReason() != "NOT_FOUND" || info.GetDomain() != server.ErrorDomain || info.GetMetadata()["field"] != "feature_set" {
+	if info := errorInfo(err); status.Code(err) != codes.NotFound || info.GetReason() != "UNKNOWN_FEATURE_SET" || info.GetDomain() != server.ErrorDomain || info.GetMetadata()["field"] != "feature_set" {
 		t.Fatalf("unknown set: %v, info %v", err, info)
 	}
 	_, err = c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "all_types", Rows: []*pb.FeatureRow{{EntityId: "e", EventTime: now,

@@ -104,7 +104,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	svc := featurestore.New(store, db, deletions, featurestore.SystemClock{}, featurestore.Config{}, logger)
+	svc := featurestore.New(store, db, deletions, featurestore.SystemClock{}, featurestore.Config{
+		MaxFutureSkew: cfg.MaxFutureSkew, MaxResponseBytes: cfg.MaxResponseBytes,
+	}, logger)
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -118,7 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		grpc.MaxConcurrentStreams(cfg.MaxStreams),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.TracerProvider()), otelgrpc.WithMeterProvider(tel.MeterProvider()))),
 	}, append(connectionOptions(cfg), sec.opts...)...)
-	g := server.NewGRPC(server.New(svc, logger, server.Options{Metrics: tel, Auth: sec.auth}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
+	g := server.NewGRPC(server.New(svc, logger, server.Options{Metrics: tel, Auth: sec.auth, RPCTimeout: cfg.RPCTimeout}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
 	addr := lis.Addr().String()
 	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
 	fmt.Fprintf(stdout, "listening on %s\n", addr)

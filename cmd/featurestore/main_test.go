@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +58,30 @@ type testServer struct {
 // it, and FS_TABLE_PREFIX) instead of starting its own.
 func startServerAt(t *testing.T, extra map[string]string) testServer {
 	t.Helper()
+	return startServerLogging(t, extra, io.Discard)
+}
+
+// syncBuffer is a bytes.Buffer safe for a server's logger and a test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startServerLogging is startServerAt with the server's log going to logs.
+func startServerLogging(t *testing.T, extra map[string]string, logs io.Writer) testServer {
+	t.Helper()
 	var vk *devstack.Valkey
 	vkAddr := extra["FS_VALKEY_ADDRS"]
 	if vkAddr == "" {
@@ -82,7 +108,7 @@ func startServerAt(t *testing.T, extra map[string]string) testServer {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, nil, func(k string) string { return env[k] }, pw, io.Discard)
+		done <- run(ctx, nil, func(k string) string { return env[k] }, pw, logs)
 		pw.Close()
 	}()
 	addrCh, metricsCh := make(chan string, 1), make(chan string, 1)

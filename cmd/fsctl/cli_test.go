@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -257,8 +259,9 @@ rules:
 func TestTLSFlags(t *testing.T) {
 	p := testpki.New(t)
 	policy := server.Policy{TokenHashes: map[string]string{server.HashToken("read-token"): "reader"},
-		Rules: map[string]server.Rule{"reader": {Read: []string{"*"}}, "admin": {Read: []string{"*"}, Write: []string{"*"}, Apply: true}}}
-	addr := startServer(t, append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(p.ServerTLS(t)))}, server.NewAuth(policy).ServerOptions()...)...)
+		Certificates: map[string]bool{"admin": true},
+		Rules:        map[string]server.Rule{"reader": {Read: []string{"*"}}, "admin": {Read: []string{"*"}, Write: []string{"*"}, Apply: true}}}
+	addr := startServer(t, append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(p.ServerTLS(t)))}, server.NewAuth(policy, slog.New(slog.NewTextHandler(io.Discard, nil))).ServerOptions()...)...)
 	certFile, keyFile := p.Issue(t, "admin", x509.ExtKeyUsageClientAuth)
 	set := writeFile(t, "set.yaml", "name: s\nentity_type: e\nfeatures:\n  - {name: n, type: int64}\n")
 

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,8 +197,9 @@ rules:
 func TestTLSTokenAndClientCertificate(t *testing.T) {
 	p := testpki.New(t)
 	policy := server.Policy{TokenHashes: map[string]string{server.HashToken("read-token"): "reader"},
-		Rules: map[string]server.Rule{"reader": {Read: []string{"*"}}, "admin": {Read: []string{"*"}, Write: []string{"*"}, Apply: true}}}
-	opts := append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(p.ServerTLS(t)))}, server.NewAuth(policy).ServerOptions()...)
+		Certificates: map[string]bool{"admin": true},
+		Rules:        map[string]server.Rule{"reader": {Read: []string{"*"}}, "admin": {Read: []string{"*"}, Write: []string{"*"}, Apply: true}}}
+	opts := append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(p.ServerTLS(t)))}, server.NewAuth(policy, slog.New(slog.NewTextHandler(io.Discard, nil))).ServerOptions()...)
 	addr := startServer(t, opts...)
 	ctx := testCtx(t)
 	set := &pb.FeatureSet{Name: "s", EntityType: "e", Features: []*pb.FeatureSpec{{Name: "n", Type: pb.ValueType_VALUE_TYPE_INT64}}}
@@ -229,7 +232,7 @@ func TestTLSTokenAndClientCertificate(t *testing.T) {
 // or a port-forward), and the server receives it.
 func TestTokenOverLoopbackPlaintext(t *testing.T) {
 	policy := server.Policy{TokenHashes: map[string]string{server.HashToken("read-token"): "reader"}, Rules: map[string]server.Rule{"reader": {Read: []string{"*"}}}}
-	addr := startServer(t, server.NewAuth(policy).ServerOptions()...)
+	addr := startServer(t, server.NewAuth(policy, slog.New(slog.NewTextHandler(io.Discard, nil))).ServerOptions()...)
 	ctx := testCtx(t)
 	if _, err := dial(t, addr, Options{Token: "read-token"}).ListFeatureSetsPage(ctx, 0, ""); err != nil {
 		t.Fatalf("list with a token over loopback: %v", err)
