@@ -209,12 +209,11 @@ def test_read_errors(client: fs.Client, served: dict[str, Any], make_set: Callab
     name = served["set"].name
     with pytest.raises(fs.NotFoundError) as ei:
         client.get_features([f"{name}:n", f"{name}:nope"], ["e1"])
-    # Reads answer with the NOT_FOUND kind's default reason today; the field tells which.
-    assert ei.value.reason in ("NOT_FOUND", "UNKNOWN_FEATURE") and ei.value.field == "features[1]"
+    assert ei.value.reason == "UNKNOWN_FEATURE" and ei.value.field == "features[1]"
     missing = unique("nosuch")
     with pytest.raises(fs.NotFoundError) as ei:
         client.get_feature_columns([f"{missing}:a"], ["e1"])
-    assert ei.value.reason in ("NOT_FOUND", "UNKNOWN_FEATURE_SET") and ei.value.field == "features[0]"
+    assert ei.value.reason == "UNKNOWN_FEATURE_SET" and ei.value.field == "features[0]"
     with pytest.raises(fs.InvalidArgumentError) as ei2:
         client.get_features(["no-colon"], ["e1"])
     assert ei2.value.field == "features[0]" and ei2.value.reason == "INVALID_ARGUMENT"

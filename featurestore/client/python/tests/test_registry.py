@@ -64,8 +64,7 @@ def test_get_unknown_set_is_not_found(client: fs.Client) -> None:
     with pytest.raises(fs.NotFoundError) as ei:
         client.get_feature_set(unique("missing"))
     assert ei.value.code == grpc.StatusCode.NOT_FOUND
-    # The server answers this one with the kind's default reason.
-    assert ei.value.reason in ("NOT_FOUND", "UNKNOWN_FEATURE_SET")
+    assert ei.value.reason == "UNKNOWN_FEATURE_SET"
     assert ei.value.domain == fs.ERROR_DOMAIN
     assert ei.value.attempts == 1
 
