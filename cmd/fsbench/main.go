@@ -66,7 +66,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rows = append(rows, r)
 		fmt.Fprintln(stderr, "  "+r.line())
 	}
-	table := markdown(rows, o)
+	table := ""
+	if len(rows) > 0 {
+		table = markdown(rows, o)
+	}
+	if o.only == "" || strings.Contains("cache loss", o.only) {
+		fmt.Fprintln(stderr, "fsbench: cache loss...")
+		t, err := cacheLoss(ctx, o, env, stderr)
+		if err != nil {
+			return err
+		}
+		table += "\n" + t
+	}
 	fmt.Fprint(stdout, table)
 	if o.out != "" {
 		return os.WriteFile(o.out, []byte(table), 0o644)
