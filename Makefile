@@ -13,7 +13,7 @@ LISTEN ?= 127.0.0.1:50051
 PYTHON ?= /usr/bin/python3
 PYSDK := featurestore/client/python
 
-.PHONY: all deps build run test test-python lint generate check-generated breaking fuzz-short fuzz bench bench-import bench-python chaos clean
+.PHONY: all deps build run test test-python lint generate check-generated breaking fuzz-short fuzz bench bench-import bench-python chaos chaos-cluster clean
 
 all: build
 
@@ -118,18 +118,29 @@ IMPORT_ROWS ?= 1000000
 bench-import: deps
 	$(GO) test -run '^$$' -bench ImportParquet -benchtime 1x -timeout 90m ./cmd/fsctl/ -args -import.rows=$(IMPORT_ROWS)
 
-## chaos: the long linearizability runs: many seeds against DynamoDB Local, and many
-## more over the in-memory database (CI runs a short seeded version of both)
+## chaos: the long linearizability runs: many seeds against DynamoDB Local, many more
+## over the in-memory database, and a replicated ValKey Cluster under failovers (1,000
+## histories: 25 seeds x 40 keys); CI runs a short seeded version of each
 CHAOS_SEEDS ?= 1-10
 CHAOS_DURATION ?= 45s
 CHAOS_MEMSEEDS ?= 1-400
 CHAOS_MEMDURATION ?= 3s
+CHAOS_CLUSTERSEEDS ?= 1-25
+CHAOS_CLUSTERDURATION ?= 6s
 chaos: deps
 	@mkdir -p .build/chaos
-	$(GO) test -count=1 -v -timeout 180m -run 'TestChaos$$|TestChaosMemory$$' ./internal/chaos/ \
+	$(GO) test -count=1 -v -timeout 180m -run 'TestChaos$$|TestChaosMemory$$|TestChaosReplicatedCluster$$' ./internal/chaos/ \
 	  -args -chaos.seeds=$(CHAOS_SEEDS) -chaos.duration=$(CHAOS_DURATION) \
-	  -chaos.memseeds=$(CHAOS_MEMSEEDS) -chaos.memduration=$(CHAOS_MEMDURATION) -chaos.out=$(CURDIR)/.build/chaos \
-	  | grep -E '^(chaos (memory )?total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation' | tee .build/chaos/summary.txt
+	  -chaos.memseeds=$(CHAOS_MEMSEEDS) -chaos.memduration=$(CHAOS_MEMDURATION) \
+	  -chaos.clusterseeds=$(CHAOS_CLUSTERSEEDS) -chaos.clusterduration=$(CHAOS_CLUSTERDURATION) -chaos.out=$(CURDIR)/.build/chaos \
+	  | grep -E '^(chaos (memory |cluster )?total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation' | tee .build/chaos/summary.txt
+
+## chaos-cluster: only the replicated-cluster runs of `make chaos`
+chaos-cluster: deps
+	@mkdir -p .build/chaos
+	$(GO) test -count=1 -v -timeout 60m -run 'TestChaosReplicatedCluster$$' ./internal/chaos/ \
+	  -args -chaos.clusterseeds=$(CHAOS_CLUSTERSEEDS) -chaos.clusterduration=$(CHAOS_CLUSTERDURATION) -chaos.out=$(CURDIR)/.build/chaos \
+	  | grep -E '^(chaos cluster total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation|not injected' | tee .build/chaos/cluster-summary.txt
 
 clean:
 	rm -rf .build

@@ -225,7 +225,7 @@ func loopback(addr string) bool {
 
 // valkeyOptions builds ValKey's credentials and TLS from the settings.
 func valkeyOptions(cfg config) (valkey.Options, error) {
-	o := valkey.Options{Username: cfg.ValkeyUsername, Password: cfg.ValkeyPassword}
+	o := valkey.Options{Username: cfg.ValkeyUsername, Password: cfg.ValkeyPassword, Replicas: cfg.ValkeyReplicas}
 	if cfg.ValkeyPasswordFile != "" {
 		if cfg.ValkeyPassword != "" {
 			return o, errors.New("-valkey-password and -valkey-password-file: give one")

@@ -113,4 +113,17 @@
 //
 // The cache must run as a cache: no RDB or AOF persistence, since a restart that brought
 // back an old snapshot would serve values older than acknowledged writes.
+//
+// # Replicated caches
+//
+// A replica promoted after a failover holds what it had received, which may be older
+// than what its primary held. The argument above survives that if every MARK and ASSERT
+// reached the replica before the writer's put: the cache answers them only after WAIT
+// (valkey.Options.Replicas) and refuses otherwise (nothing is put). Then the promoted
+// replica holds every acknowledged write's token or a later state, and whatever it lacks
+// is a PUBLISH, a POPULATE, a PREPARE or a reader's ticket: a missing PUBLISH leaves the
+// key DIRTY (served from the database), and a missing POPULATE, PREPARE or ticket only
+// takes away something a reader was allowed to store, whose POPULATE then finds no
+// ticket and stores nothing. With several replicas per primary, WAIT must cover the one
+// that will be promoted: set Replicas to the number each primary has.
 package writethrough
