@@ -75,8 +75,11 @@ install_go_tools() {
   )
   for p in "${pkgs[@]}"; do
     name=${p%%:*}; mod=${p#*:}
-    if [ ! -x "$GOBIN/$name" ]; then
-      log "go install $mod"
+    # The pin is checked, not only the presence: a binary left by an older pin (a
+    # staticcheck too old for the Go in use fails on every package) is replaced.
+    have=$(go version -m "$GOBIN/$name" 2>/dev/null | awk '$1 == "mod" { print $3 }')
+    if [ "$have" != "${mod##*@}" ]; then
+      log "go install $mod${have:+ (replacing $have)}"
       go install "$mod"
     fi
   done
