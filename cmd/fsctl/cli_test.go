@@ -246,14 +246,6 @@ func TestSetRoundTrip(t *testing.T) {
 	}
 }
 
-const cliPolicy = `
-tokens:
-  - {identity: reader, token: read-token}
-rules:
-  reader: {read: ["*"]}
-  admin:  {read: ["*"], write: ["*"], apply: true}
-`
-
 // TestTLSFlags: every way in to a server that requires TLS and credentials, by flags
 // and by FSCTL_* variables.
 func TestTLSFlags(t *testing.T) {

