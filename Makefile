@@ -80,7 +80,7 @@ breaking:
 	  buf breaking --against ".git#ref=$$(git rev-parse $$base)" && echo "buf breaking: compatible with $$(git rev-parse --short $$base)"
 
 FUZZ_TARGETS := ./server:FuzzRPC ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzValidateRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \
-  ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow
+  ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow ./server/ui:FuzzParseSession
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
