@@ -72,7 +72,7 @@ type Options struct {
 	// SessionTTL bounds a session's life (default DefaultSessionTTL).
 	SessionTTL time.Duration
 	// Clock tells the time (default: the system clock).
-	Clock featurestore.Clock
+	Clock  featurestore.Clock
 	Logger *slog.Logger
 }
 
