@@ -80,7 +80,7 @@ func startUIStack(t *testing.T) *uiStack {
 				{Name: "embedding", Type: pb.ValueType_VALUE_TYPE_FLOAT_LIST}}},
 		{Name: "web_sessions", EntityType: "user", Owner: "growth", PersonalData: true, Ttl: durationpb.New(time.Hour),
 			Description: "Last page and session counts per signed-in user.",
-			Features: []*pb.FeatureSpec{{Name: "last_page", Type: pb.ValueType_VALUE_TYPE_STRING}, {Name: "sessions_7d", Type: pb.ValueType_VALUE_TYPE_INT64}}},
+			Features:    []*pb.FeatureSpec{{Name: "last_page", Type: pb.ValueType_VALUE_TYPE_STRING}, {Name: "sessions_7d", Type: pb.ValueType_VALUE_TYPE_INT64}}},
 		{Name: "payments_risk", EntityType: "user", Owner: "finance", Description: "Fraud scores; finance only.",
 			Features: []*pb.FeatureSpec{{Name: "score", Type: pb.ValueType_VALUE_TYPE_DOUBLE}}},
 	} {
