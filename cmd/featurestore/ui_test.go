@@ -265,8 +265,20 @@ func TestRegistryPageInBrowser(t *testing.T) {
 		}
 	})
 
-	t.Run("one set shows its features and freshness from the store", func(t *testing.T) {
+	t.Run("one set shows its features, version history and freshness from the store", func(t *testing.T) {
+		set, err := s.fs.GetFeatureSet(s.admin, &pb.GetFeatureSetRequest{Name: "driver_stats"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evolved := set.GetFeatureSet()
+		evolved.Features = append(evolved.Features, &pb.FeatureSpec{Name: "acceptance_rate", Type: pb.ValueType_VALUE_TYPE_DOUBLE})
+		if _, err := s.fs.ApplyFeatureSet(s.admin, &pb.ApplyFeatureSetRequest{FeatureSet: evolved}); err != nil {
+			t.Fatal(err)
+		}
 		open(t, viewer, s.page+"sets/driver_stats")
+		if got := text(t, viewer, "#history"); !strings.Contains(got, "added acceptance_rate (double)") || !strings.Contains(got, "created with 3 features") {
+			t.Fatalf("version history: %s", got)
+		}
 		if got := text(t, viewer, "#features"); !strings.Contains(got, "driver_stats:trips_today") || !strings.Contains(got, "float_list") {
 			t.Fatalf("features: %s", got)
 		}

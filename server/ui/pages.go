@@ -284,6 +284,16 @@ type setData struct {
 	basePage
 	Set   featurestore.FeatureSet
 	Fresh freshView
+	// History is the set's versions, newest first.
+	History           []versionView
+	HistoryStartsLate bool
+	MaxHistory        int
+}
+
+type versionView struct {
+	Version   int64
+	AppliedAt time.Time
+	Change    string
 }
 
 // setPage shows one set: its definition, features and freshness. A set v may not read
@@ -304,7 +314,13 @@ func (h *Handler) setPage(w http.ResponseWriter, r *http.Request, v viewer) {
 		h.domainError(w, r, v, "read freshness", err)
 		return
 	}
-	h.render(w, r, http.StatusOK, "set", setData{basePage: h.base(v, fs.Name), Set: fs, Fresh: h.freshView(fs, fresh[fs.Name])})
+	d := setData{basePage: h.base(v, fs.Name), Set: fs, Fresh: h.freshView(fs, fresh[fs.Name]), MaxHistory: featurestore.MaxHistory}
+	for i := len(fs.History) - 1; i >= 0; i-- {
+		c := fs.History[i]
+		d.History = append(d.History, versionView{Version: c.Version, AppliedAt: time.UnixMicro(c.AppliedAt), Change: c.Change})
+	}
+	d.HistoryStartsLate = len(fs.History) > 0 && fs.History[0].Version > 1
+	h.render(w, r, http.StatusOK, "set", d)
 }
 
 type cellView struct {

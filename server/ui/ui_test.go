@@ -463,7 +463,8 @@ func TestSetPage(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	for _, want := range []string{"drivers:trips", "<code>int64</code>", "<code>string</code>", "Newest event time", `<span id="rate">&lt; 0.1</span>`, "(1 rows)", "<svg"} {
+	for _, want := range []string{"drivers:trips", "<code>int64</code>", "<code>string</code>", "Newest event time", `<span id="rate">&lt; 0.1</span>`, "(1 rows)", "<svg",
+		"Version history", "created with 2 features"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("set page lacks %q", want)
 		}
