@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
 
 // Kind classifies an error so that the server can map it to a status code in one place.
@@ -57,6 +59,7 @@ const (
 	ReasonInvalidValue             = "INVALID_VALUE"
 	ReasonEventTimeInFuture        = "EVENT_TIME_IN_FUTURE"
 	ReasonItemTooLarge             = "ITEM_TOO_LARGE"
+	ReasonDatabaseRefused          = "DATABASE_REFUSED"
 	ReasonSubjectErased            = "SUBJECT_ERASED"
 	ReasonSubjectErasureInProgress = "SUBJECT_ERASURE_IN_PROGRESS"
 	ReasonSubjectMismatch          = "SUBJECT_MISMATCH"
@@ -179,9 +182,26 @@ func ResourceExhausted(field, format string, args ...any) error {
 	return &Error{Kind: KindResourceExhausted, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-// Unavailable wraps err, the failure of a dependency, as KindUnavailable.
+// Unavailable wraps err, the failure of a dependency, as KindUnavailable; unless the
+// database refused the request for good (its size limits or validation), which is
+// KindInvalid instead, so that clients do not retry what cannot succeed.
 func Unavailable(message string, err error) error {
+	if r := refusal(err); r != nil {
+		return r
+	}
 	return &Error{Kind: KindUnavailable, Message: message, Err: err}
+}
+
+// refusal is the domain error for a database's refusal that no retry can change, or nil.
+// The database's own message is not shown: it may quote the request.
+func refusal(err error) error {
+	switch {
+	case errors.Is(err, writethrough.ErrItemTooLarge):
+		return &Error{Kind: KindInvalid, Reason: ReasonItemTooLarge, Message: "the database refused the request: an item or transaction over its size limits; retrying cannot help", Err: err}
+	case errors.Is(err, writethrough.ErrRefused):
+		return &Error{Kind: KindInvalid, Reason: ReasonDatabaseRefused, Message: "the database refused the request as invalid; retrying cannot help", Err: err}
+	}
+	return nil
 }
 
 // ErrConflict is returned by a Store when a conditional write found another version.

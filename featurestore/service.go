@@ -146,6 +146,8 @@ func storeError(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case refusal(err) != nil:
+		return refusal(err)
 	case errors.Is(err, writethrough.ErrContention):
 		return &Error{Kind: KindAborted, Message: "too many concurrent writes to one entity; retrying is safe", Err: err}
 	case errors.Is(err, writethrough.ErrNotWritten):

@@ -26,6 +26,14 @@ type config struct {
 	TablePrefix          string        `flag:"table-prefix" env:"FS_TABLE_PREFIX" usage:"prefix for the DynamoDB table names"`
 	CreateTables         bool          `flag:"create-tables" env:"FS_CREATE_TABLES, default=true" usage:"create missing tables, the GSIs and TTL at start-up"`
 	ValkeyAddrs          []string      `flag:"valkey" env:"FS_VALKEY_ADDRS, default=127.0.0.1:6379" usage:"comma-separated ValKey addresses (one for standalone, seed nodes for a cluster)"`
+	ValkeyUsername       string        `flag:"valkey-username" env:"FS_VALKEY_USERNAME" usage:"ValKey ACL user (empty: the default user)"`
+	ValkeyPassword       string        `flag:"valkey-password" env:"FS_VALKEY_PASSWORD" usage:"ValKey password; prefer the variable or -valkey-password-file to a flag"`
+	ValkeyPasswordFile   string        `flag:"valkey-password-file" env:"FS_VALKEY_PASSWORD_FILE" usage:"file holding the ValKey password (e.g. a mounted secret)"`
+	ValkeyTLS            bool          `flag:"valkey-tls" env:"FS_VALKEY_TLS, default=false" usage:"connect to ValKey over TLS"`
+	ValkeyTLSCA          string        `flag:"valkey-tls-ca" env:"FS_VALKEY_TLS_CA" usage:"CA (PEM) that signs ValKey's certificate (default: the system roots)"`
+	ValkeyTLSCert        string        `flag:"valkey-tls-cert" env:"FS_VALKEY_TLS_CERT" usage:"client certificate (PEM) for ValKey's tls-auth-clients"`
+	ValkeyTLSKey         string        `flag:"valkey-tls-key" env:"FS_VALKEY_TLS_KEY" usage:"client key (PEM) for ValKey"`
+	ValkeyTLSServerName  string        `flag:"valkey-tls-server-name" env:"FS_VALKEY_TLS_SERVER_NAME" usage:"name to verify ValKey's certificate against (default: the address's host)"`
 	ValueTTL             time.Duration `flag:"value-ttl" env:"FS_VALUE_TTL, default=24h" usage:"how long a cached value lives untouched"`
 	WriteTimeout         time.Duration `flag:"write-timeout" env:"FS_WRITE_TIMEOUT, default=2s" usage:"deadline of a write's DynamoDB commit; must be shorter than -lease"`
 	Lease                time.Duration `flag:"lease" env:"FS_LEASE, default=3s" usage:"how long a writer's cache marker holds before readers may heal it; also the horizon after a cache loss"`

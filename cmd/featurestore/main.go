@@ -69,7 +69,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_ = tel.Shutdown(sd)
 	}()
 
-	cache, err := valkey.Dial(sctx, cfg.ValkeyAddrs, valkey.Options{ValueTTL: cfg.ValueTTL, Horizon: cfg.Lease, Tracer: tel.Tracer("valkey")})
+	vopts, err := valkeyOptions(cfg)
+	if err != nil {
+		return err
+	}
+	vopts.ValueTTL, vopts.Horizon, vopts.Tracer, vopts.Metrics = cfg.ValueTTL, cfg.Lease, tel.Tracer("valkey"), tel
+	cache, err := valkey.Dial(sctx, cfg.ValkeyAddrs, vopts)
 	if err != nil {
 		return fmt.Errorf("valkey unreachable (is it running? -valkey / FS_VALKEY_ADDRS): %w", err)
 	}

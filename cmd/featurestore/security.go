@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/dsfeatures/featurestore/featurestore/valkey"
 	"github.com/dsfeatures/featurestore/server"
 )
 
@@ -224,4 +225,45 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// valkeyOptions builds ValKey's credentials and TLS from the settings.
+func valkeyOptions(cfg config) (valkey.Options, error) {
+	o := valkey.Options{Username: cfg.ValkeyUsername, Password: cfg.ValkeyPassword}
+	if cfg.ValkeyPasswordFile != "" {
+		if cfg.ValkeyPassword != "" {
+			return o, errors.New("-valkey-password and -valkey-password-file: give one")
+		}
+		b, err := os.ReadFile(cfg.ValkeyPasswordFile)
+		if err != nil {
+			return o, fmt.Errorf("-valkey-password-file: %w", err)
+		}
+		o.Password = string(bytes.TrimSpace(b))
+	}
+	if !cfg.ValkeyTLS {
+		if cfg.ValkeyTLSCA != "" || cfg.ValkeyTLSCert != "" || cfg.ValkeyTLSKey != "" {
+			return o, errors.New("-valkey-tls-ca, -valkey-tls-cert and -valkey-tls-key need -valkey-tls")
+		}
+		return o, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ValkeyTLSServerName}
+	if cfg.ValkeyTLSCA != "" {
+		pem, err := os.ReadFile(cfg.ValkeyTLSCA)
+		if err != nil {
+			return o, fmt.Errorf("-valkey-tls-ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return o, errors.New("-valkey-tls-ca: no certificates found")
+		}
+	}
+	if cfg.ValkeyTLSCert != "" || cfg.ValkeyTLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ValkeyTLSCert, cfg.ValkeyTLSKey)
+		if err != nil {
+			return o, fmt.Errorf("-valkey-tls-cert/-valkey-tls-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	o.TLS = tc
+	return o, nil
 }

@@ -101,6 +101,9 @@ func waitDeletion(ctx context.Context, c *client.Client, d *pb.Deletion, w io.Wr
 				fmt.Fprintf(w, "\r%-60s\r", "")
 			}
 			if st == pb.DeletionState_DELETION_STATE_FAILED {
+				if r := d.GetFailureReason(); r != "" {
+					return d, fmt.Errorf("deletion %s failed: %s (file it again with gdpr delete)", d.GetId(), r)
+				}
 				return d, fmt.Errorf("deletion %s failed", d.GetId())
 			}
 			return d, nil

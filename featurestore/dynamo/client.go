@@ -2,6 +2,7 @@ package dynamo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,10 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
 
 // NewClient returns a DynamoDB client for cfg (from config.LoadDefaultConfig in cmd).
@@ -34,7 +39,7 @@ func NewClient(cfg aws.Config, endpoint string, opts ...func(*dynamodb.Options))
 			// logs a warning per call and drops the connection from its pool.
 			o.DisableValidateResponseChecksum = true
 		}
-	}, func(o *dynamodb.Options) {
+	}, classifyRefusals, func(o *dynamodb.Options) {
 		for _, f := range opts {
 			f(o)
 		}
@@ -75,4 +80,30 @@ func isLoopback(endpoint string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// classifyRefusals marks, on every operation, DynamoDB's refusals that no retry can
+// change (a ValidationException: an item or request over its limits, a key too long)
+// with writethrough.ErrItemTooLarge or writethrough.ErrRefused, so that no caller
+// mistakes them for an outage and answers UNAVAILABLE, which clients retry forever.
+func classifyRefusals(o *dynamodb.Options) {
+	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("featurestoreRefusals",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				out, md, err := next.HandleInitialize(ctx, in)
+				return out, md, classify(err)
+			}), middleware.After)
+	})
+}
+
+// classify wraps a ValidationException in the writethrough error it means.
+func classify(err error) error {
+	var api smithy.APIError
+	if err == nil || !errors.As(err, &api) || api.ErrorCode() != "ValidationException" {
+		return err
+	}
+	if tooLarge(err) {
+		return fmt.Errorf("%w: %w", writethrough.ErrItemTooLarge, err)
+	}
+	return fmt.Errorf("%w: %w", writethrough.ErrRefused, err)
 }

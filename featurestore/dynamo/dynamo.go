@@ -313,6 +313,18 @@ func (s *Store) PutItems(ctx context.Context, items []writethrough.Item, prevVer
 	var canceled *types.TransactionCanceledException
 	var inProgress *types.TransactionInProgressException
 	var conflict *types.TransactionConflictException
+	if errors.As(err, &canceled) {
+		// A cancellation for an item DynamoDB refuses is no conflict: retrying cannot help.
+		for _, r := range canceled.CancellationReasons {
+			if aws.ToString(r.Code) == "ValidationError" {
+				msg := strings.ToLower(aws.ToString(r.Message))
+				if strings.Contains(msg, "size") && (strings.Contains(msg, "exceed") || strings.Contains(msg, "maximum")) {
+					return fmt.Errorf("dynamodb transact write: %s: %w", aws.ToString(r.Message), writethrough.ErrItemTooLarge)
+				}
+				return fmt.Errorf("dynamodb transact write: %s: %w", aws.ToString(r.Message), writethrough.ErrRefused)
+			}
+		}
+	}
 	if errors.As(err, &canceled) || errors.As(err, &conflict) || errors.As(err, &inProgress) {
 		if attempts > 1 {
 			return fmt.Errorf("dynamodb transact write: %w", ErrAmbiguous)

@@ -42,8 +42,8 @@ type Telemetry struct {
 	tracers *sdktrace.TracerProvider
 	handler http.Handler
 
-	rpcRequests, cacheLookups, populates, repairs, dynamoAttempts, rows, gdprJobs metric.Int64Counter
-	rpcDuration                                                                   metric.Float64Histogram
+	rpcRequests, cacheLookups, populates, repairs, dynamoAttempts, rows, gdprJobs, misbound metric.Int64Counter
+	rpcDuration                                                                             metric.Float64Histogram
 }
 
 // New builds the providers. Call Shutdown to flush.
@@ -91,6 +91,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 	}{
 		{&t.rpcRequests, "featurestore.rpc.requests", "RPCs by method and status code"},
 		{&t.cacheLookups, "featurestore.cache.lookups", "keys read from the cache, by result: hit, dirty (read from DynamoDB), miss"},
+		{&t.misbound, "featurestore.cache.misbound", "cache entries found under a key they are not bound to (copied or renamed there), read from DynamoDB instead"},
 		{&t.populates, "featurestore.cache.populates", "keys a read put back into the cache (stored) or that the cache refused"},
 		{&t.repairs, "featurestore.publish.repairs", "background repairs of failed publishes, by result"},
 		{&t.dynamoAttempts, "featurestore.dynamodb.attempts", "DynamoDB attempts (retries included) by operation and result: ok, throttled, error"},
@@ -172,6 +173,9 @@ func (t *Telemetry) CacheLookups(ctx context.Context, hits, dirty, missing int) 
 	add(ctx, t.cacheLookups, dirty, attribute.String("result", "dirty"))
 	add(ctx, t.cacheLookups, missing, attribute.String("result", "miss"))
 }
+
+// CacheMisbound implements valkey.Metrics.
+func (t *Telemetry) CacheMisbound(ctx context.Context, n int) { add(ctx, t.misbound, n) }
 
 // Populates implements featurestore.Metrics.
 func (t *Telemetry) Populates(ctx context.Context, stored, refused int) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -38,6 +39,19 @@ type Options struct {
 	Timeout time.Duration
 	// Tracer, if set, traces each pipelined round trip.
 	Tracer trace.Tracer
+	// Metrics, if set, counts entries refused for being bound to another key.
+	Metrics Metrics
+	// Username and Password authenticate to ValKey (an ACL user, or the default user's
+	// requirepass with an empty Username); TLS, if set, encrypts the connection.
+	Username, Password string
+	TLS                *tls.Config
+}
+
+// Metrics receives what the cache observes beyond the store's own counts.
+type Metrics interface {
+	// CacheMisbound counts entries found under a key they are not bound to (copied or
+	// renamed there); they are read from the database instead.
+	CacheMisbound(ctx context.Context, n int)
 }
 
 // Cache is a writethrough.Cache on a ValKey client.
@@ -85,6 +99,9 @@ const (
 func Dial(ctx context.Context, addrs []string, opts Options) (*Cache, error) {
 	client, err := vk.NewClient(vk.ClientOption{
 		InitAddress:  addrs,
+		Username:     opts.Username,
+		Password:     opts.Password,
+		TLSConfig:    opts.TLS,
 		DisableCache: true,
 		// Fail fast when the server is gone: reads fall back to the database and writes
 		// answer UNAVAILABLE. The client's own retries would hide an outage behind a hang.
@@ -152,6 +169,12 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]writethrough.CacheEnt
 	res := c.client.DoMulti(ctx, cmds...)
 	end(nil)
 	out := make([]writethrough.CacheEntry, len(keys))
+	misbound := 0
+	defer func() {
+		if misbound > 0 && c.opts.Metrics != nil {
+			c.opts.Metrics.CacheMisbound(ctx, misbound)
+		}
+	}()
 	for i, r := range res {
 		b, err := r.AsBytes()
 		if vk.IsValkeyNil(err) {
@@ -160,9 +183,13 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]writethrough.CacheEnt
 		if err != nil {
 			return nil, fmt.Errorf("valkey get: %w", err)
 		}
-		e, err := DecodeEnvelope(b)
+		e, err := DecodeEnvelopeFor(b, keys[i])
 		if err != nil {
-			// Not ours or damaged: treat as dirty, so the reader goes to the database.
+			// Another key's, not ours, or damaged: treat as dirty, so the reader goes to
+			// the database (and PREPARE replaces the entry).
+			if errors.Is(err, ErrMisbound) {
+				misbound++
+			}
 			out[i] = writethrough.CacheEntry{State: writethrough.CacheDirty}
 			continue
 		}

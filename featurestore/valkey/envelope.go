@@ -6,8 +6,14 @@ import (
 	"strconv"
 )
 
-// ErrCorruptEnvelope is returned for cache values that are not an envelope.
-var ErrCorruptEnvelope = errors.New("corrupt cache envelope")
+// Errors of DecodeEnvelope.
+var (
+	// ErrCorruptEnvelope is returned for cache values that are not an envelope.
+	ErrCorruptEnvelope = errors.New("corrupt cache envelope")
+	// ErrMisbound is returned for an envelope bound to another key: a value copied or
+	// renamed there, which must not be served as this key's.
+	ErrMisbound = errors.New("cache envelope bound to another key")
+)
 
 // Token is a writer's token in a DIRTY envelope.
 type Token struct {
@@ -18,6 +24,8 @@ type Token struct {
 
 // Envelope is the decoded cache value of one key.
 type Envelope struct {
+	// Key is the key the envelope is bound to.
+	Key       string
 	Dirty     bool
 	Version   int64
 	HorizonMs int64
@@ -28,23 +36,62 @@ type Envelope struct {
 
 // DecodeEnvelope parses a cache value. Payload aliases b.
 func DecodeEnvelope(b []byte) (Envelope, error) {
-	if len(b) == 0 {
-		return Envelope{}, ErrCorruptEnvelope
+	key, rest, err := binding(b)
+	if err != nil {
+		return Envelope{}, err
 	}
-	switch b[0] {
+	e, err := decodeRest(b[0], rest)
+	e.Key = string(key)
+	return e, err
+}
+
+// DecodeEnvelopeFor parses the cache value of key: ErrMisbound if it is bound to another
+// key. It allocates nothing for the binding.
+func DecodeEnvelopeFor(b []byte, key string) (Envelope, error) {
+	k, rest, err := binding(b)
+	if err != nil {
+		return Envelope{}, err
+	}
+	if string(k) != key {
+		return Envelope{}, ErrMisbound
+	}
+	e, err := decodeRest(b[0], rest)
+	e.Key = key
+	return e, err
+}
+
+// binding splits an envelope into its key and the rest after the kind and the binding.
+func binding(b []byte) (key, rest []byte, err error) {
+	if len(b) == 0 || b[0] != 'V' && b[0] != 'D' {
+		return nil, nil, ErrCorruptEnvelope
+	}
+	c := bytes.IndexByte(b[1:], ':')
+	if c < 0 {
+		return nil, nil, ErrCorruptEnvelope
+	}
+	n, err := parseUint(b[1 : 1+c])
+	if err != nil || b[1] == '0' && c > 1 || int64(len(b)-2-c) < n {
+		return nil, nil, ErrCorruptEnvelope
+	}
+	start := 2 + c
+	return b[start : start+int(n)], b[start+int(n):], nil
+}
+
+func decodeRest(kind byte, b []byte) (Envelope, error) {
+	switch kind {
 	case 'V':
 		i := bytes.IndexByte(b, '|')
 		if i < 0 {
 			return Envelope{}, ErrCorruptEnvelope
 		}
-		v, err := parseUint(b[1:i])
+		v, err := parseUint(b[:i])
 		if err != nil {
 			return Envelope{}, err
 		}
 		return Envelope{Version: v, Payload: b[i+1:]}, nil
-	case 'D':
+	default:
 		var fields [4][]byte
-		rest := b[1:]
+		rest := b
 		for k := range fields {
 			i := bytes.IndexByte(rest, '|')
 			if i < 0 {
@@ -75,18 +122,25 @@ func DecodeEnvelope(b []byte) (Envelope, error) {
 		}
 		return e, nil
 	}
-	return Envelope{}, ErrCorruptEnvelope
 }
 
-// AppendEnvelope is the inverse of DecodeEnvelope; the Lua scripts write the same format.
+// AppendEnvelope is the inverse of DecodeEnvelope (bound to e.Key); the Lua scripts
+// write the same format.
 func AppendEnvelope(dst []byte, e Envelope) []byte {
+	bind := func(dst []byte) []byte {
+		dst = strconv.AppendInt(dst, int64(len(e.Key)), 10)
+		dst = append(dst, ':')
+		return append(dst, e.Key...)
+	}
 	if !e.Dirty {
 		dst = append(dst, 'V')
+		dst = bind(dst)
 		dst = strconv.AppendInt(dst, e.Version, 10)
 		dst = append(dst, '|')
 		return append(dst, e.Payload...)
 	}
 	dst = append(dst, 'D')
+	dst = bind(dst)
 	dst = strconv.AppendInt(dst, e.Version, 10)
 	dst = append(dst, '|')
 	dst = strconv.AppendInt(dst, e.HorizonMs, 10)

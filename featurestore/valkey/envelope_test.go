@@ -8,10 +8,10 @@ import (
 
 func TestEnvelopeRoundTrip(t *testing.T) {
 	tests := []Envelope{
-		{Version: 0, Payload: []byte{}},
-		{Version: 1795515881280902, Payload: []byte("a|b|c")},
-		{Dirty: true, Version: 7, HorizonMs: 123, Ticket: "t1", Payload: []byte("x|y")},
-		{Dirty: true, Tokens: []Token{{ID: "ab", ExpiryMs: 5, Early: true}, {ID: "cd", ExpiryMs: 6}}, Payload: []byte{}},
+		{Key: "f:s#e", Version: 0, Payload: []byte{}},
+		{Key: "f:s#a|b:c", Version: 1795515881280902, Payload: []byte("a|b|c")},
+		{Key: "r:set", Dirty: true, Version: 7, HorizonMs: 123, Ticket: "t1", Payload: []byte("x|y")},
+		{Key: "k", Dirty: true, Tokens: []Token{{ID: "ab", ExpiryMs: 5, Early: true}, {ID: "cd", ExpiryMs: 6}}, Payload: []byte{}},
 	}
 	for _, e := range tests {
 		b := AppendEnvelope(nil, e)
@@ -25,10 +25,27 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 }
 
+// TestEnvelopeBoundToItsKey: an envelope read under another key (copied or renamed there)
+// is refused, so another entity's value is never served.
+func TestEnvelopeBoundToItsKey(t *testing.T) {
+	b := AppendEnvelope(nil, Envelope{Key: "f:s#alice", Version: 3, Payload: []byte("row")})
+	if _, err := DecodeEnvelopeFor(b, "f:s#bob"); err != ErrMisbound {
+		t.Fatalf("decoding alice's value as bob's: %v, want ErrMisbound", err)
+	}
+	if e, err := DecodeEnvelopeFor(b, "f:s#alice"); err != nil || e.Version != 3 || string(e.Payload) != "row" {
+		t.Fatalf("decoding alice's value as alice's: %+v %v", e, err)
+	}
+	for _, bad := range []string{"V", "V3", "V3:ab", "V03:abc1|p", "Vx:k1|p", "D1:k1|2|t|x|"} {
+		if _, err := DecodeEnvelope([]byte(bad)); err == nil {
+			t.Errorf("%q decoded", bad)
+		}
+	}
+}
+
 func FuzzDecodeEnvelope(f *testing.F) {
-	f.Add([]byte("V12|payload"))
-	f.Add([]byte("D3|100|tk|a:1:0,b:2:1|p"))
-	f.Add([]byte("D0|0|||"))
+	f.Add([]byte("V1:k12|payload"))
+	f.Add([]byte("D3:abc3|100|tk|a:1:0,b:2:1|p"))
+	f.Add([]byte("D1:k0|0|||"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEnvelope(b)
 		if err != nil {

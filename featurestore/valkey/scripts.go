@@ -2,14 +2,18 @@ package valkey
 
 // The envelope, as stored in one string per key (see envelope.go for the Go side):
 //
-//	VALUE  "V" <version> "|" <payload>
-//	DIRTY  "D" <newest version> "|" <horizon ms> "|" <ticket> "|" <tokens> "|" <payload>
+//	VALUE  "V" <key binding> <version> "|" <payload>
+//	DIRTY  "D" <key binding> <newest version> "|" <horizon ms> "|" <ticket> "|" <tokens> "|" <payload>
+//	binding <length of the key> ":" <the key>
 //	tokens  <token> ":" <lease expiry ms> ":" <early 0|1>, joined by ","
 //
-// All times are the ValKey server's clock (TIME), so replicas' clock skew does not matter.
-// Numbers are decimal; Lua keeps integers exact below 2^53, which covers versions in
-// microseconds for centuries. Every script touches one key, so all of them run unchanged
-// on ValKey Cluster.
+// The binding ties an entry to its key: a value copied or renamed to another key (by an
+// operator, or by anyone who can reach the cache) is not that key's, so the scripts treat
+// it as lost and readers go to the database instead of serving another entity's data.
+// All times are the ValKey server's clock (TIME), so replicas' clock skew does not
+// matter. Numbers are decimal; Lua keeps integers exact below 2^53, which covers versions
+// in microseconds for centuries. Every script touches one key, so all of them run
+// unchanged on ValKey Cluster.
 // EnvelopeLua is the Lua that parses and formats envelopes, shared by every script. It is
 // exported for tests that run scripts of their own against the same format (the chaos
 // harness's deliberately broken protocols).
@@ -21,30 +25,33 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function fmt(n) return string.format('%.0f', n) end
+local binding = tostring(#KEYS[1]) .. ':' .. KEYS[1]
 local function parse(s)
   if not s then return nil end
   local kind = string.sub(s, 1, 1)
+  if string.sub(s, 2, 1 + #binding) ~= binding then return nil end -- not this key's: as if lost
+  local r = string.sub(s, 2 + #binding)
   if kind == 'V' then
-    local p = string.find(s, '|', 2, true)
-    return {kind = 'V', ver = tonumber(string.sub(s, 2, p - 1)), payload = string.sub(s, p + 1)}
+    local p = string.find(r, '|', 1, true)
+    return {kind = 'V', ver = tonumber(string.sub(r, 1, p - 1)), payload = string.sub(r, p + 1)}
   end
-  local p1 = string.find(s, '|', 2, true)
-  local p2 = string.find(s, '|', p1 + 1, true)
-  local p3 = string.find(s, '|', p2 + 1, true)
-  local p4 = string.find(s, '|', p3 + 1, true)
-  local d = {kind = 'D', ver = tonumber(string.sub(s, 2, p1 - 1)),
-    horizon = tonumber(string.sub(s, p1 + 1, p2 - 1)), ticket = string.sub(s, p2 + 1, p3 - 1),
-    tokens = {}, payload = string.sub(s, p4 + 1)}
-  for tok, exp, early in string.gmatch(string.sub(s, p3 + 1, p4 - 1), '([^:,]+):(%d+):(%d)') do
+  local p1 = string.find(r, '|', 1, true)
+  local p2 = string.find(r, '|', p1 + 1, true)
+  local p3 = string.find(r, '|', p2 + 1, true)
+  local p4 = string.find(r, '|', p3 + 1, true)
+  local d = {kind = 'D', ver = tonumber(string.sub(r, 1, p1 - 1)),
+    horizon = tonumber(string.sub(r, p1 + 1, p2 - 1)), ticket = string.sub(r, p2 + 1, p3 - 1),
+    tokens = {}, payload = string.sub(r, p4 + 1)}
+  for tok, exp, early in string.gmatch(string.sub(r, p3 + 1, p4 - 1), '([^:,]+):(%d+):(%d)') do
     d.tokens[#d.tokens + 1] = {tok, tonumber(exp), early}
   end
   return d
 end
-local function value(ver, payload) return 'V' .. fmt(ver) .. '|' .. payload end
+local function value(ver, payload) return 'V' .. binding .. fmt(ver) .. '|' .. payload end
 local function dirty(d)
   local parts = {}
   for i, t in ipairs(d.tokens) do parts[i] = t[1] .. ':' .. fmt(t[2]) .. ':' .. t[3] end
-  return 'D' .. fmt(d.ver) .. '|' .. fmt(d.horizon) .. '|' .. d.ticket .. '|' ..
+  return 'D' .. binding .. fmt(d.ver) .. '|' .. fmt(d.horizon) .. '|' .. d.ticket .. '|' ..
     table.concat(parts, ',') .. '|' .. d.payload
 end
 `

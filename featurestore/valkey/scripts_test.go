@@ -156,7 +156,7 @@ func TestScripts(t *testing.T) {
 				switch s.op {
 				case "set":
 					cl := c.Client()
-					err = cl.Do(ctx, cl.B().Set().Key("k").Value(string(valkey.AppendEnvelope(nil, valkey.Envelope{Version: s.version, Payload: []byte("p")}))).Build()).Error()
+					err = cl.Do(ctx, cl.B().Set().Key("k").Value(string(valkey.AppendEnvelope(nil, valkey.Envelope{Key: "k", Version: s.version, Payload: []byte("p")}))).Build()).Error()
 				case "del":
 					cl := c.Client()
 					err = cl.Do(ctx, cl.B().Del().Key("k").Build()).Error()

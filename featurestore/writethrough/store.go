@@ -42,8 +42,10 @@ type Item struct {
 }
 
 // Limits of the database, which are DynamoDB's: an item of at most 400 KB (attribute
-// names and values), a transaction of at most 100 items and 4 MB.
+// names and values), a transaction of at most 100 items and 4 MB, a partition key of at
+// most 2048 bytes.
 const (
+	MaxKeyBytes   = 2048
 	MaxItemBytes  = 400 * 1024
 	MaxGroupItems = 100
 	MaxGroupBytes = 4 * 1024 * 1024
@@ -76,6 +78,10 @@ var (
 	// ErrItemTooLarge: an item exceeds MaxItemBytes, or a group MaxGroupItems or
 	// MaxGroupBytes. Nothing was written.
 	ErrItemTooLarge = errors.New("item or transaction exceeds the database's size limits")
+	// ErrRefused: the database refused the request as invalid (DynamoDB's
+	// ValidationException other than a size limit). Nothing was done, and no retry can
+	// change the answer.
+	ErrRefused = errors.New("the database refused the request as invalid")
 )
 
 // Errors of Update and Read; tell them apart with errors.Is. Each wraps its cause.

@@ -40,6 +40,7 @@ func Run(t *testing.T, newDB func(t *testing.T) DB) {
 		{"ManyKeysAndDuplicates", testMany},
 		{"TransactionAllOrNothing", testTransaction},
 		{"SizeLimits", testSizeLimits},
+		{"LongKeysRefused", testLongKeys},
 		{"TablesAreSeparate", testTables},
 		{"SubjectIndex", testIndex},
 		{"ListPages", testList},
@@ -217,6 +218,24 @@ func testSizeLimits(t *testing.T, db DB) {
 		if _, ok := get(t, db, row(pk)); ok {
 			t.Fatalf("%s was stored by a refused write", pk)
 		}
+	}
+}
+
+// testLongKeys: a key over DynamoDB's limit is refused as invalid, never as an outage.
+func testLongKeys(t *testing.T, db DB) {
+	ctx := context.Background()
+	long := strings.Repeat("k", writethrough.MaxKeyBytes+1)
+	if _, err := db.GetItems(ctx, []writethrough.Key{row("short"), row(long)}); !errors.Is(err, writethrough.ErrRefused) {
+		t.Errorf("get of a %d-byte key: %v, want ErrRefused", len(long), err)
+	}
+	if err := db.PutItem(ctx, item(long, 1, "x"), 0); !errors.Is(err, writethrough.ErrRefused) {
+		t.Errorf("put of a %d-byte key: %v, want ErrRefused", len(long), err)
+	}
+	if err := db.PutItems(ctx, []writethrough.Item{item("fine", 1, "x"), item(long, 1, "x")}, []int64{0, 0}); !errors.Is(err, writethrough.ErrRefused) {
+		t.Errorf("transaction with a %d-byte key: %v, want ErrRefused", len(long), err)
+	}
+	if _, ok := get(t, db, row("fine")); ok {
+		t.Error("fine was stored by a refused transaction")
 	}
 }
 

@@ -9,6 +9,7 @@ package memdb
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -78,6 +79,11 @@ func (d *DB) GetItems(ctx context.Context, keys []writethrough.Key) (map[writeth
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	for _, k := range keys {
+		if err := keyFits(k); err != nil {
+			return nil, err
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make(map[writethrough.Key]writethrough.Item, len(keys))
@@ -87,6 +93,14 @@ func (d *DB) GetItems(ctx context.Context, keys []writethrough.Key) (map[writeth
 		}
 	}
 	return out, nil
+}
+
+// keyFits refuses a partition key DynamoDB would refuse (ValidationException).
+func keyFits(k writethrough.Key) error {
+	if len(k.PK) > writethrough.MaxKeyBytes {
+		return fmt.Errorf("%w: a key of %d bytes, limit %d", writethrough.ErrRefused, len(k.PK), writethrough.MaxKeyBytes)
+	}
+	return nil
 }
 
 // check reports whether item may replace the stored one under prevVersion.
@@ -114,6 +128,9 @@ func (d *DB) PutItem(ctx context.Context, item writethrough.Item, prevVersion in
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := keyFits(item.Key); err != nil {
+		return err
+	}
 	if item.Size() > writethrough.MaxItemBytes {
 		return writethrough.ErrItemTooLarge
 	}
@@ -136,6 +153,9 @@ func (d *DB) PutItems(ctx context.Context, items []writethrough.Item, prevVersio
 	}
 	total := 0
 	for _, it := range items {
+		if err := keyFits(it.Key); err != nil {
+			return err
+		}
 		if it.Size() > writethrough.MaxItemBytes {
 			return writethrough.ErrItemTooLarge
 		}
