@@ -89,8 +89,7 @@ type loginData struct {
 
 // loginForm shows the token form with a fresh CSRF nonce (cookie) and token (field).
 func (h *Handler) loginForm(w http.ResponseWriter, r *http.Request) {
-	if v, ok, _ := h.identify(r); ok {
-		_ = v
+	if _, ok, _ := h.identify(r); ok {
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 		return
 	}

@@ -26,6 +26,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/dsfeatures/featurestore/featurestore"
@@ -161,11 +162,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Referrer-Policy", "no-referrer")
 	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 	hd.Set("Cross-Origin-Resource-Policy", "same-origin")
-	if r.URL.Path != "" && !hasPrefix(r.URL.Path, "/ui/static/") {
+	if !strings.HasPrefix(r.URL.Path, "/ui/static/") {
 		// Pages hold what an identity may read: no shared cache may keep them.
 		hd.Set("Cache-Control", "no-store")
 	}
 	h.mux.ServeHTTP(w, r)
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
