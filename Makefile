@@ -8,6 +8,8 @@ GO ?= go
 TEST_P ?= 2
 FUZZTIME ?= 5s
 LISTEN ?= 127.0.0.1:50051
+# The HTTP listener: Prometheus /metrics and the registry page /ui/.
+METRICS_LISTEN ?= 127.0.0.1:9464
 # The Python SDK uses Debian's interpreter and packages (deploy/dev/install.sh python), never
 # a python3 that happens to come first on PATH.
 PYTHON ?= /usr/bin/python3
@@ -17,7 +19,8 @@ PYSDK := featurestore/client/python
 
 all: build
 
-## deps: install valkey-server, DynamoDB Local and the Go tools if missing
+## deps: install valkey-server, DynamoDB Local, the Go tools, the Python SDK's packages and
+## Chromium (the registry page's browser tests) if missing
 deps:
 	@bash deploy/dev/install.sh all
 
@@ -33,8 +36,9 @@ run: deps build
 	@echo "  .build/fsctl -addr $(LISTEN) write -set driver_stats -entity d42 trips_today=7 rating=4.9"
 	@echo "  .build/fsctl -addr $(LISTEN) get -features driver_stats:trips_today,driver_stats:rating -entities d42"
 	@echo "  .tools/bin/grpcurl -plaintext $(LISTEN) list"
+	@echo "Registry page (read-only, in a browser): http://$(METRICS_LISTEN)/ui/"
 	@echo "Ctrl-C stops everything."
-	@.build/devstack -dynamodb-port 0 -valkey-port 0 -- .build/featurestore -listen $(LISTEN)
+	@.build/devstack -dynamodb-port 0 -valkey-port 0 -- .build/featurestore -listen $(LISTEN) -metrics-listen $(METRICS_LISTEN)
 
 ## test: everything CI runs: lint, generated-code check, race tests on the real stack, short fuzzing
 test: deps lint check-generated breaking
@@ -87,7 +91,7 @@ breaking:
 	  buf breaking --against ".git#ref=$$(git rev-parse $$base)" && echo "buf breaking: compatible with $$(git rev-parse --short $$base)"
 
 FUZZ_TARGETS := ./server:FuzzRPC ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzValidateRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \
-  ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow
+  ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow ./server/ui:FuzzParseSession
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -7,6 +7,7 @@
 #     pandas, pytest, mypy, and protoc with grpc's Python plugin (to check the generated code);
 #     libprotobuf-dev holds the well-known .proto files protoc needs; the tests make
 #     certificates with openssl
+#   - for the registry page's browser tests: Debian's chromium (headless, driven by chromedp)
 # Everything except valkey-server goes under $TOOLS (default: .tools in the repo), so a
 # clean clone is self-contained and nothing is written to the user's global npm or GOPATH.
 set -euo pipefail
@@ -112,11 +113,30 @@ install_python() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The registry page (server/ui) is tested in a real browser: Debian's chromium, run
+# headless by the Go tests through chromedp. Only Debian-like systems are handled here; on
+# others install Chromium or Chrome yourself (or point FS_CHROMIUM at it).
+install_chromium() {
+  if [ -n "${FS_CHROMIUM:-}" ] && [ -x "${FS_CHROMIUM}" ]; then return; fi
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then return; fi
+  if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    if command -v google-chrome >/dev/null 2>&1; then return; fi
+    log "the registry page's browser tests need Chromium or Chrome: install it (or set FS_CHROMIUM to its path) and retry"
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  log "installing chromium (headless browser for the registry page's tests)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+}
+
 what=${1:-all}
 case "$what" in
-  all) install_valkey; install_dynamodb_local; install_go_tools; install_python ;;
+  all) install_valkey; install_dynamodb_local; install_go_tools; install_python; install_chromium ;;
   stack) install_valkey; install_dynamodb_local ;;
   tools) install_go_tools ;;
   python) install_python ;;
-  *) echo "usage: $0 [all|stack|tools|python]" >&2; exit 2 ;;
+  browser) install_chromium ;;
+  *) echo "usage: $0 [all|stack|tools|python|browser]" >&2; exit 2 ;;
 esac
