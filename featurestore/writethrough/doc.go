@@ -125,5 +125,15 @@
 // key DIRTY (served from the database), and a missing POPULATE, PREPARE or ticket only
 // takes away something a reader was allowed to store, whose POPULATE then finds no
 // ticket and stores nothing. With several replicas per primary, WAIT must cover the one
-// that will be promoted: set Replicas to the number each primary has.
+// that will be promoted: set Replicas to the number each primary has. Lease expiries and
+// horizons are written in the old primary's clock and judged by the new one's, so with
+// replicas the clocks of ValKey nodes must agree to within the margin between the lease
+// and the write timeout (NTP keeps them within milliseconds); a single node needs only a
+// steady clock.
+//
+// A fence raises the item's version without changing its data, so when two fences of
+// one key overlap (a slow fenced read outlasting its window), or a writer whose mutation
+// changed nothing publishes after a fence, the cache may hold the same data under a
+// lower version than the database. Reads then return that data with the lower version:
+// the data never goes backwards, but the version Read reports can, by fences only.
 package writethrough
