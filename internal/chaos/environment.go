@@ -281,12 +281,16 @@ type faultyDB struct {
 var errReset = errors.New("connection reset by peer")
 
 func (d *faultyDB) delay(ctx context.Context) error {
-	max := d.latency.Load()
+	return d.sleepUpTo(ctx, time.Duration(d.latency.Load()))
+}
+
+// sleepUpTo waits a random while below max, or until ctx ends.
+func (d *faultyDB) sleepUpTo(ctx context.Context, max time.Duration) error {
 	if max <= 0 {
 		return nil
 	}
 	d.mu.Lock()
-	wait := time.Duration(d.rng.Int63n(max))
+	wait := time.Duration(d.rng.Int63n(int64(max)))
 	d.mu.Unlock()
 	select {
 	case <-ctx.Done():
@@ -367,17 +371,5 @@ func (d *faultyDB) FencedRead(ctx context.Context, keys []writethrough.Key) (map
 // commitDelay holds a put for up to the configured commit pause: a writer slow between
 // its read (and ASSERT) and its put, so that cache losses and fenced reads fall between.
 func (d *faultyDB) commitDelay(ctx context.Context) error {
-	max := d.commitPause
-	if max <= 0 {
-		return nil
-	}
-	d.mu.Lock()
-	wait := time.Duration(d.rng.Int63n(int64(max)))
-	d.mu.Unlock()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(wait):
-		return nil
-	}
+	return d.sleepUpTo(ctx, d.commitPause)
 }
