@@ -71,13 +71,38 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1600 * time.Millisecond) // past the lease: the next read heals the keys
-	for i := 0; i < 2; i++ {
-		if _, err := c.GetFeatures(ctx, []string{"m:n"}, []string{"a", "b"}); err != nil {
-			t.Fatal(err)
-		}
+	// cache is the cache counters now: hits, and keys stored by populates.
+	cache := func() (hits, stored float64) {
+		get := scrape(t, ts.metricsURL)
+		return get("featurestore_cache_lookups_total", `result="hit"`), get("featurestore_cache_populates_total", `result="stored"`)
 	}
+	h0, s0 := cache()
+	if _, err := c.GetFeatures(ctx, []string{"m:n"}, []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	// The set and both rows are now served from the cache: each was a hit, or was read
+	// from DynamoDB and stored. (The set may have been cached before the lease ended, by
+	// a fenced read of the writes' validation.)
+	h1, s1 := cache()
+	if got := (h1 - h0) + (s1 - s0); got != 3 {
+		t.Errorf("first read after the lease: %v hits + %v stored, want 3 together", h1-h0, s1-s0)
+	}
+	if s1-s0 < 2 {
+		t.Errorf("first read after the lease stored %v keys, want both rows at least", s1-s0)
+	}
+	if _, err := c.GetFeatures(ctx, []string{"m:n"}, []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	h2, s2 := cache()
+	if h2-h1 != 3 || s2 != s1 {
+		t.Errorf("second read: %v hits, %v stored; want 3 hits (set and rows), nothing stored", h2-h1, s2-s1)
+	}
+	// The failing read hits the set and row a before validation refuses it.
 	if _, err := c.GetFeatures(ctx, []string{"m:nope"}, []string{"a"}); err == nil {
 		t.Fatal("unknown feature accepted")
+	}
+	if h3, _ := cache(); h3-h2 != 2 {
+		t.Errorf("failing read: %v hits, want 2", h3-h2)
 	}
 
 	get := scrape(t, ts.metricsURL)
@@ -94,11 +119,6 @@ func TestMetrics(t *testing.T) {
 		{"ondemand stale", get("featurestore_rows_total", `lane="ondemand"`, `status="stale"`), 1},
 		{"stream written", get("featurestore_rows_total", `lane="stream"`, `status="written"`), 1},
 		{"stream rejected", get("featurestore_rows_total", `lane="stream"`, `status="rejected"`), 1},
-		// Until the horizon passed, the set and rows were read from DynamoDB. The first read
-		// after it heals the set and both rows (3 stored); the second hits all three; the
-		// failing third hits the set and row a before validation refuses it.
-		{"cache populates", get("featurestore_cache_populates_total", `result="stored"`), 3},
-		{"cache hits", get("featurestore_cache_lookups_total", `result="hit"`), 5},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
