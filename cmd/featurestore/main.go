@@ -126,8 +126,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}, append(connectionOptions(cfg), sec.opts...)...)
 	g := server.NewGRPC(server.New(svc, logger, server.Options{Metrics: tel, Auth: sec.auth, RPCTimeout: cfg.RPCTimeout}), server.NewGdpr(eraser, logger), logger, grpcOpts...)
 	addr := lis.Addr().String()
-	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
-	fmt.Fprintf(stdout, "listening on %s\n", addr)
 
 	eg, ectx := errgroup.WithContext(ctx)
 	var healthSrv *grpc.Server
@@ -148,6 +146,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
+	// Every listener is bound now, so whoever waits for this line can reach all of them
+	// (connections queue until the servers accept them).
+	logger.Info("serving", "addr", addr, "dynamodb", endpointName(cfg.DynamoDBEndpoint), "valkey", cfg.ValkeyAddrs)
+	fmt.Fprintf(stdout, "listening on %s\n", addr)
 	eg.Go(func() error { return store.Run(ectx) })
 	eg.Go(func() error { return svc.RunFreshness(ectx) })
 	eg.Go(func() error { return eraser.Run(ectx) })
