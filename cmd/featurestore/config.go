@@ -51,7 +51,7 @@ type config struct {
 	TLSClientCA          string        `flag:"tls-client-ca" env:"FS_TLS_CLIENT_CA" usage:"CA (PEM) that signs client certificates: their common name is the caller's identity (mTLS)"`
 	RequireClientCert    bool          `flag:"tls-require-client-cert" env:"FS_TLS_REQUIRE_CLIENT_CERT, default=false" usage:"refuse TLS connections without a client certificate (default: verify one when given, and let callers without one use a token)"`
 	AllowPlaintextTokens bool          `flag:"allow-plaintext-tokens" env:"FS_ALLOW_PLAINTEXT_TOKENS, default=false" usage:"accept bearer tokens without TLS on a non-loopback address (only behind a proxy that terminates TLS)"`
-	Insecure             bool          `flag:"insecure" env:"FS_INSECURE, default=false" usage:"allow serving without authentication on a non-loopback address"`
+	Insecure             bool          `flag:"insecure" env:"FS_INSECURE, default=false" usage:"allow serving without authentication on a non-loopback address (the gRPC port without -auth-policy, and -pprof)"`
 	MaxResponseBytes     int           `flag:"max-response-bytes" env:"FS_MAX_RESPONSE_BYTES, default=33554432" usage:"largest response of a read; larger is RESOURCE_EXHAUSTED (repeated entities and features count each time)"`
 	MaxFutureSkew        time.Duration `flag:"max-future-skew" env:"FS_MAX_FUTURE_SKEW, default=1h" usage:"how far ahead of the server's clock an event time may be; later rows are INVALID_ARGUMENT or REJECTED"`
 	RPCTimeout           time.Duration `flag:"rpc-timeout" env:"FS_RPC_TIMEOUT, default=10s" usage:"deadline of a unary RPC whose client set none; when it passes the call is UNAVAILABLE (retry)"`
@@ -62,6 +62,7 @@ type config struct {
 	KeepaliveMinTime     time.Duration `flag:"keepalive-min-time" env:"FS_KEEPALIVE_MIN_TIME, default=10s" usage:"the most often a client may ping; faster pingers are disconnected"`
 	MaxStreams           uint32        `flag:"max-concurrent-streams" env:"FS_MAX_CONCURRENT_STREAMS, default=100" usage:"concurrent streams (RPCs) per connection"`
 	MetricsListen        string        `flag:"metrics-listen" env:"FS_METRICS_LISTEN, default=127.0.0.1:9464" usage:"address of the Prometheus /metrics endpoint; empty disables it"`
+	Pprof                bool          `flag:"pprof" env:"FS_PPROF, default=false" usage:"also serve net/http/pprof under /debug/pprof/ on the metrics listener; on a non-loopback -metrics-listen only with -insecure"`
 	OTLPEndpoint         string        `flag:"otlp-endpoint" env:"OTEL_EXPORTER_OTLP_ENDPOINT" usage:"OTLP/gRPC collector (host:port) for traces and metrics; empty disables export"`
 	OTLPInsecure         bool          `flag:"otlp-insecure" env:"FS_OTLP_INSECURE, default=false" usage:"send OTLP without TLS"`
 	LogLevel             slog.Level    `flag:"log-level" env:"FS_LOG_LEVEL, default=info" usage:"debug, info, warn or error"`
@@ -168,6 +169,15 @@ func (c config) validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("-log-format: want text or json, got %q", c.LogFormat))
+	}
+	if c.Pprof && c.MetricsListen == "" {
+		errs = append(errs, errors.New("-pprof is served on the metrics listener: set -metrics-listen too"))
+	}
+	// Profiles are served without authentication, like /metrics, and cost CPU while they
+	// run (a CPU profile or trace for as long as the caller asks): off the loopback
+	// interface only when the operator says so.
+	if c.Pprof && c.MetricsListen != "" && !loopback(c.MetricsListen) && !c.Insecure {
+		errs = append(errs, fmt.Errorf("refusing to serve -pprof on %s, which is not a loopback address: use a loopback -metrics-listen (and kubectl port-forward), or -insecure if this is really wanted", c.MetricsListen))
 	}
 	if c.GdprHashKey != "" && c.GdprHashKeyFile != "" {
 		errs = append(errs, errors.New("-gdpr-hash-key and -gdpr-hash-key-file: give one"))

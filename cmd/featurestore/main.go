@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -151,6 +152,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", tel.Handler())
+		if cfg.Pprof {
+			registerPprof(mux)
+			logger.Info("serving pprof", "url", "http://"+mlis.Addr().String()+"/debug/pprof/")
+		}
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", mlis.Addr())
 		eg.Go(func() error {
@@ -195,6 +200,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	return err
+}
+
+// registerPprof serves net/http/pprof's handlers on mux, but not /debug/pprof/cmdline:
+// the command line can hold secrets given as flags (-valkey-password, -gdpr-hash-key).
+// The named profiles (heap, goroutine, allocs, ...) are served by Index.
+func registerPprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // connectionOptions bound connection lifetimes and police keepalives:
