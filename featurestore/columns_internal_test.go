@@ -345,29 +345,28 @@ func badRefName(name string) bool {
 	return err != nil
 }
 
-// BenchmarkReadForms decodes 100 stored rows of 200 doubles into both forms, with no
-// store: the CPU and allocations of the read path's own decoding.
+// BenchmarkReadForms decodes stored rows of doubles into both forms, with no store: the
+// CPU and allocations of the read path's own work, at fsbench's cached sizes (every
+// feature of a set of 10 or 100), and at 100x100 from rows of 200 features.
 func BenchmarkReadForms(b *testing.B) {
 	s := &Service{cfg: Config{}.withDefaults()}
-	fs := FeatureSet{Name: "s", EntityType: "u"}
-	var row Row
-	for i := range 200 {
-		name := "f" + strconv.Itoa(i)
-		fs.Features = append(fs.Features, FeatureSpec{Name: name, Type: TypeDouble})
-		row.Merge([]Cell{{Name: name, EventTime: 1_800_000_000_000_000 + int64(i), Value: Value{Type: TypeDouble, Float: float64(i)}}})
-	}
-	data := AppendRow(nil, row)
-	var ids []string
-	for e := range 100 {
-		ids = append(ids, "user-"+strconv.Itoa(e))
-	}
 	for _, tc := range []struct {
-		name string
-		step int
-	}{{"all", 1}, {"every other", 2}} {
-		var refs []string
-		for i := 0; len(refs) < 100; i += tc.step {
+		n, nf, width, step int
+	}{{1, 10, 10, 1}, {10, 100, 100, 1}, {100, 10, 10, 1}, {100, 100, 100, 1}, {100, 100, 200, 2}} {
+		fs := FeatureSet{Name: "s", EntityType: "u"}
+		var row Row
+		for i := range tc.width {
+			name := "f" + strconv.Itoa(i)
+			fs.Features = append(fs.Features, FeatureSpec{Name: name, Type: TypeDouble})
+			row.Merge([]Cell{{Name: name, EventTime: 1_800_000_000_000_000 + int64(i), Value: Value{Type: TypeDouble, Float: float64(i)}}})
+		}
+		data := AppendRow(nil, row)
+		var refs, ids []string
+		for i := 0; len(refs) < tc.nf; i += tc.step {
 			refs = append(refs, "s:f"+strconv.Itoa(i))
+		}
+		for e := range tc.n {
+			ids = append(ids, "user-"+strconv.Itoa(e))
 		}
 		p, err := s.planRead(refs, ids)
 		if err != nil {
@@ -383,7 +382,8 @@ func BenchmarkReadForms(b *testing.B) {
 		}
 		now := time.Unix(1_800_000_001, 0)
 		sets := []FeatureSet{fs}
-		b.Run("rows/100x100 of 200 "+tc.name, func(b *testing.B) {
+		name := fmt.Sprintf("%dx%d of %d", tc.n, tc.nf, tc.width)
+		b.Run("rows/"+name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := s.valuesFrom(p, sets, types, items, now); err != nil {
@@ -391,7 +391,7 @@ func BenchmarkReadForms(b *testing.B) {
 				}
 			}
 		})
-		b.Run("columns/100x100 of 200 "+tc.name, func(b *testing.B) {
+		b.Run("columns/"+name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := s.columnsFrom(p, sets, types, items, now); err != nil {
