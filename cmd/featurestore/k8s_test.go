@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 	"github.com/dsfeatures/featurestore/internal/devstack"
+	"github.com/dsfeatures/featurestore/internal/testpki"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 
@@ -97,12 +100,19 @@ func TestKubernetesProbes(t *testing.T) {
 	m := readManifest(t)
 	p := newPKI(t)
 	dir := t.TempDir()
+	// ValKey as deploy/valkey configures it: TLS only, and the ACL user of users.acl.
+	vkPKI := testpki.New(t)
+	var secret [16]byte
+	_, _ = rand.Read(secret[:])
+	vkAddr := valkeyWithACL(t, vkPKI, hex.EncodeToString(secret[:]))
 	files := map[string]string{
-		"FS_AUTH_POLICY":        writeTestFile(t, dir, "policy.yaml", "rules: {}\n"),
-		"FS_TLS_CERT":           p.serverCert,
-		"FS_TLS_KEY":            p.serverKey,
-		"FS_TLS_CLIENT_CA":      p.caFile,
-		"FS_GDPR_HASH_KEY_FILE": writeTestFile(t, dir, "hash-key", testGdprKey+"\n"),
+		"FS_AUTH_POLICY":          writeTestFile(t, dir, "policy.yaml", "rules: {}\n"),
+		"FS_TLS_CERT":             p.serverCert,
+		"FS_TLS_KEY":              p.serverKey,
+		"FS_TLS_CLIENT_CA":        p.caFile,
+		"FS_GDPR_HASH_KEY_FILE":   writeTestFile(t, dir, "hash-key", testGdprKey+"\n"),
+		"FS_VALKEY_TLS_CA":        vkPKI.CAFile,
+		"FS_VALKEY_PASSWORD_FILE": writeTestFile(t, dir, "valkey-password", hex.EncodeToString(secret[:])+"\n"),
 	}
 	env := map[string]string{}
 	ports := map[int]int{} // container port -> the test's port
@@ -135,12 +145,7 @@ func TestKubernetesProbes(t *testing.T) {
 	}
 	// The test stack, and a table prefix of our own: the ConfigMap says the tables come
 	// from CloudFormation (FS_CREATE_TABLES=false), so they are created first.
-	vk, err := devstack.StartValkey(context.Background(), shared.ValkeyBin, devstack.ValkeyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(vk.Stop)
-	env["FS_DYNAMODB_ENDPOINT"], env["FS_VALKEY_ADDRS"] = shared.DynamoDB.Endpoint, vk.Addr
+	env["FS_DYNAMODB_ENDPOINT"], env["FS_VALKEY_ADDRS"] = shared.DynamoDB.Endpoint, vkAddr
 	env["FS_TABLE_PREFIX"] = devstack.UniquePrefix(t.Name())
 	env["FS_METRICS_LISTEN"] = "127.0.0.1:0" // not in the ConfigMap; its default port may be taken
 	if env["FS_CREATE_TABLES"] != "false" {
@@ -153,11 +158,13 @@ func TestKubernetesProbes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
+	stopped := make(chan struct{}) // closed when run returns; done may have been drained by then
 	go func() {
+		defer close(stopped)
 		done <- run(ctx, nil, func(k string) string { return env[k] }, pw, io.Discard)
 		pw.Close()
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { cancel(); <-stopped })
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
