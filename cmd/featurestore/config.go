@@ -72,7 +72,29 @@ type config struct {
 // setting is one field's flag, variable and default, read from its tags.
 type setting struct {
 	field, flag, env, def, usage string
+	// isBool: the field is a bool, so its flag may be given alone ("-insecure").
+	isBool bool
 }
+
+// textFlag holds a flag's text for envconfig to parse with the variables. A boolean
+// setting's flag says so to package flag, so that "-pprof" alone means "-pprof=true", as
+// the README writes it; without that, "-pprof -insecure" would take "-insecure" as
+// -pprof's value.
+type textFlag struct {
+	v      *string
+	isBool bool
+}
+
+func (f *textFlag) String() string {
+	if f == nil || f.v == nil {
+		return ""
+	}
+	return *f.v
+}
+
+func (f *textFlag) Set(s string) error { *f.v = s; return nil }
+
+func (f *textFlag) IsBoolFlag() bool { return f.isBool }
 
 func settings() []setting {
 	t := reflect.TypeOf(config{})
@@ -86,7 +108,7 @@ func settings() []setting {
 				def = v
 			}
 		}
-		out[i] = setting{field: f.Name, flag: f.Tag.Get("flag"), env: env, def: def, usage: f.Tag.Get("usage")}
+		out[i] = setting{field: f.Name, flag: f.Tag.Get("flag"), env: env, def: def, usage: f.Tag.Get("usage"), isBool: f.Type.Kind() == reflect.Bool}
 	}
 	return out
 }
@@ -96,7 +118,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fset.SetOutput(stderr)
 	byEnv := map[string]*string{}
 	for _, s := range settings() {
-		byEnv[s.env] = fset.String(s.flag, "", fmt.Sprintf("%s ($%s, default %q)", s.usage, s.env, s.def))
+		v := new(string)
+		byEnv[s.env] = v
+		fset.Var(&textFlag{v: v, isBool: s.isBool}, s.flag, fmt.Sprintf("%s ($%s, default %q)", s.usage, s.env, s.def))
 	}
 	fset.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: featurestore [flags]\n\nServes the feature store over gRPC. Flags (and environment variables):\n")

@@ -68,6 +68,8 @@ func TestPprofGuards(t *testing.T) {
 		{"not loopback, insecure", []string{"-pprof", "-metrics-listen=0.0.0.0:9464", "-insecure"}, ""},
 		{"loopback", []string{"-pprof", "-metrics-listen=127.0.0.1:9464"}, ""},
 		{"off", []string{"-metrics-listen=0.0.0.0:9464"}, ""},
+		{"spelled out", []string{"-pprof=true", "-metrics-listen=0.0.0.0:9464", "-insecure=false"}, "not a loopback address"},
+		{"turned off", []string{"-pprof=false", "-metrics-listen="}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseConfig(tc.args, func(string) string { return "" }, io.Discard)
