@@ -90,6 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			rows = append(rows, r)
 			fmt.Fprintln(stderr, "  "+r.line())
 		}
+		if len(rows) == 0 {
+			continue
+		}
 		if o.runs > 1 {
 			fmt.Fprintf(&table, "Run %d of %d. ", run+1, o.runs)
 		}
@@ -97,8 +100,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		table.WriteString("\n")
 		runs = append(runs, rows)
 	}
-	if o.runs > 1 {
+	if o.runs > 1 && len(runs) > 0 {
 		table.WriteString(medians(runs))
+	}
+	// The cache loss scenario has its own service and timeline: measured once, after the
+	// runs, and not part of the medians.
+	if o.only == "" || strings.Contains("cache loss", o.only) {
+		fmt.Fprintln(stderr, "fsbench: cache loss...")
+		t, err := cacheLoss(ctx, o, env, stderr)
+		if err != nil {
+			return err
+		}
+		table.WriteString("\n" + t)
 	}
 	fmt.Fprint(stdout, table.String())
 	if o.out != "" {

@@ -43,6 +43,8 @@ type env struct {
 	rawTable         string
 	valkey           vk.Client
 	refs             map[int][]string // features -> refs of the set with that many features
+	// ddbEndpoint and valkeyAddr let scenarios build services of their own.
+	ddbEndpoint, valkeyAddr string
 }
 
 func (e *env) close() {
@@ -92,6 +94,7 @@ func setup(ctx context.Context, o options, log io.Writer) (*env, error) {
 		return nil, err
 	}
 	e.closers = append(e.closers, vks.Stop)
+	e.ddbEndpoint, e.valkeyAddr = ddbLocal.Endpoint, vks.Addr
 	e.ddb = dynamo.NewClient(dynamo.LocalConfig(), ddbLocal.Endpoint)
 	e.tables = dynamo.TablesWithPrefix("bench_")
 	db := dynamo.New(e.ddb, e.tables)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
@@ -37,6 +39,15 @@ type Options struct {
 	// Timeout bounds every cache call, so that a stalled or dead cache costs reads a
 	// bounded delay before they fall back to the database. Default 500ms.
 	Timeout time.Duration
+	// Replicas is how many replicas must acknowledge a writer's MARK (and a token ASSERT
+	// put back) before the writer goes on to commit: with ValKey replicas, a failover
+	// must not lose the marker of a writer that may commit. 0 (no replicas) waits for
+	// none. See the README's section on replicas.
+	Replicas int
+	// FenceWindow is how long a fence ticket (see Prepare) keeps other readers from
+	// getting one for the same key, so that one reader, not all, writes the fence to the
+	// database; if that reader fails, the next one after the window tries. Default 250ms.
+	FenceWindow time.Duration
 	// Tracer, if set, traces each pipelined round trip.
 	Tracer trace.Tracer
 	// Metrics, if set, counts entries refused for being bound to another key.
@@ -58,7 +69,7 @@ type Metrics interface {
 type Cache struct {
 	client  vk.Client
 	opts    Options
-	scripts [4]script
+	scripts [5]script
 
 	ticketPrefix string
 	ticketSeq    atomic.Uint64
@@ -71,7 +82,7 @@ type script struct {
 	sha string
 }
 
-var scriptNames = [...]string{"valkey.MARK", "valkey.PUBLISH", "valkey.PREPARE", "valkey.POPULATE"}
+var scriptNames = [...]string{"valkey.MARK", "valkey.PUBLISH", "valkey.PREPARE", "valkey.POPULATE", "valkey.ASSERT"}
 
 // span starts a client span for one pipelined round trip of n commands.
 func (c *Cache) span(ctx context.Context, name string, n int) (context.Context, func(error)) {
@@ -92,6 +103,7 @@ const (
 	scriptPublish
 	scriptPrepare
 	scriptPopulate
+	scriptAssert
 )
 
 // Dial connects to ValKey at addrs (one address for standalone, any node addresses for a
@@ -134,6 +146,9 @@ func New(client vk.Client, opts Options) (*Cache, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 500 * time.Millisecond
 	}
+	if opts.FenceWindow <= 0 {
+		opts.FenceWindow = 250 * time.Millisecond
+	}
 	if opts.Horizon <= 0 {
 		return nil, errors.New("valkey cache: horizon (the maximum writer lease) is required")
 	}
@@ -142,7 +157,7 @@ func New(client vk.Client, opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("ticket prefix: %w", err)
 	}
 	c := &Cache{client: client, opts: opts, ticketPrefix: hex.EncodeToString(b[:])}
-	for i, src := range []string{markScript, publishScript, prepareScript, populateScript} {
+	for i, src := range []string{markScript, publishScript, prepareScript, populateScript, assertScript} {
 		sum := sha1.Sum([]byte(src))
 		c.scripts[i] = script{src: src, sha: hex.EncodeToString(sum[:])}
 	}
@@ -205,16 +220,48 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]writethrough.CacheEnt
 // Mark adds token with lease to every key. An error means some keys may be marked; they
 // heal when the lease ends.
 func (c *Cache) Mark(ctx context.Context, keys []string, token string, lease time.Duration) error {
+	calls, err := c.markCalls(keys, token, lease)
+	if err != nil {
+		return err
+	}
+	_, err = c.runWritten(ctx, scriptMark, calls)
+	return err
+}
+
+// Assert makes sure token is still on every key, adding it back with lease where the
+// entry was lost, and returns how many keys needed it. An error means the tokens may be
+// missing: the writer must not put.
+func (c *Cache) Assert(ctx context.Context, keys []string, token string, lease time.Duration) (int, error) {
+	calls, err := c.markCalls(keys, token, lease)
+	if err != nil {
+		return 0, err
+	}
+	res, err := c.runWritten(ctx, scriptAssert, calls)
+	if err != nil {
+		return 0, err
+	}
+	lost := 0
+	for _, r := range res {
+		if n, _ := r.AsInt64(); n == 0 {
+			lost++
+		}
+	}
+	return lost, nil
+}
+
+func (c *Cache) markCalls(keys []string, token string, lease time.Duration) ([]call, error) {
 	if lease > c.opts.Horizon {
-		return fmt.Errorf("lease %v exceeds the cache horizon %v", lease, c.opts.Horizon)
+		return nil, fmt.Errorf("lease %v exceeds the cache horizon %v", lease, c.opts.Horizon)
+	}
+	if lease < time.Millisecond {
+		return nil, fmt.Errorf("lease %v: the writer's lease has ended", lease)
 	}
 	args := []string{token, ms(lease), ms(c.opts.Horizon), ms(c.opts.ValueTTL)}
 	calls := make([]call, len(keys))
 	for i, k := range keys {
 		calls[i] = call{key: k, args: args}
 	}
-	_, err := c.run(ctx, scriptMark, calls)
-	return err
+	return calls, nil
 }
 
 // Publish records committed versions and removes the writers' tokens.
@@ -249,24 +296,121 @@ func (c *Cache) pubCalls(pubs []writethrough.Publication) []call {
 	return calls
 }
 
-// Prepare returns, per key, a ticket under which a value read from the database afterwards
-// may be populated, or "" where it may not.
-func (c *Cache) Prepare(ctx context.Context, keys []string) ([]string, error) {
+// Prepare returns, per key, the ticket under which a value read from the database
+// afterwards may be populated: none, a plain ticket, or a fence ticket (populate only
+// what a fenced read returned).
+func (c *Cache) Prepare(ctx context.Context, keys []string) ([]writethrough.Ticket, error) {
 	base := c.ticketPrefix + strconv.FormatUint(c.ticketSeq.Add(1), 16) + "-"
-	horizon, ttl := ms(c.opts.Horizon), ms(c.opts.ValueTTL)
+	horizon, ttl, window := ms(c.opts.Horizon), ms(c.opts.ValueTTL), ms(c.opts.FenceWindow)
 	calls := make([]call, len(keys))
 	for i, k := range keys {
-		calls[i] = call{key: k, args: []string{base + strconv.Itoa(i), horizon, ttl}}
+		calls[i] = call{key: k, args: []string{base + strconv.Itoa(i), horizon, ttl, window}}
 	}
 	res, err := c.run(ctx, scriptPrepare, calls)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, len(keys))
+	out := make([]writethrough.Ticket, len(keys))
 	for i, r := range res {
-		out[i], _ = r.ToString()
+		id, _ := r.ToString()
+		out[i] = writethrough.Ticket{ID: id, Fence: strings.HasPrefix(id, "fence:")}
 	}
 	return out, nil
+}
+
+// ErrNotReplicated: fewer replicas than Options.Replicas acknowledged a write in time.
+// The write is on the primary; a failover may lose it.
+var ErrNotReplicated = errors.New("valkey: the write was not acknowledged by enough replicas")
+
+// runWritten is run for the scripts whose effect must survive a failover: with
+// Options.Replicas set, each slot's calls go on a dedicated connection followed by WAIT
+// there, which covers exactly that connection's writes.
+func (c *Cache) runWritten(ctx context.Context, which int, calls []call) ([]vk.ValkeyResult, error) {
+	if c.opts.Replicas <= 0 {
+		return c.run(ctx, which, calls)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	ctx, end := c.span(ctx, scriptNames[which]+"+WAIT", len(calls))
+	var err error
+	defer func() { end(err) }()
+	bySlot := map[uint16][]int{}
+	for i, cl := range calls {
+		s := Slot(cl.key)
+		bySlot[s] = append(bySlot[s], i)
+	}
+	res := make([]vk.ValkeyResult, len(calls))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, idx := range bySlot {
+		g.Go(func() error {
+			for attempt := 0; ; attempt++ {
+				err := c.client.Dedicated(func(d vk.DedicatedClient) error {
+					out, err := c.replicated(gctx, d, which, calls, idx)
+					for j, i := range idx {
+						res[i] = out[j]
+					}
+					return err
+				})
+				// A dedicated connection does not follow MOVED, and after a failover the
+				// client's slot map is refreshed only after a short random delay. MOVED
+				// means the node ran nothing, so the scripts are sent again once the map
+				// has changed, within this call's timeout.
+				if _, ok := moved(err); !ok || attempt == 20 {
+					return err
+				}
+				select {
+				case <-gctx.Done():
+					return err
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		})
+	}
+	err = g.Wait()
+	return res, err
+}
+
+// replicated runs calls idx (one slot) and WAIT on d, resending by source what the
+// server did not know by SHA.
+func (c *Cache) replicated(ctx context.Context, d vk.DedicatedClient, which int, calls []call, idx []int) ([]vk.ValkeyResult, error) {
+	s := c.scripts[which]
+	wait := d.B().Wait().Numreplicas(int64(c.opts.Replicas)).Timeout(max(1, c.opts.Timeout.Milliseconds()/2)).Build()
+	cmds := make(vk.Commands, 0, len(idx)+1)
+	for _, i := range idx {
+		cmds = append(cmds, d.B().Evalsha().Sha1(s.sha).Numkeys(1).Key(calls[i].key).Arg(calls[i].args...).Build())
+	}
+	res := d.DoMulti(ctx, append(cmds, wait)...)
+	if err, ok := vk.IsValkeyErr(res[0].Error()); ok && err.IsNoScript() {
+		cmds = cmds[:0]
+		for _, i := range idx {
+			cmds = append(cmds, d.B().Eval().Script(s.src).Numkeys(1).Key(calls[i].key).Arg(calls[i].args...).Build())
+		}
+		wait := d.B().Wait().Numreplicas(int64(c.opts.Replicas)).Timeout(max(1, c.opts.Timeout.Milliseconds()/2)).Build()
+		res = d.DoMulti(ctx, append(cmds, wait)...)
+	}
+	for _, r := range res[:len(idx)] {
+		if err := r.Error(); err != nil && !vk.IsValkeyNil(err) {
+			return res, fmt.Errorf("valkey script: %w", err)
+		}
+	}
+	n, err := res[len(idx)].AsInt64()
+	if err != nil {
+		return res, fmt.Errorf("valkey wait: %w", err)
+	}
+	if n < int64(c.opts.Replicas) {
+		return res, fmt.Errorf("%w: %d of %d", ErrNotReplicated, n, c.opts.Replicas)
+	}
+	return res, nil
+}
+
+// moved reports whether err is a MOVED redirection, and to which node.
+func moved(err error) (string, bool) {
+	var verr *vk.ValkeyError
+	if !errors.As(err, &verr) {
+		return "", false
+	}
+	return verr.IsMoved()
 }
 
 type call struct {

@@ -56,25 +56,45 @@ local function dirty(d)
 end
 `
 
-// markScript: ARGV token, lease ms, horizon ms, dirty ttl ms.
-// A VALUE becomes DIRTY remembering it as the newest. A missing key may have lost the
-// tokens of writers still in flight, so it becomes DIRTY with a horizon one maximum lease
-// away; a token added before the horizon is "early" and cannot by itself turn the key
-// back into a VALUE. Marking clears any reader's ticket.
-const markScript = prelude + `
-local now = now_ms()
-local d = parse(redis.call('GET', KEYS[1]))
-if d == nil then
-  d = {kind = 'D', ver = 0, horizon = now + tonumber(ARGV[3]), ticket = '', tokens = {}, payload = ''}
-elseif d.kind == 'V' then
-  d = {kind = 'D', ver = d.ver, horizon = 0, ticket = '', tokens = {}, payload = d.payload}
+// markLua adds ARGV[1] with a lease of ARGV[2] ms to the entry d (nil: missing), as
+// MARK does, and stores it. A VALUE becomes DIRTY remembering it as the newest. A missing
+// key may have lost the tokens of writers still in flight, so it becomes DIRTY with a
+// horizon (ARGV[3] ms) away; a token added before the horizon is "early" and cannot by
+// itself turn the key back into a VALUE. Marking clears any reader's ticket.
+const markLua = `
+local function mark(d, now)
+  if d == nil then
+    d = {kind = 'D', ver = 0, horizon = now + tonumber(ARGV[3]), ticket = '', tokens = {}, payload = ''}
+  elseif d.kind == 'V' then
+    d = {kind = 'D', ver = d.ver, horizon = 0, ticket = '', tokens = {}, payload = d.payload}
+  end
+  d.ticket = ''
+  local early = '0'
+  if now < d.horizon then early = '1' end
+  d.tokens[#d.tokens + 1] = {ARGV[1], now + tonumber(ARGV[2]), early}
+  redis.call('SET', KEYS[1], dirty(d), 'PX', ARGV[4])
 end
-d.ticket = ''
-local early = '0'
-if now < d.horizon then early = '1' end
-d.tokens[#d.tokens + 1] = {ARGV[1], now + tonumber(ARGV[2]), early}
-redis.call('SET', KEYS[1], dirty(d), 'PX', ARGV[4])
+`
+
+// markScript: ARGV token, lease ms, horizon ms, dirty ttl ms.
+const markScript = prelude + markLua + `
+mark(parse(redis.call('GET', KEYS[1])), now_ms())
 return 1
+`
+
+// assertScript: ARGV as markScript. Returns 1 if the writer's token is still there, else
+// 0 after adding it back as MARK would. A writer runs it between its database read and
+// its conditional put: if the entry was lost since MARK, readers may have fenced the
+// key and populated it, and the token must be back before the put can land.
+const assertScript = prelude + markLua + `
+local d = parse(redis.call('GET', KEYS[1]))
+if d ~= nil and d.kind == 'D' then
+  for _, t in ipairs(d.tokens) do
+    if t[1] == ARGV[1] then return 1 end
+  end
+end
+mark(d, now_ms())
+return 0
 `
 
 // publishScript: ARGV token, version, payload, value ttl ms. Returns 1 if the key is now a
@@ -117,26 +137,43 @@ redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
 return 2
 `
 
-// prepareScript: ARGV ticket, horizon ms, dirty ttl ms. Returns the ticket when the
-// reader may populate after reading the database, else "".
+// prepareScript: ARGV ticket, horizon ms, dirty ttl ms, fence window ms. Returns the
+// ticket when the reader may populate after reading the database, "fence:<ticket>" when
+// it may populate only after a fenced read (one that raises the item's version in the
+// database), else "".
 // Expired tokens are dropped here, and only here: the database read that follows starts
-// after their leases ended, so it sees whatever those writers committed.
+// after their leases ended, so it sees whatever those writers committed. Before the
+// horizon a writer whose token was lost may still commit, so only a fenced read may
+// populate then (see the writethrough package doc). A fence is a database write, so it
+// is spent only on keys read again: the first reader since the entry was recreated or
+// marked records "seen" in the ticket field and reads plainly; later readers get one
+// fence ticket per fence window, so that concurrent readers do not all fence.
 const prepareScript = prelude + `
 local now = now_ms()
 local d = parse(redis.call('GET', KEYS[1]))
 if d == nil then
-  d = {kind = 'D', ver = 0, horizon = now + tonumber(ARGV[2]), ticket = '', tokens = {}, payload = ''}
+  d = {kind = 'D', ver = 0, horizon = now + tonumber(ARGV[2]), ticket = 'seen', tokens = {}, payload = ''}
   redis.call('SET', KEYS[1], dirty(d), 'PX', ARGV[3])
   return ''
 end
-if d.kind == 'V' or now < d.horizon then return '' end
+if d.kind == 'V' then return '' end
 for _, t in ipairs(d.tokens) do
   if t[2] > now then return '' end
 end
 d.tokens = {}
-d.ticket = ARGV[1]
+if now < d.horizon then
+  local since = tonumber(string.match(d.ticket, '^fence:(%d+):'))
+  if d.ticket == '' or (since ~= nil and now < since + tonumber(ARGV[4])) then
+    if d.ticket == '' then d.ticket = 'seen' end
+    redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
+    return ''
+  end
+  d.ticket = 'fence:' .. fmt(now) .. ':' .. ARGV[1]
+else
+  d.ticket = ARGV[1]
+end
 redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
-return ARGV[1]
+return d.ticket
 `
 
 // populateScript: ARGV ticket, version, payload, value ttl ms. Returns 1 if stored.

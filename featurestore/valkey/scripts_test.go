@@ -13,8 +13,9 @@ import (
 )
 
 const (
-	horizon = 300 * time.Millisecond
-	lease   = 200 * time.Millisecond
+	horizon     = 300 * time.Millisecond
+	lease       = 200 * time.Millisecond
+	fenceWindow = 80 * time.Millisecond
 )
 
 func startCache(t *testing.T) *valkey.Cache {
@@ -29,7 +30,7 @@ func startCache(t *testing.T) *valkey.Cache {
 		t.Fatal(err)
 	}
 	t.Cleanup(vk.Stop)
-	c, err := valkey.Dial(ctx, []string{vk.Addr}, valkey.Options{Horizon: horizon})
+	c, err := valkey.Dial(ctx, []string{vk.Addr}, valkey.Options{Horizon: horizon, FenceWindow: fenceWindow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,15 +40,16 @@ func startCache(t *testing.T) *valkey.Cache {
 
 // step is one operation of a scenario on the key "k".
 type step struct {
-	op      string // set, mark, publish, prepare, populate, sleep, del
+	op      string // set, mark, assert, publish, prepare, populate, sleep, del
 	token   string // writer token, or ticket name ("" for populate uses the last ticket)
 	version int64
 	lease   time.Duration
 	sleep   time.Duration
 	// want is the state after the step: "missing", "value:N", "dirty:N" (N the newest
-	// version), or "" to skip the check. wantTicket for prepare: whether one is granted.
-	want       string
-	wantTicket bool
+	// version), or "" to skip the check. ticket for prepare: the kind granted, "none",
+	// "plain" or "fence" ("" skips the check); for assert, "lost" or "kept".
+	want   string
+	ticket string
 }
 
 func state(t *testing.T, c *valkey.Cache) string {
@@ -91,25 +93,71 @@ func TestScripts(t *testing.T) {
 			{op: "mark", token: "w", lease: lease},
 			{op: "sleep", sleep: 100 * time.Millisecond},
 			{op: "publish", token: "w", version: 2, want: "dirty:2"},
-			{op: "prepare", wantTicket: true},
+			{op: "prepare", ticket: "plain"},
 			{op: "populate", version: 5, want: "value:5"},
 		}},
 		{"a live token refuses a ticket", []step{
 			value1,
 			{op: "mark", token: "w", lease: lease},
-			{op: "prepare", wantTicket: false, want: "dirty:1"},
+			{op: "prepare", ticket: "none", want: "dirty:1"},
 		}},
 		{"a missing key gets a horizon: no ticket, and early writers cannot publish a value", []step{
-			{op: "prepare", wantTicket: false, want: "dirty:0"},
+			{op: "prepare", ticket: "none", want: "dirty:0"},
 			{op: "mark", token: "w", lease: lease},
+			{op: "prepare", ticket: "none"},
 			{op: "publish", token: "w", version: 2, want: "dirty:2"},
-			{op: "prepare", wantTicket: false},
 			{op: "sleep", sleep: horizon + 50*time.Millisecond},
-			{op: "prepare", wantTicket: true},
+			{op: "prepare", ticket: "plain"},
 			{op: "populate", version: 2, want: "value:2"},
 		}},
+		{"before the horizon the second reader gets a fence ticket, one per window", []step{
+			{op: "prepare", ticket: "none", want: "dirty:0"},
+			{op: "prepare", ticket: "fence"},
+			{op: "prepare", ticket: "none"},
+			{op: "sleep", sleep: fenceWindow + 20*time.Millisecond},
+			{op: "prepare", ticket: "fence"},
+			{op: "populate", version: 7, want: "value:7"},
+		}},
+		{"an early writer's live token refuses a fence ticket", []step{
+			{op: "prepare", ticket: "none"},
+			{op: "mark", token: "w", lease: lease},
+			{op: "prepare", ticket: "none"},
+			{op: "publish", token: "w", version: 2, want: "dirty:2"},
+			{op: "prepare", ticket: "none"},
+			{op: "prepare", ticket: "fence"},
+			{op: "populate", version: 1, want: "dirty:2"},
+			{op: "populate", version: 3, want: "value:3"},
+		}},
+		{"assert keeps a token that is there", []step{
+			value1,
+			{op: "mark", token: "w", lease: lease},
+			{op: "assert", token: "w", lease: lease, ticket: "kept", want: "dirty:1"},
+			{op: "publish", token: "w", version: 2, want: "value:2"},
+		}},
+		{"assert puts a lost token back, early, and it holds off readers", []step{
+			value1,
+			{op: "mark", token: "w", lease: lease},
+			{op: "del", want: "missing"},
+			{op: "assert", token: "w", lease: lease, ticket: "lost", want: "dirty:0"},
+			{op: "prepare", ticket: "none"},
+			{op: "publish", token: "w", version: 2, want: "dirty:2"},
+		}},
+		{"assert voids a fence ticket granted after the loss", []step{
+			value1,
+			{op: "mark", token: "w", lease: lease},
+			{op: "del"},
+			{op: "prepare", ticket: "none"},
+			{op: "prepare", ticket: "fence"},
+			{op: "assert", token: "w", lease: lease, ticket: "lost"},
+			{op: "populate", version: 5, want: "dirty:0"},
+		}},
+		{"assert over a value a fenced reader stored makes it dirty again", []step{
+			{op: "set", version: 5},
+			{op: "assert", token: "w", lease: lease, ticket: "lost", want: "dirty:5"},
+			{op: "publish", token: "w", version: 6, want: "value:6"},
+		}},
 		{"a writer marking after the horizon publishes a value", []step{
-			{op: "prepare", wantTicket: false, want: "dirty:0"},
+			{op: "prepare", ticket: "none", want: "dirty:0"},
 			{op: "sleep", sleep: horizon + 50*time.Millisecond},
 			{op: "mark", token: "w", lease: lease},
 			{op: "publish", token: "w", version: 4, want: "value:4"},
@@ -118,7 +166,7 @@ func TestScripts(t *testing.T) {
 			value1,
 			{op: "mark", token: "w", lease: 10 * time.Millisecond},
 			{op: "sleep", sleep: 30 * time.Millisecond},
-			{op: "prepare", wantTicket: true},
+			{op: "prepare", ticket: "plain"},
 			{op: "del", want: "missing"},
 			{op: "populate", version: 1, want: "missing"},
 		}},
@@ -126,7 +174,7 @@ func TestScripts(t *testing.T) {
 			value1,
 			{op: "mark", token: "w", lease: 10 * time.Millisecond},
 			{op: "sleep", sleep: 30 * time.Millisecond},
-			{op: "prepare", wantTicket: true},
+			{op: "prepare", ticket: "plain"},
 			{op: "mark", token: "w2", lease: lease},
 			{op: "populate", version: 1, want: "dirty:1"},
 		}},
@@ -164,13 +212,26 @@ func TestScripts(t *testing.T) {
 					err = c.Mark(ctx, []string{"k"}, s.token, s.lease)
 				case "publish":
 					err = c.Publish(ctx, []writethrough.Publication{{Key: "k", Token: s.token, Version: s.version, Data: []byte("p")}})
+				case "assert":
+					var lost int
+					lost, err = c.Assert(ctx, []string{"k"}, s.token, s.lease)
+					if got := map[int]string{0: "kept", 1: "lost"}[lost]; err == nil && s.ticket != "" && got != s.ticket {
+						t.Fatalf("step %d assert: %s, want %s", i, got, s.ticket)
+					}
 				case "prepare":
-					var tickets []string
+					var tickets []writethrough.Ticket
 					tickets, err = c.Prepare(ctx, []string{"k"})
 					if err == nil {
-						ticket = tickets[0]
-						if (ticket != "") != s.wantTicket {
-							t.Fatalf("step %d prepare: ticket %q, want granted=%v", i, ticket, s.wantTicket)
+						ticket = tickets[0].ID
+						kind := "none"
+						switch {
+						case tickets[0].Fence:
+							kind = "fence"
+						case ticket != "":
+							kind = "plain"
+						}
+						if s.ticket != "" && kind != s.ticket {
+							t.Fatalf("step %d prepare: ticket %q (%s), want %s", i, ticket, kind, s.ticket)
 						}
 					}
 				case "populate":

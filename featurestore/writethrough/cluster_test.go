@@ -2,6 +2,7 @@ package writethrough_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -113,4 +114,112 @@ func TestValkeyCluster(t *testing.T) {
 	// A second write round goes through MARK/PUBLISH on every node and stays cached.
 	attempts := write(2)
 	cachedRead("read after a write round", 2, attempts > 1)
+}
+
+// TestFailoverNeverServesStale: a ValKey Cluster with a replica per primary, and a
+// failover that loses the writes the replica never received (its replication paused,
+// then TAKEOVER). A write during the cutoff must not be acknowledged unless its MARK
+// reached the replica (the cache WAITs for it), and after the failover a read must not
+// return a value older than an acknowledged write. The same run without WAIT
+// (Replicas: 0) acknowledges the write and then serves the older value from the promoted
+// replica: that is the failure WAIT prevents.
+func TestFailoverNeverServesStale(t *testing.T) {
+	ctx := context.Background()
+	bin, err := devstack.FindValkeyServer(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := devstack.StartReplicatedValkeyCluster(ctx, bin, 3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	db := memdb.New(memdb.Options{})
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	newStore := func(replicas int) *writethrough.Store {
+		cache, err := valkey.Dial(ctx, cl.Addrs, valkey.Options{Horizon: cfg.Lease, Replicas: replicas})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cache.Close)
+		s, err := writethrough.New(db, cache, clock{}, cfg, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// Both keys hash to the same slot ({failover}), so one failover hits both.
+	safeKey, unsafeKey := key("{failover}safe"), key("{failover}unsafe")
+	safe, unsafe := newStore(1), newStore(0)
+	for _, tc := range []struct {
+		s *writethrough.Store
+		k writethrough.Key
+	}{{safe, safeKey}, {unsafe, unsafeKey}} {
+		put(t, tc.s, tc.k, "v1")
+		settle()
+		read(t, tc.s, tc.k) // populated: a VALUE, replicated
+		if got := read(t, tc.s, tc.k); string(got.Data) != "v1" {
+			t.Fatalf("%s before the failover = %q", tc.k.PK, got.Data)
+		}
+	}
+	pair, err := cl.PairOf(ctx, valkey.Slot(safeKey.CacheKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := make(chan error, 1)
+	go func() { failed <- cl.FailoverPair(ctx, pair, 1500*time.Millisecond) }()
+	time.Sleep(300 * time.Millisecond) // the replica is paused now
+	_, safeErr := writethrough.Update(ctx, safe, []writethrough.Key{safeKey}, func(int, writethrough.Current) (writethrough.Change, struct{}, error) {
+		return writethrough.Change{Put: true, Data: []byte("v2")}, struct{}{}, nil
+	})
+	_, unsafeErr := writethrough.Update(ctx, unsafe, []writethrough.Key{unsafeKey}, func(int, writethrough.Current) (writethrough.Change, struct{}, error) {
+		return writethrough.Change{Put: true, Data: []byte("v2")}, struct{}{}, nil
+	})
+	if err := <-failed; err != nil {
+		t.Fatalf("failover: %v", err)
+	}
+	if !errors.Is(safeErr, writethrough.ErrNotWritten) || !errors.Is(safeErr, valkey.ErrNotReplicated) {
+		t.Fatalf("write while the replica was cut off: %v, want ErrNotWritten (not replicated)", safeErr)
+	}
+	if unsafeErr != nil {
+		t.Fatalf("write without WAIT while the replica was cut off: %v, want it acknowledged", unsafeErr)
+	}
+	// The clients find the new primary (MOVED or a refreshed slot map) within a while.
+	deadline := time.Now().Add(10 * time.Second)
+	var safeGot, unsafeGot writethrough.Item
+	for {
+		s, err1 := safe.Read(ctx, []writethrough.Key{safeKey})
+		u, err2 := unsafe.Read(ctx, []writethrough.Key{unsafeKey})
+		if err1 == nil && err2 == nil {
+			safeGot, unsafeGot = s[0], u[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reads after the failover: %v %v", err1, err2)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if string(safeGot.Data) != "v1" {
+		t.Fatalf("with WAIT, after the failover: %q, want v1 (the write during the cutoff was refused)", safeGot.Data)
+	}
+	if string(unsafeGot.Data) != "v1" {
+		t.Fatalf("without WAIT, after the failover: %q; expected the promoted replica to serve v1, older than the acknowledged v2", unsafeGot.Data)
+	}
+	// The safe store writes again once the cluster has healed and its slot map follows
+	// (a client retries UNAVAILABLE the same way).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, err := writethrough.Update(ctx, safe, []writethrough.Key{safeKey}, func(int, writethrough.Current) (writethrough.Change, struct{}, error) {
+			return writethrough.Change{Put: true, Data: []byte("v3")}, struct{}{}, nil
+		})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("write after the failover: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := read(t, safe, safeKey); string(got.Data) != "v3" {
+		t.Fatalf("after a write following the failover: %q, want v3", got.Data)
+	}
 }

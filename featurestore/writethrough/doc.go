@@ -29,14 +29,19 @@
 //     horizon are "early": they cannot turn the key back into a VALUE. If MARK fails,
 //     nothing was written (ErrNotWritten).
 //  2. COMMIT reads the current items consistently, asks the mutation for the next ones,
-//     and writes them conditionally on the versions read: one PutItem for one key, or
-//     transactions of up to MaxGroupItems puts (and MaxGroupBytes) for many, falling back
-//     to one key at a time for keys whose transaction lost a race. A lost race is retried
-//     with a fresh read, a bounded number of times (ErrContention). The commit's deadline
-//     counts from before MARK and is shorter than the lease, so no commit can land after
-//     its writer's lease has ended. An SDK retry of a conditional put whose first attempt
-//     applied fails its condition; when the stored item is not exactly ours, the outcome
-//     is unknown (ErrOutcomeUnknown), never "lost the race".
+//     runs ASSERT (below), and writes them conditionally on the versions read: one
+//     PutItem for one key, or transactions of up to MaxGroupItems puts (and
+//     MaxGroupBytes) for many, falling back to one key at a time for keys whose
+//     transaction lost a race. A lost race is retried with a fresh read (and ASSERT), a
+//     bounded number of times (ErrContention). The commit's deadline counts from before
+//     MARK and is shorter than the lease, so no commit can land after its writer's lease
+//     has ended. An SDK retry of a conditional put whose first attempt applied fails its
+//     condition; when the stored item is not exactly ours, the outcome is unknown
+//     (ErrOutcomeUnknown), never "lost the race".
+//     ASSERT, between the read and the put, checks that the writer's token is still on
+//     each key and, where the entry was lost since MARK (flush, eviction, restart), adds
+//     it back as MARK would: early if the entry is recreated, and clearing any reader's
+//     ticket. If ASSERT fails, nothing is put (ErrNotWritten).
 //  3. PUBLISH removes the writer's token and records newest = max(marker's newest, own).
 //     The key becomes a VALUE (the newest) only when the writer's own token was still
 //     there, no other token remains (an expired one may belong to a writer that
@@ -53,15 +58,30 @@
 // # Read (GET, PREPARE, POPULATE)
 //
 // A read GETs every key in one pipelined round trip and serves VALUEs. For the rest it
-// runs PREPARE, which grants a ticket only when no live token remains and the horizon
-// has passed (a missing key is recreated DIRTY with a fresh horizon and gets none), then
-// reads the database consistently in one wave of batched reads, and POPULATEs each
-// ticketed key: the value is stored only if the ticket is still there (no MARK since
-// PREPARE) or the entry holds an older VALUE, never over a missing key (whose state may
-// have been lost since PREPARE). Expired tokens are dropped by PREPARE only: the
-// database read that follows starts after their leases ended, so it sees whatever their
-// writers committed. A read whose cache GET fails reads the database: reads need only
-// the database; writes need both.
+// runs PREPARE, then reads the database consistently in one wave of batched reads, and
+// POPULATEs each ticketed key: the value is stored only if the ticket is still there (no
+// MARK since PREPARE) or the entry holds an older VALUE, never over a missing key (whose
+// state may have been lost since PREPARE). PREPARE grants:
+//
+//   - nothing while a live token remains, or on a missing key, which it recreates DIRTY
+//     with a fresh horizon (its reader is the first since the loss);
+//   - past the horizon, a plain ticket;
+//   - before the horizon, a fence ticket to a reader that is not the first since the
+//     entry was recreated or marked (the first records that it came), at most one per
+//     fence window. The reader must then read with a fence: the database raises the
+//     item's version atomically with reading it (FencedRead), and only that item may be
+//     populated. Absent items are not fenced (nothing is created), so they wait for the
+//     horizon.
+//
+// Expired tokens are dropped by PREPARE only: the database read that follows starts after
+// their leases ended, so it sees whatever their writers committed. A read whose cache GET
+// fails reads the database: reads need only the database; writes need both.
+//
+// Reads of one replica coalesce: a reader that finds another read of this replica
+// between PREPARE and POPULATE on a key waits for it and GETs the key again, serving the
+// VALUE if the other read stored one (any VALUE is servable, whenever it was stored), and
+// otherwise goes on itself (a bounded number of times). No database read is shared, so no
+// reader is answered from a read that began before it did.
 //
 // # Why reads are linearizable
 //
@@ -71,10 +91,25 @@
 // see the database, which holds every commit. A VALUE therefore equals the newest
 // committed version whenever it is served, and POPULATE cannot store a version older than
 // one a reader or writer has already exposed: its ticket dies with any MARK or loss, and
-// it never goes below the newest recorded in the marker. A deleted item keeps its
-// version as a fence: the cache stores an empty VALUE at the tombstone's version (with a
-// short TTL that outlasts the longest read), so a reader that read the item before the
-// delete cannot put it back.
+// it never goes below the newest recorded in the marker.
+//
+// A fence ticket lets a reader populate before the horizon, while a writer W whose token
+// was lost may still be in flight. Let the reader's PREPARE be at p, its fenced read at f
+// (after p) and its POPULATE at q, stored only if no MARK or loss came between p and q.
+// Then at p no live token remained and the loss that took W's token came before p. W's
+// put is conditional on the version W read. If W read before f, the fence changed the
+// version: W's put either landed before f (and the fence returned it) or fails after f
+// and W reads again. If W read after f, W's ASSERT runs after f, finds its token gone and
+// puts it back: if that is before q it clears the reader's ticket (no populate); if after
+// q, it turns the VALUE back into DIRTY before W's put can land. Either way no VALUE is
+// served that is older than a committed write. Writers that marked after the loss have a
+// live token at p (no ticket), or their lease ended before p (no commit after it).
+// TestMutationsAreCaught shows the checker finds the violations when ASSERT or the
+// version raise is taken out.
+//
+// A deleted item keeps its version as a fence of its own: the cache stores an empty
+// VALUE at the tombstone's version (with a short TTL that outlasts the longest read), so
+// a reader that read the item before the delete cannot put it back.
 //
 // The cache must run as a cache: no RDB or AOF persistence, since a restart that brought
 // back an old snapshot would serve values older than acknowledged writes.

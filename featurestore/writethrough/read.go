@@ -3,6 +3,8 @@ package writethrough
 import (
 	"context"
 	"fmt"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Read returns the current item of every key (duplicates allowed, read once),
@@ -58,50 +60,186 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 	}
 	out := make([]Item, len(keys))
 	entries, cerr := s.cache.Get(ctx, ckeys)
-	var miss []int
 	if cerr != nil {
 		s.logger.DebugContext(ctx, "cache get failed; reading the database", "err", cerr)
-		miss = make([]int, len(keys))
-		for i := range miss {
-			miss[i] = i
+		all := make([]int, len(keys))
+		for i := range all {
+			all[i] = i
 		}
-	} else {
-		dirty := 0
-		for i, e := range entries {
-			if e.State == CacheValue {
-				out[i] = Item{Key: keys[i], Version: e.Version, Data: e.Data}
-				continue
+		return out, s.fill(ctx, keys, ckeys, all, out, false)
+	}
+	miss := s.serve(ctx, keys, entries, nil, out)
+	// Keys another read of this replica is healing: wait for it, then look in the cache
+	// again, rather than send the database one more read of the same key. Any VALUE the
+	// cache holds may be served, whenever it was stored, so this shares no database read
+	// (one that started before this read began could miss a write acknowledged since).
+	for round := 0; len(miss) > 0; round++ {
+		if round == maxWaitRounds {
+			return out, s.fill(ctx, keys, ckeys, miss, out, true)
+		}
+		own, waits := s.claim(ckeys, miss)
+		if len(own) > 0 {
+			err := s.fill(ctx, keys, ckeys, own, out, true)
+			s.release(ckeys, own)
+			if err != nil {
+				return nil, err
 			}
+		}
+		if len(waits) == 0 {
+			return out, nil
+		}
+		for _, f := range waits {
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+			}
+		}
+		miss = make([]int, 0, len(waits))
+		for i := range waits {
 			miss = append(miss, i)
-			if e.State == CacheDirty {
-				dirty++
-			}
 		}
-		s.cfg.Metrics.CacheLookups(ctx, len(keys)-len(miss), dirty, len(miss)-dirty)
+		sub := make([]string, len(miss))
+		for j, i := range miss {
+			sub[j] = ckeys[i]
+		}
+		again, err := s.cache.Get(ctx, sub)
+		if err != nil {
+			return out, s.fill(ctx, keys, ckeys, miss, out, false)
+		}
+		before := len(miss)
+		miss = s.serve(ctx, keys, again, miss, out)
+		s.cfg.Metrics.Coalesced(ctx, before-len(miss))
 	}
-	if len(miss) == 0 {
-		return out, nil
+	return out, nil
+}
+
+// maxWaitRounds bounds how many times one read waits for others before it reads the
+// database itself.
+const maxWaitRounds = 3
+
+// flight is a read of some keys by one reader of this replica: from PREPARE to
+// POPULATE. Readers of the same keys wait for done and then look in the cache again.
+type flight struct{ done chan struct{} }
+
+// serve copies the servable entries to out and returns the positions that are not; idx
+// maps entries to positions in keys (nil: the identity). It counts the lookups.
+func (s *Store) serve(ctx context.Context, keys []Key, entries []CacheEntry, idx []int, out []Item) []int {
+	var miss []int
+	dirty := 0
+	for j, e := range entries {
+		i := j
+		if idx != nil {
+			i = idx[j]
+		}
+		if e.State == CacheValue {
+			out[i] = Item{Key: keys[i], Version: e.Version, Data: e.Data}
+			continue
+		}
+		miss = append(miss, i)
+		if e.State == CacheDirty {
+			dirty++
+		}
 	}
-	mkeys := make([]Key, len(miss))
-	mckeys := make([]string, len(miss))
-	for j, i := range miss {
-		mkeys[j] = keys[i]
-		mckeys[j] = ckeys[i]
+	s.cfg.Metrics.CacheLookups(ctx, len(entries)-len(miss), dirty, len(miss)-dirty)
+	return miss
+}
+
+// claim registers a flight for each key at positions idx that has none, and returns
+// those positions, and the flights of the others by position.
+func (s *Store) claim(ckeys []string, idx []int) (own []int, waits map[int]*flight) {
+	s.flightsMu.Lock()
+	defer s.flightsMu.Unlock()
+	for _, i := range idx {
+		if f, ok := s.flights[ckeys[i]]; ok {
+			if waits == nil {
+				waits = map[int]*flight{}
+			}
+			waits[i] = f
+			continue
+		}
+		s.flights[ckeys[i]] = &flight{done: make(chan struct{})}
+		own = append(own, i)
 	}
-	var tickets []string
-	if cerr == nil {
+	return own, waits
+}
+
+// release ends the flights claim registered for positions own.
+func (s *Store) release(ckeys []string, own []int) {
+	s.flightsMu.Lock()
+	defer s.flightsMu.Unlock()
+	for _, i := range own {
+		close(s.flights[ckeys[i]].done)
+		delete(s.flights, ckeys[i])
+	}
+}
+
+// fill reads the keys at positions idx from the database into out: PREPARE (when
+// useCache), then, after it, a fenced read of the keys with a fence ticket and a plain
+// consistent read of the rest, in parallel, then POPULATE where the tickets allow.
+func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int, out []Item, useCache bool) error {
+	var tickets []Ticket
+	if useCache {
+		mckeys := make([]string, len(idx))
+		for j, i := range idx {
+			mckeys[j] = ckeys[i]
+		}
 		var err error
 		if tickets, err = s.cache.Prepare(ctx, mckeys); err != nil {
 			tickets = nil
 		}
 	}
-	items, err := s.db.GetItems(ctx, mkeys)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	var plain, fenced []int // positions in idx
+	for j := range idx {
+		if tickets != nil && tickets[j].Fence {
+			fenced = append(fenced, j)
+		} else {
+			plain = append(plain, j)
+		}
+	}
+	var plainItems, fencedItems map[Key]Item
+	var fenceErr error
+	g, gctx := errgroup.WithContext(ctx)
+	if len(fenced) > 0 {
+		g.Go(func() error {
+			fkeys := make([]Key, len(fenced))
+			for n, j := range fenced {
+				fkeys[n] = keys[idx[j]]
+			}
+			// A failed fence is no failed read: read those keys plainly, not populating.
+			fencedItems, fenceErr = s.db.FencedRead(gctx, fkeys)
+			if fenceErr == nil {
+				s.cfg.Metrics.FencedReads(ctx, len(fkeys))
+				return nil
+			}
+			s.logger.DebugContext(ctx, "fenced read failed; reading plainly", "err", fenceErr)
+			var err error
+			fencedItems, err = s.db.GetItems(gctx, fkeys)
+			return err
+		})
+	}
+	if len(plain) > 0 {
+		g.Go(func() error {
+			pkeys := make([]Key, len(plain))
+			for n, j := range plain {
+				pkeys[n] = keys[idx[j]]
+			}
+			var err error
+			plainItems, err = s.db.GetItems(gctx, pkeys)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	var pops []Publication
 	refused := 0
-	for j, i := range miss {
+	for j, i := range idx {
+		items := plainItems
+		fence := tickets != nil && tickets[j].Fence
+		if fence {
+			items = fencedItems
+		}
 		it, ok := items[keys[i]]
 		if !ok {
 			it = Item{Key: keys[i]}
@@ -109,11 +247,15 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 		out[i] = it
 		switch {
 		case tickets == nil:
-		case tickets[j] == "":
+		case tickets[j].ID == "":
+			refused++
+		case fence && (!ok || fenceErr != nil):
+			// Nothing fenced an absent key (nothing was created), so a writer that lost
+			// its token may still create it: no populate.
 			refused++
 		default:
 			// An absent item is cached too (version 0, no data), so unknown keys stay cheap.
-			pops = append(pops, Publication{Key: mckeys[j], Token: tickets[j], Version: it.Version, Data: it.Data})
+			pops = append(pops, Publication{Key: ckeys[i], Token: tickets[j].ID, Version: it.Version, Data: it.Data})
 		}
 	}
 	if len(pops) > 0 {
@@ -126,5 +268,5 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 	} else if refused > 0 {
 		s.cfg.Metrics.Populates(ctx, 0, refused)
 	}
-	return out, nil
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -114,6 +115,11 @@ type Database interface {
 	// its stored version equals its prevVersion; if any differs nothing is stored and
 	// ErrConflict is returned. Errors as PutItem.
 	PutItems(ctx context.Context, items []Item, prevVersions []int64) error
+	// FencedRead raises the version of every key that exists by at least one, atomically
+	// with reading it, and returns the items as they are afterwards; absent keys are
+	// absent from the map and nothing is created. Any conditional write that read the
+	// item before the fence fails its condition afterwards. Duplicates are not allowed.
+	FencedRead(ctx context.Context, keys []Key) (map[Key]Item, error)
 }
 
 // CacheState is the state of a cache entry as a reader sees it.
@@ -152,11 +158,23 @@ type Cache interface {
 	Get(ctx context.Context, keys []string) ([]CacheEntry, error)
 	Mark(ctx context.Context, keys []string, token string, lease time.Duration) error
 	Publish(ctx context.Context, pubs []Publication) error
-	// Prepare returns, per key, a ticket under which a value read from the database
-	// afterwards may be populated, or "" where it may not.
-	Prepare(ctx context.Context, keys []string) (tickets []string, err error)
+	// Prepare returns, per key, the ticket under which a value read from the database
+	// afterwards may be populated.
+	Prepare(ctx context.Context, keys []string) (tickets []Ticket, err error)
 	// Populate returns how many of pops were stored; the rest were refused.
 	Populate(ctx context.Context, pops []Publication) (stored int, err error)
+	// Assert makes sure a writer's token is still on every key, adding it back (as Mark
+	// does) where the entry was lost, and returns how many needed it. On error the
+	// tokens may be missing.
+	Assert(ctx context.Context, keys []string, token string, lease time.Duration) (lost int, err error)
+}
+
+// Ticket is what Prepare grants a reader for one key. With no ID the reader may not
+// populate; with Fence it may populate only an item returned by a fenced read that
+// started after Prepare.
+type Ticket struct {
+	ID    string
+	Fence bool
 }
 
 // Clock tells the time; tests inject their own.
@@ -172,6 +190,14 @@ type Metrics interface {
 	Populates(ctx context.Context, stored, refused int)
 	// PublishRepairs counts background repairs of failed publishes, by outcome.
 	PublishRepairs(ctx context.Context, ok bool)
+	// Coalesced counts keys a read served from the cache after waiting for another read
+	// of the same replica to heal them, instead of reading the database itself.
+	Coalesced(ctx context.Context, n int)
+	// FencedReads counts keys read from the database with a fence (a version raise).
+	FencedReads(ctx context.Context, n int)
+	// LostTokens counts keys whose writer found its token lost before its put and
+	// added it back.
+	LostTokens(ctx context.Context, n int)
 }
 
 // NopMetrics discards everything.
@@ -180,6 +206,9 @@ type NopMetrics struct{}
 func (NopMetrics) CacheLookups(context.Context, int, int, int) {}
 func (NopMetrics) Populates(context.Context, int, int)         {}
 func (NopMetrics) PublishRepairs(context.Context, bool)        {}
+func (NopMetrics) Coalesced(context.Context, int)              {}
+func (NopMetrics) FencedReads(context.Context, int)            {}
+func (NopMetrics) LostTokens(context.Context, int)             {}
 
 // Config tunes a Store. Zero fields take the defaults of DefaultConfig.
 type Config struct {
@@ -239,6 +268,9 @@ type Store struct {
 	tokenPrefix string
 	tokenSeq    atomic.Uint64
 	repairs     chan []Publication
+
+	flightsMu sync.Mutex
+	flights   map[string]*flight // by cache key: reads healing it on this replica
 }
 
 // New returns a Store. It fails if the write timeout is not shorter than the lease.
@@ -252,7 +284,7 @@ func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger)
 		return nil, fmt.Errorf("token prefix: %w", err)
 	}
 	return &Store{db: db, cache: cache, clock: clock, cfg: cfg, logger: logger,
-		tokenPrefix: hex.EncodeToString(b[:]), repairs: make(chan []Publication, 1024)}, nil
+		tokenPrefix: hex.EncodeToString(b[:]), repairs: make(chan []Publication, 1024), flights: map[string]*flight{}}, nil
 }
 
 // Config returns the effective configuration.

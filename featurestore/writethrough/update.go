@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -94,8 +95,8 @@ func UpdateWith[P, R any](ctx context.Context, s *Store, keys []Key, prepare fun
 	for i, k := range keys {
 		ckeys[i] = k.CacheKey()
 	}
-	token := s.newToken()
-	if err := s.cache.Mark(ctx, ckeys, token, s.cfg.Lease); err != nil {
+	w := &writer{token: s.newToken(), ckeys: ckeys, markedAt: time.Now()}
+	if err := s.cache.Mark(ctx, ckeys, w.token, s.cfg.Lease); err != nil {
 		return nil, fmt.Errorf("%w: cache: %w", ErrNotWritten, err)
 	}
 	outs := make([]Outcome[R], len(keys))
@@ -113,9 +114,9 @@ func UpdateWith[P, R any](ctx context.Context, s *Store, keys []Key, prepare fun
 	m := func(i int, cur Current) (Change, R, error) { return mutate(p, i, cur) }
 	var vetoed error
 	if len(keys) == 1 {
-		commitOne(cctx, s, keys, 0, m, outs)
+		commitOne(cctx, s, w, keys, 0, m, outs)
 	} else {
-		vetoed = commitGroup(cctx, s, keys, m, outs, o.allOrNothing)
+		vetoed = commitGroup(cctx, s, w, keys, m, outs, o.allOrNothing)
 	}
 
 	pubs := make([]Publication, 0, len(keys))
@@ -123,7 +124,7 @@ func UpdateWith[P, R any](ctx context.Context, s *Store, keys []Key, prepare fun
 		// A key whose outcome is unknown keeps its token: only a reader after the lease
 		// may decide what the cache holds.
 		if outs[i].known && outs[i].Exists {
-			pubs = append(pubs, Publication{Key: ckeys[i], Token: token, Version: outs[i].Item.Version, Data: outs[i].Item.Data})
+			pubs = append(pubs, Publication{Key: ckeys[i], Token: w.token, Version: outs[i].Item.Version, Data: outs[i].Item.Data})
 		}
 	}
 	var pubErr error
@@ -182,8 +183,34 @@ func decide[R any](s *Store, keys []Key, i int, cur Item, exists bool, mutate Mu
 	return next, true
 }
 
-// commitOne commits key i: read, mutate, conditional put, again on a lost race.
-func commitOne[R any](ctx context.Context, s *Store, keys []Key, i int, mutate Mutation[R], outs []Outcome[R]) {
+// writer is one update's identity in the cache.
+type writer struct {
+	token string
+	ckeys []string
+	// markedAt is taken before MARK was sent: the lease runs from no earlier.
+	markedAt time.Time
+}
+
+// assert runs ASSERT for keys idx between the commit's read and its put (see the package
+// doc): it puts the writer's token back where the cache lost it. On error the put must
+// not happen.
+func (s *Store) assert(ctx context.Context, w *writer, idx []int) error {
+	keys := make([]string, len(idx))
+	for j, i := range idx {
+		keys[j] = w.ckeys[i]
+	}
+	lost, err := s.cache.Assert(ctx, keys, w.token, s.cfg.Lease-time.Since(w.markedAt))
+	if err != nil {
+		return fmt.Errorf("%w: cache: %w", ErrNotWritten, err)
+	}
+	if lost > 0 {
+		s.cfg.Metrics.LostTokens(ctx, lost)
+	}
+	return nil
+}
+
+// commitOne commits key i: read, mutate, assert, conditional put, again on a lost race.
+func commitOne[R any](ctx context.Context, s *Store, w *writer, keys []Key, i int, mutate Mutation[R], outs []Outcome[R]) {
 	out := &outs[i]
 	for attempt := 0; attempt < s.cfg.MaxCommitAttempts; attempt++ {
 		items, err := s.db.GetItems(ctx, keys[i:i+1])
@@ -195,6 +222,11 @@ func commitOne[R any](ctx context.Context, s *Store, keys []Key, i int, mutate M
 		cur, exists := items[keys[i]]
 		next, put := decide(s, keys, i, cur, exists, mutate, out)
 		if !put {
+			return
+		}
+		// Earlier attempts lost their races: nothing of this update is written yet.
+		if err := s.assert(ctx, w, []int{i}); err != nil {
+			out.Err = err
 			return
 		}
 		err = s.db.PutItem(ctx, next, cur.Version)
@@ -220,7 +252,7 @@ func commitOne[R any](ctx context.Context, s *Store, keys []Key, i int, mutate M
 // changed items in transactions of up to MaxGroupItems puts and MaxGroupBytes. A
 // transaction that loses a race stores nothing; its keys fall back to commitOne. With
 // allOrNothing, a mutation's error on the first read stops every put, and is returned.
-func commitGroup[R any](ctx context.Context, s *Store, keys []Key, mutate Mutation[R], outs []Outcome[R], allOrNothing bool) error {
+func commitGroup[R any](ctx context.Context, s *Store, w *writer, keys []Key, mutate Mutation[R], outs []Outcome[R], allOrNothing bool) error {
 	current, err := s.db.GetItems(ctx, keys)
 	if err != nil {
 		for i := range outs {
@@ -247,6 +279,14 @@ func commitGroup[R any](ctx context.Context, s *Store, keys []Key, mutate Mutati
 				}
 				return err
 			}
+		}
+	}
+	if len(pending) > 0 {
+		if err := s.assert(ctx, w, pending); err != nil {
+			for _, i := range pending {
+				outs[i].Err = err
+			}
+			return nil
 		}
 	}
 	var retry []int
@@ -281,7 +321,7 @@ func commitGroup[R any](ctx context.Context, s *Store, keys []Key, mutate Mutati
 	g.SetLimit(s.cfg.Parallelism)
 	for _, i := range retry {
 		g.Go(func() error {
-			commitOne(gctx, s, keys, i, mutate, outs)
+			commitOne(gctx, s, w, keys, i, mutate, outs)
 			return nil
 		})
 	}

@@ -22,6 +22,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -42,9 +43,13 @@ type Config struct {
 	// Backend is BackendDynamoDB (needs Shared) or BackendMemory (default).
 	Backend  string
 	Replicas int
-	Keys     int
-	Writers  int
-	Readers  int
+	// ValkeyReplicas, if set, makes the cache a ValKey Cluster of three primaries with this
+	// many replicas each, reached directly (no toxiproxy), whose writes WAIT for that many
+	// replicas; its faults are ReplicatedFaults. Zero is one valkey-server behind toxiproxy.
+	ValkeyReplicas int
+	Keys           int
+	Writers        int
+	Readers        int
 	// WriterPause, if set, makes each writer wait up to this long between writes, leaving
 	// moments with no writer in flight (when readers may populate the cache).
 	WriterPause time.Duration
@@ -58,6 +63,15 @@ type Config struct {
 	// database read and its POPULATE for the whole run, as the reader-pause fault does for
 	// one replica at a time.
 	PopulatePause time.Duration
+	// CommitPause, if set, holds every put of the in-memory database up to this long
+	// after the writer's read and ASSERT, for the whole run, so that cache losses and
+	// fenced reads fall inside writes.
+	CommitPause time.Duration
+	// PublishLoss, if set, is the chance that any write's replica dies between COMMIT and
+	// PUBLISH (as the replica-crash fault makes every write of one replica do for a while).
+	PublishLoss float64
+	// FaultHold is the longest a fault is held before the next (default 800ms).
+	FaultHold time.Duration
 	// Mutation breaks the protocol on purpose (one of Mutations; "" is the real protocol).
 	Mutation string
 	// OutDir receives porcupine's HTML visualization of any violating history.
@@ -87,9 +101,15 @@ func (c Config) withDefaults() Config {
 	}
 	if len(c.Faults) == 0 {
 		c.Faults = FaultKinds(c.Backend)
+		if c.ValkeyReplicas > 0 {
+			c.Faults = ReplicatedFaults
+		}
 	}
 	if c.FaultEvery == 0 {
 		c.FaultEvery = 400 * time.Millisecond
+	}
+	if c.FaultHold < 100*time.Millisecond {
+		c.FaultHold = 800 * time.Millisecond
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 400 * time.Millisecond
@@ -114,6 +134,9 @@ type Report struct {
 	Unknown    int // writes and deletes with an unknown outcome
 	Faults     map[string]int
 	Lanes      map[string]int // writes by lane
+	// Protocol counts what the replicas' stores did: fenced reads, lost tokens put back,
+	// coalesced keys, populates stored and refused. It shows the rules under test ran.
+	Protocol   map[string]int
 	Violations int
 	// Inconclusive counts histories the checker could not decide in time.
 	Inconclusive   int
@@ -123,8 +146,9 @@ type Report struct {
 func (r Report) String() string {
 	kinds, total := tally(r.Faults)
 	lanes, _ := tally(r.Lanes)
-	return fmt.Sprintf("seed=%d histories=%d operations=%d (writes=%d %v deletes=%d reads=%d unknown=%d) faults=%d %v violations=%d inconclusive=%d",
-		r.Seed, r.Histories, r.Operations, r.Writes, lanes, r.Deletes, r.Reads, r.Unknown, total, kinds, r.Violations, r.Inconclusive)
+	proto, _ := tally(r.Protocol)
+	return fmt.Sprintf("seed=%d histories=%d operations=%d (writes=%d %v deletes=%d reads=%d unknown=%d) faults=%d %v protocol %v violations=%d inconclusive=%d",
+		r.Seed, r.Histories, r.Operations, r.Writes, lanes, r.Deletes, r.Reads, r.Unknown, total, kinds, proto, r.Violations, r.Inconclusive)
 }
 
 // Add folds another run's counts into r.
@@ -140,6 +164,12 @@ func (r *Report) Add(o Report) {
 	r.Visualizations = append(r.Visualizations, o.Visualizations...)
 	if r.Faults == nil {
 		r.Faults, r.Lanes = map[string]int{}, map[string]int{}
+	}
+	if r.Protocol == nil {
+		r.Protocol = map[string]int{}
+	}
+	for k, n := range o.Protocol {
+		r.Protocol[k] += n
 	}
 	for k, n := range o.Faults {
 		r.Faults[k] += n
@@ -165,6 +195,13 @@ func tally(counts map[string]int) ([]string, int) {
 // DynamoDB Local); the valkey-server binary is found as devstack finds it.
 func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, error) {
 	cfg = cfg.withDefaults()
+	if cfg.ValkeyReplicas > 0 {
+		for _, f := range cfg.Faults {
+			if !slices.Contains(ReplicatedFaults, f) {
+				return Report{}, fmt.Errorf("fault %q needs the single valkey-server behind toxiproxy; a replicated cluster takes %v", f, ReplicatedFaults)
+			}
+		}
+	}
 	rep := Report{Seed: cfg.Seed, Faults: map[string]int{}, Lanes: map[string]int{}}
 	logf := func(format string, args ...any) {
 		if cfg.Progress != nil {
@@ -180,8 +217,12 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 		return rep, err
 	}
 
-	logf("chaos seed=%d: %s, %d replicas, %d writers, %d readers, %d keys, %v, faults every ~%v, mutation %q",
-		cfg.Seed, cfg.Backend, cfg.Replicas, cfg.Writers, cfg.Readers, cfg.Keys, cfg.Duration, cfg.FaultEvery, cfg.Mutation)
+	cache := "one valkey-server"
+	if cfg.ValkeyReplicas > 0 {
+		cache = fmt.Sprintf("a cluster of 3 primaries x %d replicas", cfg.ValkeyReplicas)
+	}
+	logf("chaos seed=%d: %s, %s, %d replicas, %d writers, %d readers, %d keys, %v, faults every ~%v, mutation %q",
+		cfg.Seed, cfg.Backend, cache, cfg.Replicas, cfg.Writers, cfg.Readers, cfg.Keys, cfg.Duration, cfg.FaultEvery, cfg.Mutation)
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	start := time.Now()
 	history, lanes := env.drive(ctx, rng, start)
@@ -189,6 +230,7 @@ func Run(ctx context.Context, shared *devstack.Shared, cfg Config) (Report, erro
 		rep.Faults[k] = n
 	}
 	rep.Lanes = lanes
+	rep.Protocol = env.counts.snapshot()
 	logf("chaos seed=%d: load done after %v, %d operations; checking", cfg.Seed, time.Since(start).Round(time.Millisecond), len(history))
 	check(history, cfg, &rep)
 	logf("chaos %s", rep)

@@ -31,11 +31,32 @@ import (
 // environment is one run's stores, replicas and fault injector.
 type environment struct {
 	cfg      Config
-	valkey   *devstack.Valkey
-	direct   *valkey.Cache // a client of its own, for faults
+	valkey   *devstack.Valkey        // one server (ValkeyReplicas == 0)
+	cluster  *devstack.ValkeyCluster // or a replicated cluster
+	direct   *valkey.Cache           // a client of its own, for faults
 	replicas []*replica
 	injector *injector
 	closers  []func()
+	counts   *protocolCounts
+}
+
+// protocolCounts is every replica's writethrough.Metrics: what the protocol did.
+type protocolCounts struct {
+	writethrough.NopMetrics
+	fenced, lost, coalesced, stored, refused atomic.Int64
+}
+
+func (p *protocolCounts) FencedReads(_ context.Context, n int) { p.fenced.Add(int64(n)) }
+func (p *protocolCounts) LostTokens(_ context.Context, n int)  { p.lost.Add(int64(n)) }
+func (p *protocolCounts) Coalesced(_ context.Context, n int)   { p.coalesced.Add(int64(n)) }
+func (p *protocolCounts) Populates(_ context.Context, stored, refused int) {
+	p.stored.Add(int64(stored))
+	p.refused.Add(int64(refused))
+}
+
+func (p *protocolCounts) snapshot() map[string]int {
+	return map[string]int{"fenced": int(p.fenced.Load()), "lost-tokens": int(p.lost.Load()), "coalesced": int(p.coalesced.Load()),
+		"populated": int(p.stored.Load()), "populate-refused": int(p.refused.Load())}
 }
 
 // replica is one server: a Service with its own connections, behind its own gRPC server.
@@ -57,7 +78,7 @@ func (e *environment) close() {
 func (e *environment) defer_(f func()) { e.closers = append(e.closers, f) }
 
 func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_ *environment, err error) {
-	e := &environment{cfg: cfg}
+	e := &environment{cfg: cfg, counts: &protocolCounts{}}
 	defer func() {
 		if err != nil {
 			e.close()
@@ -67,11 +88,21 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 	if err != nil {
 		return nil, err
 	}
-	if e.valkey, err = devstack.StartValkey(ctx, bin, devstack.ValkeyOptions{MaxMemory: "3mb"}); err != nil {
-		return nil, err
+	var cacheAddrs []string
+	if cfg.ValkeyReplicas > 0 {
+		if e.cluster, err = devstack.StartReplicatedValkeyCluster(ctx, bin, 3, cfg.ValkeyReplicas); err != nil {
+			return nil, err
+		}
+		e.defer_(e.cluster.Stop)
+		cacheAddrs = e.cluster.Addrs
+	} else {
+		if e.valkey, err = devstack.StartValkey(ctx, bin, devstack.ValkeyOptions{MaxMemory: "3mb"}); err != nil {
+			return nil, err
+		}
+		e.defer_(e.valkey.Stop)
+		cacheAddrs = []string{e.valkey.Addr}
 	}
-	e.defer_(e.valkey.Stop)
-	if e.direct, err = valkey.Dial(ctx, []string{e.valkey.Addr}, valkey.Options{Horizon: cfg.Lease}); err != nil {
+	if e.direct, err = valkey.Dial(ctx, cacheAddrs, valkey.Options{Horizon: cfg.Lease}); err != nil {
 		return nil, err
 	}
 	e.defer_(e.direct.Close)
@@ -100,26 +131,37 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 	seeds := rand.New(rand.NewSource(cfg.Seed ^ 0x5eed))
 	for i := 0; i < cfg.Replicas; i++ {
 		r := &replica{}
-		if r.vkProxy, err = px.add(fmt.Sprintf("valkey-%d", i), e.valkey.Addr); err != nil {
-			return nil, err
+		addrs, opts := cacheAddrs, valkey.Options{Horizon: cfg.Lease, Timeout: 300 * time.Millisecond, Replicas: cfg.ValkeyReplicas}
+		if cfg.Mutation == "no-wait" {
+			opts.Replicas = 0
 		}
-		e.defer_(r.vkProxy.Stop)
-		cache, err := valkey.Dial(ctx, []string{r.vkProxy.Listen}, valkey.Options{Horizon: cfg.Lease, Timeout: 300 * time.Millisecond})
+		if e.valkey != nil {
+			if r.vkProxy, err = px.add(fmt.Sprintf("valkey-%d", i), e.valkey.Addr); err != nil {
+				return nil, err
+			}
+			e.defer_(r.vkProxy.Stop)
+			addrs = []string{r.vkProxy.Listen}
+		}
+		cache, err := valkey.Dial(ctx, addrs, opts)
 		if err != nil {
 			return nil, err
 		}
 		e.defer_(cache.Close)
 		var base writethrough.Cache = cache
-		if cfg.Mutation != "" {
+		if cfg.Mutation != "" && cfg.Mutation != "fence-without-bump" && cfg.Mutation != "no-wait" {
 			if base, err = mutate(cfg.Mutation, cache, cache.Client()); err != nil {
 				return nil, err
 			}
 		}
-		r.cache = &faultyCache{Cache: base, dead: map[string]bool{}}
+		r.cache = &faultyCache{Cache: base, dead: map[string]bool{}, publishLoss: cfg.PublishLoss, rng: rand.New(rand.NewSource(seeds.Int63()))}
 		r.cache.pause.Store(int64(cfg.PopulatePause))
 		var db devstack.Database
 		if mem != nil {
-			r.db = &faultyDB{DB: mem, rng: rand.New(rand.NewSource(seeds.Int63()))}
+			r.db = &faultyDB{DB: mem, rng: rand.New(rand.NewSource(seeds.Int63())), commitPause: cfg.CommitPause}
+			r.db.fencedRead = mem.FencedRead
+			if cfg.Mutation == "fence-without-bump" {
+				r.db.fencedRead = mem.GetItems
+			}
 			db = r.db
 		} else {
 			if r.ddbProxy, err = px.add(fmt.Sprintf("ddb-%d", i), "127.0.0.1:"+strconv.Itoa(shared.DynamoDB.Port)); err != nil {
@@ -128,7 +170,7 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 			e.defer_(r.ddbProxy.Stop)
 			db = dynamo.New(dynamo.NewClient(dynamo.LocalConfig(), "http://"+r.ddbProxy.Listen), tables)
 		}
-		svc, store, err := devstack.NewService(db, r.cache, nil, writethrough.Config{WriteTimeout: cfg.WriteTimeout, Lease: cfg.Lease}, logger)
+		svc, store, err := devstack.NewService(db, r.cache, nil, writethrough.Config{WriteTimeout: cfg.WriteTimeout, Lease: cfg.Lease, Metrics: e.counts}, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -179,6 +221,10 @@ type faultyCache struct {
 	crashing atomic.Bool
 	// pause delays POPULATE after the database read, in nanoseconds (0: none).
 	pause atomic.Int64
+	// publishLoss is the chance that a write's replica dies between COMMIT and PUBLISH,
+	// whatever the faults (Config.PublishLoss); rng draws it.
+	publishLoss float64
+	rng         *rand.Rand
 
 	mu   sync.Mutex
 	dead map[string]bool // tokens of writers that died
@@ -188,7 +234,7 @@ var errCrashed = errors.New("replica crashed between commit and publish")
 
 func (c *faultyCache) Publish(ctx context.Context, pubs []writethrough.Publication) error {
 	c.mu.Lock()
-	if c.crashing.Load() {
+	if c.crashing.Load() || c.publishLoss > 0 && c.rng.Float64() < c.publishLoss {
 		for _, p := range pubs {
 			c.dead[p.Token] = true
 		}
@@ -224,6 +270,9 @@ func (c *faultyCache) Populate(ctx context.Context, pops []writethrough.Publicat
 // connections reset before or after a write applied.
 type faultyDB struct {
 	*memdb.DB
+	// fencedRead is the database's FencedRead, or a mutation's.
+	fencedRead  func(context.Context, []writethrough.Key) (map[writethrough.Key]writethrough.Item, error)
+	commitPause time.Duration
 	latency     atomic.Int64 // nanoseconds of delay, up to, per call
 	lateAnswers atomic.Bool  // writes apply, answers come after the deadline
 	resets      atomic.Bool  // calls fail, writes maybe after applying
@@ -290,9 +339,47 @@ func (d *faultyDB) write(ctx context.Context, put func() error) error {
 }
 
 func (d *faultyDB) PutItem(ctx context.Context, item writethrough.Item, prev int64) error {
+	if err := d.commitDelay(ctx); err != nil {
+		return err
+	}
 	return d.write(ctx, func() error { return d.DB.PutItem(ctx, item, prev) })
 }
 
 func (d *faultyDB) PutItems(ctx context.Context, items []writethrough.Item, prevs []int64) error {
+	if err := d.commitDelay(ctx); err != nil {
+		return err
+	}
 	return d.write(ctx, func() error { return d.DB.PutItems(ctx, items, prevs) })
+}
+
+// FencedRead is a write to the database, and fails as writes do.
+func (d *faultyDB) FencedRead(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
+	var out map[writethrough.Key]writethrough.Item
+	err := d.write(ctx, func() error {
+		var err error
+		out, err = d.fencedRead(ctx, keys)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// commitDelay holds a put for up to the configured commit pause: a writer slow between
+// its read (and ASSERT) and its put, so that cache losses and fenced reads fall between.
+func (d *faultyDB) commitDelay(ctx context.Context) error {
+	max := d.commitPause
+	if max <= 0 {
+		return nil
+	}
+	d.mu.Lock()
+	wait := time.Duration(d.rng.Int63n(int64(max)))
+	d.mu.Unlock()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(wait):
+		return nil
+	}
 }

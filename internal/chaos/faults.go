@@ -62,6 +62,16 @@ var databaseFaults = []string{
 	"ddb-reset",                // connections reset (a write may have applied; a retry may fail its condition)
 }
 
+// ReplicatedFaults are the faults of a run on a replicated ValKey Cluster: no proxy sits
+// in front of it, so the cache faults are a failover that loses what the replica had not
+// received, plus those the cache decorator injects.
+var ReplicatedFaults = []string{
+	"failover",      // a replica takes over its primary after its replication was cut off
+	"replica-crash", // as above
+	"reader-pause",  // as above
+	"ddb-latency", "ddb-timeout-after-commit", "ddb-reset",
+}
+
 // FaultKinds are the faults a run on backend draws from by default.
 func FaultKinds(backend string) []string {
 	return append(append([]string(nil), cacheFaults...), databaseFaults...)
@@ -86,10 +96,13 @@ func (f *injector) run(ctx context.Context, rng *rand.Rand, kinds []string, ever
 		case <-time.After(wait):
 		}
 		kind := kinds[f.rng.Intn(len(kinds))]
-		hold := 100*time.Millisecond + time.Duration(f.rng.Int63n(int64(700*time.Millisecond)))
+		hold := 100*time.Millisecond + time.Duration(f.rng.Int63n(int64(f.env.cfg.FaultHold-100*time.Millisecond+1)))
 		r := f.env.replicas[f.rng.Intn(len(f.env.replicas))]
 		undo, err := f.inject(ctx, kind, r)
 		if err != nil {
+			if p := f.env.cfg.Progress; p != nil {
+				fmt.Fprintf(p, "chaos: fault %s not injected: %v\n", kind, err)
+			}
 			continue
 		}
 		f.mu.Lock()
@@ -127,6 +140,14 @@ func (f *injector) inject(ctx context.Context, kind string, r *replica) (func(),
 		return toxic(r.vkProxy, name, "timeout", "upstream", `{"timeout":0}`)
 	case "valkey-reset":
 		return toxic(r.vkProxy, name, "reset_peer", "upstream", `{"timeout":0}`)
+	case "failover":
+		// Writes keep arriving at the primary for the cutoff; the replica gets none of them.
+		cutoff := 200*time.Millisecond + time.Duration(f.rng.Int63n(int64(400*time.Millisecond)))
+		// A failover once begun runs to the end, past the load's end if need be, so the
+		// cluster is whole again (and each node has one role) when the run stops.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		return nil, f.env.cluster.Failover(fctx, f.rng.Int(), cutoff)
 	case "valkey-restart":
 		return nil, f.env.valkey.Restart(ctx)
 	case "valkey-flush":

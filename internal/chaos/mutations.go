@@ -21,6 +21,15 @@ var Mutations = []string{
 	// PUBLISH stores the writer's own version once its token is gone, instead of the
 	// newest carried in the marker: the first writer to commit may publish last.
 	"publish-own",
+	// ASSERT does nothing: a writer whose token was lost in a flush puts anyway, after a
+	// reader fenced and populated the key.
+	"no-assert",
+	// A fenced read does not raise the version (the in-memory database only): a writer
+	// that read before the fence still commits after the reader populated.
+	"fence-without-bump",
+	// Writes on a replicated cluster do not WAIT for a replica to have their MARK: a
+	// failover can lose a write's fence and serve the value from before it.
+	"no-wait",
 }
 
 // plainPopulateLua stores what a reader read, whatever the key holds now.
@@ -71,6 +80,8 @@ func mutate(name string, cache writethrough.Cache, client vk.Client) (writethrou
 	case "publish-own":
 		m.script = valkey.EnvelopeLua + publishOwnLua
 		return publishMutation{m}, nil
+	case "no-assert":
+		return noAssert{m}, nil
 	}
 	return nil, fmt.Errorf("unknown mutation %q (known: %v)", name, Mutations)
 }
@@ -106,3 +117,7 @@ func (m publishMutation) Publish(ctx context.Context, pubs []writethrough.Public
 	_, err := m.run(ctx, pubs)
 	return err
 }
+
+type noAssert struct{ *mutatedCache }
+
+func (noAssert) Assert(context.Context, []string, string, time.Duration) (int, error) { return 0, nil }

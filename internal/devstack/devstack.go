@@ -273,6 +273,22 @@ func (v *Valkey) Start(ctx context.Context) error {
 	return v.startLocked(ctx)
 }
 
+// Pause stops the server's process (SIGSTOP) without killing it: it answers nothing,
+// replicates nothing, and keeps its state; Resume continues it.
+func (v *Valkey) Pause() error { return v.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (v *Valkey) Resume() error { return v.signal(syscall.SIGCONT) }
+
+func (v *Valkey) signal(sig syscall.Signal) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.proc == nil || v.proc.cmd.Process == nil {
+		return errors.New("valkey-server is not running")
+	}
+	return v.proc.cmd.Process.Signal(sig)
+}
+
 // Stop stops the server and removes its directory.
 func (v *Valkey) Stop() {
 	v.mu.Lock()

@@ -83,15 +83,38 @@ func Closed(ctx context.Context, seed int64, workers int, d time.Duration, op Op
 // Open starts op rate times per second for d, each in its own goroutine, with at most
 // maxInFlight running; an operation that would exceed it is dropped and counted.
 func Open(ctx context.Context, seed int64, rate float64, maxInFlight int, d time.Duration, op Op) Result {
+	samples, dropped, elapsed := OpenSamples(ctx, seed, rate, maxInFlight, d, op)
+	lat := make([]time.Duration, 0, len(samples))
+	errs := 0
+	for _, s := range samples {
+		if s.Err {
+			errs++
+		} else {
+			lat = append(lat, s.Latency)
+		}
+	}
+	return summarize(lat, errs, dropped, elapsed)
+}
+
+// Sample is one operation of an open-loop run: when it was scheduled to start (from the
+// run's start) and how long it took from then.
+type Sample struct {
+	Start, Latency time.Duration
+	Err            bool
+}
+
+// OpenSamples is Open returning every operation, for runs that look at windows of time
+// (such as before and after a fault), with the count dropped and the elapsed time.
+func OpenSamples(ctx context.Context, seed int64, rate float64, maxInFlight int, d time.Duration, op Op) ([]Sample, int, time.Duration) {
 	interval := time.Duration(float64(time.Second) / rate)
+	n := int(d.Seconds() * rate)
+	samples := make([]Sample, 0, n)
 	var mu sync.Mutex
-	var lat []time.Duration
-	errs, dropped := 0, 0
+	dropped := 0
 	slots := make(chan struct{}, maxInFlight)
 	var wg sync.WaitGroup
 	rng := rand.New(rand.NewSource(seed))
 	start := time.Now()
-	n := int(d.Seconds() * rate)
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		intended := start.Add(time.Duration(i) * interval)
 		if wait := time.Until(intended); wait > 0 {
@@ -111,16 +134,24 @@ func Open(ctx context.Context, seed int64, rate float64, maxInFlight int, d time
 			el := time.Since(intended)
 			<-slots
 			mu.Lock()
-			if err != nil {
-				errs++
-			} else {
-				lat = append(lat, el)
-			}
+			samples = append(samples, Sample{Start: intended.Sub(start), Latency: el, Err: err != nil})
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return summarize(lat, errs, dropped, time.Since(start))
+	return samples, dropped, time.Since(start)
+}
+
+// Quantiles returns the p50, p99 and p999 latencies of the successful samples.
+func Quantiles(samples []Sample) (p50, p99, p999 time.Duration) {
+	lat := make([]time.Duration, 0, len(samples))
+	for _, s := range samples {
+		if !s.Err {
+			lat = append(lat, s.Latency)
+		}
+	}
+	r := summarize(lat, 0, 0, 0)
+	return r.P50, r.P99, r.P999
 }
 
 // Keys picks entity indexes in [0, n): uniformly, or Zipf-distributed (s=1.1) so a few

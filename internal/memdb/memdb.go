@@ -123,6 +123,29 @@ func (d *DB) store(item writethrough.Item) {
 	}
 }
 
+// FencedRead implements writethrough.Database.
+func (d *DB) FencedRead(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if err := keyFits(k); err != nil {
+			return nil, err
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[writethrough.Key]writethrough.Item, len(keys))
+	for _, k := range keys {
+		if it, ok := d.items[k]; ok {
+			it.Version++
+			d.items[k] = it
+			out[k] = clone(it)
+		}
+	}
+	return out, nil
+}
+
 // PutItem implements writethrough.Database.
 func (d *DB) PutItem(ctx context.Context, item writethrough.Item, prevVersion int64) error {
 	if err := ctx.Err(); err != nil {
