@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -203,6 +204,35 @@ func TestValkeyConfigIsACache(t *testing.T) {
 		}
 	}
 	if _, ok := conf["replicaof"]; ok {
-		t.Error("replicaof: a promoted replica can serve values older than acknowledged writes")
+		t.Error("replicaof: cluster replicas are made by --cluster-replicas, not by a fixed primary")
+	}
+	// Replicas reach their primary as an ACL user that can replicate and nothing else.
+	acl, err := os.ReadFile("valkey/users.acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := conf["masteruser"]
+	found := false
+	for _, line := range strings.Split(string(acl), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[0] == "user" && f[1] == user && user != "" {
+			found = true
+			for _, need := range []string{"on", "+psync", "+replconf", "-@all"} {
+				if !slices.Contains(f, need) {
+					t.Errorf("users.acl user %s lacks %s", user, need)
+				}
+			}
+			for _, tok := range f[2:] {
+				if strings.HasPrefix(tok, "+") && tok != "+psync" && tok != "+replconf" && tok != "+ping" {
+					t.Errorf("users.acl user %s may run %s; replication needs psync, replconf and ping only", user, tok)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Errorf("masteruser %q: no such user in users.acl, so replicas cannot authenticate (the default user is off)", user)
+	}
+	if conf["masterauth"] == "" {
+		t.Error("masterauth is not set")
 	}
 }

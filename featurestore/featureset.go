@@ -3,6 +3,7 @@ package featurestore
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,46 @@ type FeatureSet struct {
 	// Retired sets (DeleteFeatureSet) are kept so that their name cannot be applied again;
 	// they are not served, written or listed.
 	Retired bool `json:"retired,omitempty"`
+	// History is kept by the registry: one entry per version, oldest first, at most
+	// MaxHistory (the oldest are dropped). What a caller passes to ApplyFeatureSet is
+	// ignored.
+	History []VersionChange `json:"history,omitempty"`
+}
+
+// MaxHistory bounds the versions a set's History keeps, so its item stays small.
+const MaxHistory = 50
+
+// VersionChange is one version of a feature set in its History.
+type VersionChange struct {
+	Version int64 `json:"version"`
+	// AppliedAt is when the version was applied, in Unix microseconds.
+	AppliedAt int64 `json:"applied_at_us"`
+	// Change says what the version changed, in words (names only, never values).
+	Change string `json:"change"`
+}
+
+// describeChange says in words what next changes from prev (Evolve's allowed changes).
+func describeChange(prev, next FeatureSet) string {
+	var parts []string
+	var added []string
+	for _, f := range next.Features {
+		if _, ok := prev.Feature(f.Name); !ok {
+			added = append(added, f.Name+" ("+f.Type.String()+")")
+		}
+	}
+	if len(added) > 0 {
+		parts = append(parts, "added "+strings.Join(added, ", "))
+	}
+	if next.TTL != prev.TTL {
+		parts = append(parts, fmt.Sprintf("ttl %v → %v", prev.TTL, next.TTL))
+	}
+	if next.Owner != prev.Owner {
+		parts = append(parts, fmt.Sprintf("owner %q → %q", prev.Owner, next.Owner))
+	}
+	if next.Description != prev.Description {
+		parts = append(parts, "description changed")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Feature returns the spec of the named feature.

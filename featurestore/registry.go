@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
@@ -16,8 +18,9 @@ func (s *Service) ApplyFeatureSet(ctx context.Context, fs FeatureSet) (FeatureSe
 	if err := fs.Validate(); err != nil {
 		return FeatureSet{}, err
 	}
+	now := s.clock.Now()
 	outs, err := writethrough.Update(ctx, s.store, []writethrough.Key{SetKey(fs.Name)}, func(_ int, cur writethrough.Current) (writethrough.Change, FeatureSet, error) {
-		return applySet(cur, fs)
+		return applySet(cur, fs, now)
 	})
 	if err != nil {
 		return FeatureSet{}, storeError(err)
@@ -28,9 +31,11 @@ func (s *Service) ApplyFeatureSet(ctx context.Context, fs FeatureSet) (FeatureSe
 }
 
 // applySet is ApplyFeatureSet's mutation: the evolved set, or the stored one unchanged.
-func applySet(cur writethrough.Current, fs FeatureSet) (writethrough.Change, FeatureSet, error) {
+// A new version is recorded in the set's History as applied at now.
+func applySet(cur writethrough.Current, fs FeatureSet, now time.Time) (writethrough.Change, FeatureSet, error) {
 	next := fs
 	next.Version = 1
+	next.History = []VersionChange{{Version: 1, AppliedAt: now.UnixMicro(), Change: fmt.Sprintf("created with %d features", len(fs.Features))}}
 	if len(cur.Item.Data) > 0 {
 		prev, err := DecodeFeatureSet(cur.Item.Data)
 		if err != nil {
@@ -46,6 +51,10 @@ func applySet(cur writethrough.Current, fs FeatureSet) (writethrough.Change, Fea
 		}
 		if !changed {
 			return writethrough.Change{}, prev, nil
+		}
+		next.History = append(slices.Clone(prev.History), VersionChange{Version: next.Version, AppliedAt: now.UnixMicro(), Change: describeChange(prev, next)})
+		if n := len(next.History); n > MaxHistory {
+			next.History = next.History[n-MaxHistory:]
 		}
 	}
 	data, err := EncodeFeatureSet(next)

@@ -75,11 +75,15 @@ type Config struct {
 	// MaxResponseBytes bounds the response of one read: a small request naming a big value
 	// many times must not cost the server (and the network) a hundred times its size.
 	MaxResponseBytes int
+	// FreshnessInterval is how often RunFreshness flushes the freshness this replica
+	// aggregated: at most one write per set written to, per interval and replica.
+	FreshnessInterval time.Duration
 }
 
 // DefaultConfig is the configuration used for zero fields.
 func DefaultConfig() Config {
-	return Config{MaxEntities: 1000, MaxFeatureRefs: 1000, MaxValues: 100_000, MaxRows: 1000, MaxFutureSkew: time.Hour, MaxResponseBytes: 32 << 20}
+	return Config{MaxEntities: 1000, MaxFeatureRefs: 1000, MaxValues: 100_000, MaxRows: 1000, MaxFutureSkew: time.Hour, MaxResponseBytes: 32 << 20,
+		FreshnessInterval: DefaultFreshnessInterval}
 }
 
 func (c Config) withDefaults() Config {
@@ -97,6 +101,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxFutureSkew <= 0 {
 		c.MaxFutureSkew = d.MaxFutureSkew
 	}
+	if c.FreshnessInterval <= 0 {
+		c.FreshnessInterval = d.FreshnessInterval
+	}
 	return c
 }
 
@@ -113,6 +120,9 @@ type Service struct {
 	// sets memoizes decoded feature sets by name; an entry is used only when its item
 	// version equals the version the store just returned, so it is never stale.
 	sets sync.Map // string -> memoSet
+
+	// fresh aggregates the rows written per set until RunFreshness flushes them.
+	fresh freshnessBuffer
 }
 
 type memoSet struct {

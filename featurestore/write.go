@@ -182,6 +182,11 @@ func (s *Service) writeRows(ctx context.Context, set *FeatureSet, rows []WriteRo
 			results[i].Version = o.Item.Version
 		}
 	}
+	if err == nil {
+		// Every lane writes through here; a failed call is retried by its caller and
+		// counted then.
+		s.recordWritten(set.Name, rows, results)
+	}
 	return storeError(err)
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/dsfeatures/featurestore/featurestore"
 )
 
@@ -88,27 +90,24 @@ func Batch(ctx context.Context, w Writer, recv func() (BatchChunk, error), o Bat
 		errorBytes int
 	)
 	write := func(set string, rows []featurestore.WriteRow, base int64) {
-		var results []featurestore.RowResult
-		var err error
-		backoff := 50 * time.Millisecond
-		for attempt := 0; attempt <= o.Retries && ctx.Err() == nil; attempt++ {
-			if results, err = w.WriteRowsLenient(ctx, set, "rows", base, rows); err == nil {
-				break
-			}
-			if k := featurestore.ErrorKind(err); k != featurestore.KindUnavailable && k != featurestore.KindAborted {
-				break
-			}
-			if attempt < o.Retries {
+		// Retries double from 50 ms, jittered so that sub-chunks failing together do not
+		// retry together. Only failures with an unknown outcome are retried: merge by
+		// event time makes rewriting the rows safe; anything else would fail again.
+		b := backoff.NewExponentialBackOff()
+		b.InitialInterval, b.Multiplier = 50*time.Millisecond, 2
+		tries := 0
+		results, err := backoff.Retry(ctx, func() ([]featurestore.RowResult, error) {
+			if tries++; tries > 1 {
 				mu.Lock()
 				sum.Retried += int64(len(rows))
 				mu.Unlock()
 			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
+			results, err := w.WriteRowsLenient(ctx, set, "rows", base, rows)
+			if k := featurestore.ErrorKind(err); err != nil && k != featurestore.KindUnavailable && k != featurestore.KindAborted {
+				return nil, backoff.Permanent(err)
 			}
-			backoff *= 2
-		}
+			return results, err
+		}, backoff.WithBackOff(b), backoff.WithMaxTries(uint(o.Retries)+1), backoff.WithMaxElapsedTime(0))
 		if err != nil {
 			cancel(err)
 			return

@@ -401,16 +401,15 @@ func (s *JSONLSource) Close() error {
 // parquetSource reads a Parquet file row by row through a small buffer. Flat columns map
 // to features by name; a LIST column maps by its top-level name.
 type parquetSource struct {
-	f      *os.File
-	r      *parquet.Reader
-	buf    []parquet.Row
-	n, i   int
-	done   int64
-	total  int64
-	cols   []parquetCol
-	now    time.Time
-	eof    bool
-	single []parquet.Row
+	f     *os.File
+	r     *parquet.GenericReader[any] // any: rows as the file's schema has them
+	buf   []parquet.Row
+	n, i  int
+	done  int64
+	total int64
+	cols  []parquetCol
+	now   time.Time
+	eof   bool
 }
 
 type parquetCol struct {
@@ -425,7 +424,7 @@ func newParquet(f *os.File, size int64, types map[string]featurestore.ValueType,
 	if err != nil {
 		return nil, err
 	}
-	s := &parquetSource{f: f, r: parquet.NewReader(pf), buf: make([]parquet.Row, 256), total: pf.NumRows(), now: now}
+	s := &parquetSource{f: f, r: parquet.NewGenericReader[any](pf), buf: make([]parquet.Row, 256), total: pf.NumRows(), now: now}
 	hasEntity := false
 	for _, path := range pf.Schema().Columns() {
 		name := path[0]

@@ -33,10 +33,12 @@ type recordingWriter struct {
 	fail     error
 	// failFirst makes that many calls fail with an unknown outcome before any succeeds.
 	failFirst int
+	calls     int
 }
 
 func (w *recordingWriter) WriteRowsLenient(ctx context.Context, set, field string, base int64, rows []featurestore.WriteRow) ([]featurestore.RowResult, error) {
 	w.mu.Lock()
+	w.calls++
 	w.inFlight++
 	w.maxSeen = max(w.maxSeen, w.inFlight)
 	w.mu.Unlock()
@@ -153,6 +155,40 @@ func TestBatchRetriesUnknownOutcomes(t *testing.T) {
 	}
 	if sum.Written != 120 || sum.Retried != 50 {
 		t.Fatalf("summary %+v, want 120 written and the first 50 rows retried", sum)
+	}
+}
+
+// TestBatchRetryLimits: a sub-chunk whose outcome stays unknown is tried 1 + Retries times
+// and then fails the batch with the last error; an error a retry cannot fix is not retried.
+func TestBatchRetryLimits(t *testing.T) {
+	tests := []struct {
+		name        string
+		w           *recordingWriter
+		wantCalls   int
+		wantRetried int64
+		wantKind    featurestore.Kind
+	}{
+		{"unknown outcomes retried, then given up", &recordingWriter{failFirst: 10}, 3, 20, featurestore.KindUnavailable},
+		{"invalid not retried", &recordingWriter{fail: featurestore.Invalid("rows", "no")}, 1, 0, featurestore.KindInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.w.order = map[string][]int64{}
+			sent := false
+			sum, err := Batch(context.Background(), tc.w, func() (BatchChunk, error) {
+				if sent {
+					return BatchChunk{}, io.EOF
+				}
+				sent = true
+				return BatchChunk{Set: "s", Rows: make([]featurestore.WriteRow, 10)}, nil
+			}, BatchOptions{Retries: 2})
+			if featurestore.ErrorKind(err) != tc.wantKind {
+				t.Fatalf("err %v, want kind %v", err, tc.wantKind)
+			}
+			if tc.w.calls != tc.wantCalls || sum.Retried != tc.wantRetried || sum.Written != 0 {
+				t.Fatalf("%d calls, summary %+v; want %d calls, %d retried, none written", tc.w.calls, sum, tc.wantCalls, tc.wantRetried)
+			}
+		})
 	}
 }
 

@@ -2,10 +2,8 @@ package server
 
 import (
 	"fmt"
-	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dsfeatures/featurestore/featurestore"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
@@ -144,13 +142,6 @@ func featureStatusToProto(s featurestore.FeatureStatus) pb.FeatureStatus {
 		return pb.FeatureStatus_FEATURE_STATUS_EXPIRED
 	}
 	return pb.FeatureStatus_FEATURE_STATUS_UNSPECIFIED
-}
-
-func timestampFromMicros(us int64) *timestamppb.Timestamp {
-	if us == 0 {
-		return nil
-	}
-	return timestamppb.New(time.UnixMicro(us))
 }
 
 // rowsFromProtoLenient converts rows without failing: what cannot be converted (a value

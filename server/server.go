@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -86,8 +87,9 @@ type GRPC struct {
 // RPCs then answer Unimplemented.
 func NewGRPC(s *Server, g *Gdpr, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
 	opts = append(append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(deadlineUnary(s.opts.RPCTimeout), metricsUnary(s.opts.Metrics), recoverUnary(logger)),
-		grpc.ChainStreamInterceptor(metricsStream(s.opts.Metrics), recoverStream(logger)),
+		// Recovery is innermost, so the metrics and deadline see a panic as INTERNAL.
+		grpc.ChainUnaryInterceptor(deadlineUnary(s.opts.RPCTimeout), metricsUnary(s.opts.Metrics), recovery.UnaryServerInterceptor(recoverPanics(logger))),
+		grpc.ChainStreamInterceptor(metricsStream(s.opts.Metrics), recovery.StreamServerInterceptor(recoverPanics(logger))),
 	}, codecOptions()...), opts...)
 	if g == nil {
 		g = NewGdpr(nil, logger)
@@ -121,28 +123,15 @@ func deadlineUnary(d time.Duration) grpc.UnaryServerInterceptor {
 	}
 }
 
-func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				logger.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-				err = newStatus(codes.Internal, featurestore.ReasonInternal, "", "internal error", 0)
-			}
-		}()
-		return handler(ctx, req)
-	}
-}
-
-func recoverStream(logger *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				logger.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-				err = newStatus(codes.Internal, featurestore.ReasonInternal, "", "internal error", 0)
-			}
-		}()
-		return handler(srv, ss)
-	}
+// recoverPanics makes a panicking handler answer INTERNAL with the same ErrorInfo as any
+// other internal error (newStatus), and logs the panic with its stack: one bad request
+// must neither take the process down nor tell the client what went wrong.
+func recoverPanics(logger *slog.Logger) recovery.Option {
+	return recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		method, _ := grpc.Method(ctx)
+		logger.ErrorContext(ctx, "panic in handler", "method", method, "panic", p, "stack", string(debug.Stack()))
+		return newStatus(codes.Internal, featurestore.ReasonInternal, "", "internal error", 0)
+	})
 }
 
 // ApplyFeatureSet creates or evolves a feature set.

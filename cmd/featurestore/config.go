@@ -26,6 +26,7 @@ type config struct {
 	TablePrefix          string        `flag:"table-prefix" env:"FS_TABLE_PREFIX" usage:"prefix for the DynamoDB table names"`
 	CreateTables         bool          `flag:"create-tables" env:"FS_CREATE_TABLES, default=true" usage:"create missing tables, the GSIs and TTL at start-up"`
 	ValkeyAddrs          []string      `flag:"valkey" env:"FS_VALKEY_ADDRS, default=127.0.0.1:6379" usage:"comma-separated ValKey addresses (one for standalone, seed nodes for a cluster)"`
+	ValkeyReplicas       int           `flag:"valkey-replicas" env:"FS_VALKEY_REPLICAS, default=0" usage:"replicas that must acknowledge each write's cache fence (WAIT) before DynamoDB is written; set it to the replicas per primary, so a failover cannot serve a value older than an acknowledged write"`
 	ValkeyUsername       string        `flag:"valkey-username" env:"FS_VALKEY_USERNAME" usage:"ValKey ACL user (empty: the default user)"`
 	ValkeyPassword       string        `flag:"valkey-password" env:"FS_VALKEY_PASSWORD" usage:"ValKey password; prefer the variable or -valkey-password-file to a flag"`
 	ValkeyPasswordFile   string        `flag:"valkey-password-file" env:"FS_VALKEY_PASSWORD_FILE" usage:"file holding the ValKey password (e.g. a mounted secret)"`
@@ -61,7 +62,11 @@ type config struct {
 	MaxConnAgeGrace      time.Duration `flag:"max-connection-age-grace" env:"FS_MAX_CONNECTION_AGE_GRACE, default=1m" usage:"how long RPCs (and streams) on an aged connection may finish before it is closed"`
 	KeepaliveMinTime     time.Duration `flag:"keepalive-min-time" env:"FS_KEEPALIVE_MIN_TIME, default=10s" usage:"the most often a client may ping; faster pingers are disconnected"`
 	MaxStreams           uint32        `flag:"max-concurrent-streams" env:"FS_MAX_CONCURRENT_STREAMS, default=100" usage:"concurrent streams (RPCs) per connection"`
-	MetricsListen        string        `flag:"metrics-listen" env:"FS_METRICS_LISTEN, default=127.0.0.1:9464" usage:"address of the Prometheus /metrics endpoint; empty disables it"`
+	MetricsListen        string        `flag:"metrics-listen" env:"FS_METRICS_LISTEN, default=127.0.0.1:9464" usage:"address of the HTTP listener serving Prometheus /metrics and the registry page /ui/ (HTTPS with -tls-cert); empty disables it"`
+	UI                   bool          `flag:"ui" env:"FS_UI, default=true" usage:"serve the read-only registry page under /ui/ on the -metrics-listen listener"`
+	UIAllowRemote        bool          `flag:"ui-allow-remote" env:"FS_UI_ALLOW_REMOTE, default=false" usage:"serve the registry page without an access policy on a non-loopback -metrics-listen (anyone who reaches it sees every set)"`
+	UISessionKeyFile     string        `flag:"ui-session-key-file" env:"FS_UI_SESSION_KEY_FILE" usage:"file holding the key (32+ bytes) that signs the registry page's session cookies; replicas sharing it accept each other's sessions (default: a random key per process)"`
+	FreshnessInterval    time.Duration `flag:"freshness-interval" env:"FS_FRESHNESS_INTERVAL, default=10s" usage:"how often each replica adds the rows it wrote to the sets' stored freshness: one write per set written to, per interval and replica"`
 	Pprof                bool          `flag:"pprof" env:"FS_PPROF, default=false" usage:"also serve net/http/pprof under /debug/pprof/ on the metrics listener; on a non-loopback -metrics-listen only with -insecure"`
 	OTLPEndpoint         string        `flag:"otlp-endpoint" env:"OTEL_EXPORTER_OTLP_ENDPOINT" usage:"OTLP/gRPC collector (host:port) for traces and metrics; empty disables export"`
 	OTLPInsecure         bool          `flag:"otlp-insecure" env:"FS_OTLP_INSECURE, default=false" usage:"send OTLP without TLS"`
@@ -168,10 +173,14 @@ func (c config) validate() error {
 		errs = append(errs, errors.New("-valkey: at least one address is required"))
 	}
 	for name, d := range map[string]time.Duration{"max-future-skew": c.MaxFutureSkew, "rpc-timeout": c.RPCTimeout, "max-connection-age": c.MaxConnAge, "max-connection-age-grace": c.MaxConnAgeGrace, "keepalive-min-time": c.KeepaliveMinTime, "value-ttl": c.ValueTTL, "write-timeout": c.WriteTimeout, "lease": c.Lease,
-		"startup-timeout": c.StartupTimeout, "shutdown-timeout": c.ShutdownTimeout, "gdpr-index-settle": c.GdprIndexSettle, "gdpr-retention": c.GdprRetention} {
+		"startup-timeout": c.StartupTimeout, "shutdown-timeout": c.ShutdownTimeout, "gdpr-index-settle": c.GdprIndexSettle, "gdpr-retention": c.GdprRetention,
+		"freshness-interval": c.FreshnessInterval} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("-%s: want a positive duration such as 2s, got %v", name, d))
 		}
+	}
+	if c.ValkeyReplicas < 0 {
+		errs = append(errs, fmt.Errorf("-valkey-replicas: must not be negative, got %d", c.ValkeyReplicas))
 	}
 	if c.DrainDelay < 0 {
 		errs = append(errs, fmt.Errorf("-drain-delay: must not be negative, got %v", c.DrainDelay))

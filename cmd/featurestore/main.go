@@ -10,8 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -111,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	svc := featurestore.New(store, db, deletions, featurestore.SystemClock{}, featurestore.Config{
-		MaxFutureSkew: cfg.MaxFutureSkew, MaxResponseBytes: cfg.MaxResponseBytes,
+		MaxFutureSkew: cfg.MaxFutureSkew, MaxResponseBytes: cfg.MaxResponseBytes, FreshnessInterval: cfg.FreshnessInterval,
 	}, logger)
 
 	lis, err := net.Listen("tcp", cfg.Listen)
@@ -146,30 +144,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		eg.Go(func() error { return healthSrv.Serve(hlis) })
 	}
 	if cfg.MetricsListen != "" {
-		mlis, err := net.Listen("tcp", cfg.MetricsListen)
-		if err != nil {
-			return fmt.Errorf("listen on %s for metrics: %w", cfg.MetricsListen, err)
+		if err := serveHTTP(ectx, eg, cfg, stdout, logger, sec, tel.Handler(), svc, eraser); err != nil {
+			return err
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", tel.Handler())
-		if cfg.Pprof {
-			registerPprof(mux)
-			logger.Info("serving pprof", "url", "http://"+mlis.Addr().String()+"/debug/pprof/")
-		}
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", mlis.Addr())
-		eg.Go(func() error {
-			if err := hs.Serve(mlis); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-		eg.Go(func() error {
-			<-ectx.Done()
-			return hs.Close()
-		})
 	}
 	eg.Go(func() error { return store.Run(ectx) })
+	eg.Go(func() error { return svc.RunFreshness(ectx) })
 	eg.Go(func() error { return eraser.Run(ectx) })
 	eg.Go(func() error { return g.Serve(lis) })
 	eg.Go(func() error {
@@ -200,16 +180,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	return err
-}
-
-// registerPprof serves net/http/pprof's handlers on mux, but not /debug/pprof/cmdline:
-// the command line can hold secrets given as flags (-valkey-password, -gdpr-hash-key).
-// The named profiles (heap, goroutine, allocs, ...) are served by Index.
-func registerPprof(mux *http.ServeMux) {
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // connectionOptions bound connection lifetimes and police keepalives:

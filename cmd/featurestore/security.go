@@ -156,6 +156,9 @@ func loadPolicy(path string) (server.Policy, error) {
 type security struct {
 	opts []grpc.ServerOption
 	auth *server.Auth // nil without an access policy
+	// tls is the gRPC port's TLS configuration (nil: plaintext); the HTTP listener
+	// serves with the same certificate and client CA settings.
+	tls *tls.Config
 }
 
 // securityOptions builds the TLS and authentication options. It refuses to serve without
@@ -190,6 +193,7 @@ func securityOptions(cfg config, logger *slog.Logger) (security, error) {
 			return sec, errors.New("-tls-require-client-cert needs -tls-client-ca")
 		}
 		sec.opts = append(sec.opts, grpc.Creds(credentials.NewTLS(tc)))
+		sec.tls = tc
 	} else if cfg.TLSClientCA != "" || cfg.RequireClientCert {
 		return sec, errors.New("-tls-client-ca and -tls-require-client-cert need -tls-cert and -tls-key")
 	}
@@ -225,7 +229,7 @@ func loopback(addr string) bool {
 
 // valkeyOptions builds ValKey's credentials and TLS from the settings.
 func valkeyOptions(cfg config) (valkey.Options, error) {
-	o := valkey.Options{Username: cfg.ValkeyUsername, Password: cfg.ValkeyPassword}
+	o := valkey.Options{Username: cfg.ValkeyUsername, Password: cfg.ValkeyPassword, Replicas: cfg.ValkeyReplicas}
 	if cfg.ValkeyPasswordFile != "" {
 		if cfg.ValkeyPassword != "" {
 			return o, errors.New("-valkey-password and -valkey-password-file: give one")

@@ -230,6 +230,19 @@ func cacheLoss(ctx context.Context, o options, e *env, log io.Writer) (string, e
 			r.ideal = evicted.Load()
 		}
 		fmt.Fprintf(log, "  %s: %d DynamoDB operations after (ideal %d), p99 %s -> %s, recovery %v\n", variant, r.dbAfter, r.ideal, us(r.p99b), us(r.p99a), r.recovery)
+		// Where the tail comes from: per 100 ms after the fault, the database operations
+		// and the p99 of the requests that were due to start then.
+		for i := 0; i < 12; i++ {
+			lo := lossWindow + time.Duration(i)*100*time.Millisecond
+			var in []loadgen.Sample
+			for _, s := range after {
+				if s.Start >= lo && s.Start < lo+100*time.Millisecond {
+					in = append(in, s)
+				}
+			}
+			_, p99, _ := loadgen.Quantiles(in)
+			fmt.Fprintf(log, "    +%4d ms: %4d DynamoDB ops, %4d requests, p99 %s\n", i*100, sum(tl.dbOps, lo, lo+100*time.Millisecond), len(in), us(p99))
+		}
 		rows = append(rows, r)
 	}
 	return lossTable(rows), nil

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/cenkalti/backoff/v5"
 	vk "github.com/valkey-io/valkey-go"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -204,13 +205,10 @@ func seed(ctx context.Context, svc *featurestore.Service, fs featurestore.Featur
 				}
 				rows = append(rows, featurestore.WriteRow{EntityID: entity(pool, i), EventTime: at, Values: vals})
 			}
-			var err error
-			for attempt := 0; attempt < 5; attempt++ { // merges are idempotent: retrying is safe
-				if _, err = svc.WriteRowsLenient(gctx, fs.Name, "rows", 0, rows); err == nil {
-					return nil
-				}
-				time.Sleep(time.Second)
-			}
+			// Merges are idempotent: retrying is safe.
+			_, err := backoff.Retry(gctx, func() ([]featurestore.RowResult, error) {
+				return svc.WriteRowsLenient(gctx, fs.Name, "rows", 0, rows)
+			}, backoff.WithBackOff(backoff.NewConstantBackOff(time.Second)), backoff.WithMaxTries(5))
 			return err
 		})
 	}

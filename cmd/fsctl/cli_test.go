@@ -204,7 +204,7 @@ func TestGlobalFlagsAnywhereAndJSON(t *testing.T) {
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &tables) != nil {
 		t.Fatalf("create-tables -o json: %+v", r)
 	}
-	want := map[string]string{"rowsTable": prefix + "featurestore_rows", "setsTable": prefix + "featurestore_sets", "deletionsTable": prefix + "featurestore_deletions", "subjectIndex": "by_subject", "ttlAttribute": "expires_at"}
+	want := map[string]string{"rowsTable": prefix + "featurestore_rows", "setsTable": prefix + "featurestore_sets", "deletionsTable": prefix + "featurestore_deletions", "freshnessTable": prefix + "featurestore_freshness", "subjectIndex": "by_subject", "ttlAttribute": "expires_at"}
 	if diff := cmp.Diff(want, tables); diff != "" {
 		t.Errorf("create-tables JSON (-want +got):\n%s", diff)
 	}
@@ -245,14 +245,6 @@ func TestSetRoundTrip(t *testing.T) {
 		}
 	}
 }
-
-const cliPolicy = `
-tokens:
-  - {identity: reader, token: read-token}
-rules:
-  reader: {read: ["*"]}
-  admin:  {read: ["*"], write: ["*"], apply: true}
-`
 
 // TestTLSFlags: every way in to a server that requires TLS and credentials, by flags
 // and by FSCTL_* variables.

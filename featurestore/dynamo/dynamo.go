@@ -1,7 +1,7 @@
 // Package dynamo implements the feature store's storage on DynamoDB: the write-through
 // items (writethrough.Database: one item per feature set and entity, a version for
-// conditional writes, a keys-only GSI on the data subject, a TTL attribute, and the
-// registry), and the GDPR deletion records (jobs, subject tombstones, the audit trail).
+// conditional writes, a keys-only GSI on the data subject, a TTL attribute, the
+// registry, and one freshness item per feature set), and the GDPR deletion records (jobs, subject tombstones, the audit trail).
 // It is the only package that talks to DynamoDB.
 package dynamo
 
@@ -42,11 +42,15 @@ type Tables struct {
 	Sets string
 	// Deletions holds GDPR deletion jobs, subject tombstones and the audit trail.
 	Deletions string
+	// Freshness holds one item per feature set: its newest event time, last write and
+	// rows written per minute over the last hour, added up from every replica.
+	Freshness string
 }
 
 // TablesWithPrefix returns the default table names with prefix prepended.
 func TablesWithPrefix(prefix string) Tables {
-	return Tables{Rows: prefix + "featurestore_rows", Sets: prefix + "featurestore_sets", Deletions: prefix + "featurestore_deletions"}
+	return Tables{Rows: prefix + "featurestore_rows", Sets: prefix + "featurestore_sets", Deletions: prefix + "featurestore_deletions",
+		Freshness: prefix + "featurestore_freshness"}
 }
 
 // Store is the write-through Database, the registry listing and the by_subject index on
@@ -73,15 +77,21 @@ func (s *Store) Client() *dynamodb.Client { return s.client }
 func (s *Store) Tables() Tables { return s.tables }
 
 func (s *Store) table(t writethrough.Table) string {
-	if t == featurestore.SetsTable {
+	switch t {
+	case featurestore.SetsTable:
 		return s.tables.Sets
+	case featurestore.FreshnessTable:
+		return s.tables.Freshness
 	}
 	return s.tables.Rows
 }
 
 func (s *Store) tableOf(name string) writethrough.Table {
-	if name == s.tables.Sets {
+	switch name {
+	case s.tables.Sets:
 		return featurestore.SetsTable
+	case s.tables.Freshness:
+		return featurestore.FreshnessTable
 	}
 	return featurestore.RowsTable
 }

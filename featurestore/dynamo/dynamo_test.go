@@ -141,3 +141,35 @@ func TestRetriedConditionalWrites(t *testing.T) {
 		})
 	}
 }
+
+// Freshness items live in their own table, so the registry's listing (a scan of the sets
+// table) and the rows' subject index never see them.
+func TestFreshnessItemsHaveTheirOwnTable(t *testing.T) {
+	ctx := context.Background()
+	tables := dynamo.TablesWithPrefix(devstack.UniquePrefix(t.Name()))
+	db := dynamo.New(dynamo.NewClient(dynamo.LocalConfig(), shared.DynamoDB.Endpoint), tables)
+	if err := db.EnsureTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := featurestore.FreshnessKey("drivers")
+	if err := db.PutItem(ctx, writethrough.Item{Key: key, Version: 1, Data: []byte(`{"newest_event_us":1}`)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.GetItems(ctx, []writethrough.Key{key, featurestore.SetKey("drivers"), featurestore.RowKey("drivers", "x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it, ok := got[key]; !ok || string(it.Data) != `{"newest_event_us":1}` || len(got) != 1 {
+		t.Fatalf("read back %v, want only the freshness item", got)
+	}
+	for _, table := range []string{tables.Rows, tables.Sets} {
+		out, err := db.Client().Scan(ctx, &dynamodb.ScanInput{TableName: &table})
+		if err != nil || len(out.Items) != 0 {
+			t.Fatalf("table %s holds %d items (%v), want none", table, len(out.Items), err)
+		}
+	}
+	out, err := db.Client().Scan(ctx, &dynamodb.ScanInput{TableName: &tables.Freshness})
+	if err != nil || len(out.Items) != 1 {
+		t.Fatalf("freshness table holds %d items (%v), want 1", len(out.Items), err)
+	}
+}

@@ -43,6 +43,8 @@ func TableDefinitions(t Tables) []TableDefinition {
 		{Input: rowsTableInput(t.Rows), TTLAttribute: AttrExpiresAt},
 		{Input: setsTableInput(t.Sets)},
 		{Input: deletionsTableInput(t.Deletions), TTLAttribute: AttrExpiresAt},
+		// Freshness items are keyed by set name like the registry's, and kept for good.
+		{Input: setsTableInput(t.Freshness)},
 	}
 }
 

@@ -113,4 +113,27 @@
 //
 // The cache must run as a cache: no RDB or AOF persistence, since a restart that brought
 // back an old snapshot would serve values older than acknowledged writes.
+//
+// # Replicated caches
+//
+// A replica promoted after a failover holds what it had received, which may be older
+// than what its primary held. The argument above survives that if every MARK and ASSERT
+// reached the replica before the writer's put: the cache answers them only after WAIT
+// (valkey.Options.Replicas) and refuses otherwise (nothing is put). Then the promoted
+// replica holds every acknowledged write's token or a later state, and whatever it lacks
+// is a PUBLISH, a POPULATE, a PREPARE or a reader's ticket: a missing PUBLISH leaves the
+// key DIRTY (served from the database), and a missing POPULATE, PREPARE or ticket only
+// takes away something a reader was allowed to store, whose POPULATE then finds no
+// ticket and stores nothing. With several replicas per primary, WAIT must cover the one
+// that will be promoted: set Replicas to the number each primary has. Lease expiries and
+// horizons are written in the old primary's clock and judged by the new one's, so with
+// replicas the clocks of ValKey nodes must agree to within the margin between the lease
+// and the write timeout (NTP keeps them within milliseconds); a single node needs only a
+// steady clock.
+//
+// A fence raises the item's version without changing its data, so when two fences of
+// one key overlap (a slow fenced read outlasting its window), or a writer whose mutation
+// changed nothing publishes after a fence, the cache may hold the same data under a
+// lower version than the database. Reads then return that data with the lower version:
+// the data never goes backwards, but the version Read reports can, by fences only.
 package writethrough

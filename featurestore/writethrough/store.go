@@ -31,7 +31,9 @@ func (k Key) CacheKey() string { return string(k.Table) + ":" + k.PK }
 // Item is one stored item.
 type Item struct {
 	Key Key
-	// Version increases with every successful write and never goes backwards.
+	// Version increases with every successful write, and with every fenced read, and never
+	// goes backwards in the database; a read may report a lower version for the same data
+	// after overlapping fences (see the package doc, "Replicated caches").
 	Version int64
 	// Data is the caller's encoding; empty means the item holds nothing (a tombstone).
 	Data []byte

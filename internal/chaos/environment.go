@@ -15,6 +15,7 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -201,16 +202,13 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 func (e *environment) applySet(ctx context.Context) error {
 	set := featurestore.FeatureSet{Name: "chaos", EntityType: "key", Features: []featurestore.FeatureSpec{{Name: "v", Type: featurestore.TypeInt64}}}
 	// Setup, not under test: a cold DynamoDB Local can miss a short write deadline.
-	for attempt := 1; ; attempt++ {
-		_, err := e.replicas[0].svc.ApplyFeatureSet(ctx, set)
-		if err == nil {
-			return nil
-		}
-		if attempt == 10 {
-			return fmt.Errorf("apply: %w", err)
-		}
-		time.Sleep(e.cfg.Lease)
+	_, err := backoff.Retry(ctx, func() (featurestore.FeatureSet, error) {
+		return e.replicas[0].svc.ApplyFeatureSet(ctx, set)
+	}, backoff.WithBackOff(backoff.NewConstantBackOff(e.cfg.Lease)), backoff.WithMaxTries(10))
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
 	}
+	return nil
 }
 
 // faultyCache decorates a replica's cache with the faults a network cannot cause.
@@ -283,12 +281,16 @@ type faultyDB struct {
 var errReset = errors.New("connection reset by peer")
 
 func (d *faultyDB) delay(ctx context.Context) error {
-	max := d.latency.Load()
+	return d.sleepUpTo(ctx, time.Duration(d.latency.Load()))
+}
+
+// sleepUpTo waits a random while below max, or until ctx ends.
+func (d *faultyDB) sleepUpTo(ctx context.Context, max time.Duration) error {
 	if max <= 0 {
 		return nil
 	}
 	d.mu.Lock()
-	wait := time.Duration(d.rng.Int63n(max))
+	wait := time.Duration(d.rng.Int63n(int64(max)))
 	d.mu.Unlock()
 	select {
 	case <-ctx.Done():
@@ -369,17 +371,5 @@ func (d *faultyDB) FencedRead(ctx context.Context, keys []writethrough.Key) (map
 // commitDelay holds a put for up to the configured commit pause: a writer slow between
 // its read (and ASSERT) and its put, so that cache losses and fenced reads fall between.
 func (d *faultyDB) commitDelay(ctx context.Context) error {
-	max := d.commitPause
-	if max <= 0 {
-		return nil
-	}
-	d.mu.Lock()
-	wait := time.Duration(d.rng.Int63n(int64(max)))
-	d.mu.Unlock()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(wait):
-		return nil
-	}
+	return d.sleepUpTo(ctx, d.commitPause)
 }

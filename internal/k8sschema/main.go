@@ -51,7 +51,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if *version == "" || !strings.HasPrefix(*version, "v") || fs.NArg() == 0 {
-		return errors.New("usage: k8sschema -k8s-version vX.Y.Z [-spec swagger.json] [-out DIR] MANIFEST.yaml...")
+		fmt.Fprintln(stderr, "usage: k8sschema -k8s-version vX.Y.Z [-spec swagger.json] [-out DIR] MANIFEST.yaml...")
+		return errors.New("want -k8s-version vX.Y.Z and at least one manifest")
 	}
 	path := *specFile
 	if path == "" {

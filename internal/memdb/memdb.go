@@ -76,6 +76,11 @@ func clone(it writethrough.Item) writethrough.Item {
 
 // GetItems implements writethrough.Database.
 func (d *DB) GetItems(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
+	return d.read(ctx, keys, false)
+}
+
+// read returns the items of keys that exist, raising each one's version first if fence.
+func (d *DB) read(ctx context.Context, keys []writethrough.Key, fence bool) (map[writethrough.Key]writethrough.Item, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -89,6 +94,10 @@ func (d *DB) GetItems(ctx context.Context, keys []writethrough.Key) (map[writeth
 	out := make(map[writethrough.Key]writethrough.Item, len(keys))
 	for _, k := range keys {
 		if it, ok := d.items[k]; ok {
+			if fence {
+				it.Version++
+				d.items[k] = it
+			}
 			out[k] = clone(it)
 		}
 	}
@@ -125,25 +134,7 @@ func (d *DB) store(item writethrough.Item) {
 
 // FencedRead implements writethrough.Database.
 func (d *DB) FencedRead(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	for _, k := range keys {
-		if err := keyFits(k); err != nil {
-			return nil, err
-		}
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make(map[writethrough.Key]writethrough.Item, len(keys))
-	for _, k := range keys {
-		if it, ok := d.items[k]; ok {
-			it.Version++
-			d.items[k] = it
-			out[k] = clone(it)
-		}
-	}
-	return out, nil
+	return d.read(ctx, keys, true)
 }
 
 // PutItem implements writethrough.Database.
