@@ -2,7 +2,9 @@ package featurestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -62,95 +64,35 @@ type Values struct {
 // GetFeatures reads refs for every entity. Sets and rows are read from the cache in one pipelined round
 // trip; what the cache cannot serve is read from the database in one consistent wave.
 // Errors: KindInvalid (bad ref or entity id, sets of different entity types, limits),
-// KindNotFound (unknown set or feature), KindUnavailable (the database is unreachable
-// and the cache could not serve everything).
+// KindNotFound (unknown set or feature), KindResourceExhausted (the response would
+// exceed MaxResponseBytes), KindUnavailable (the database is unreachable and the cache
+// could not serve everything).
 func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs []string) (Values, error) {
-	if len(refStrs) == 0 {
-		return Values{}, Invalid("features", "at least one feature is required")
+	p, err := s.planRead(refStrs, entityIDs)
+	if err != nil {
+		return Values{}, err
 	}
-	if len(entityIDs) == 0 {
-		return Values{}, Invalid("entity_ids", "at least one entity id is required")
-	}
-	if len(refStrs) > s.cfg.MaxFeatureRefs {
-		return Values{}, Invalid("features", "at most %d features per request, got %d", s.cfg.MaxFeatureRefs, len(refStrs))
-	}
-	if len(entityIDs) > s.cfg.MaxEntities {
-		return Values{}, Invalid("entity_ids", "at most %d entities per request, got %d", s.cfg.MaxEntities, len(entityIDs))
-	}
-	if n := len(refStrs) * len(entityIDs); n > s.cfg.MaxValues {
-		return Values{}, Invalid("entity_ids", "at most %d values (entities x features) per request, got %d", s.cfg.MaxValues, n)
-	}
-	refs := make([]FeatureRef, len(refStrs))
-	var setNames []string
-	setIndex := make(map[string]int, 2)
-	refSet := make([]int, len(refs))
-	for i, rs := range refStrs {
-		r, err := ParseFeatureRef(fmt.Sprintf("features[%d]", i), rs)
-		if err != nil {
-			return Values{}, err
-		}
-		refs[i] = r
-		si, ok := setIndex[r.Set]
-		if !ok {
-			si = len(setNames)
-			setIndex[r.Set] = si
-			setNames = append(setNames, r.Set)
-		}
-		refSet[i] = si
-	}
-	for i, id := range entityIDs {
-		if id == "" {
-			return Values{}, Invalid(fmt.Sprintf("entity_ids[%d]", i), "must not be empty")
-		}
-		if len(id) > MaxEntityIDLen || !utf8.ValidString(id) {
-			return Values{}, Invalid(fmt.Sprintf("entity_ids[%d]", i), "must be valid UTF-8 of at most %d bytes", MaxEntityIDLen)
-		}
-	}
-
-	// One read for the sets and every (set, entity) row.
-	nsets := len(setNames)
-	keys := make([]writethrough.Key, 0, nsets+nsets*len(entityIDs))
-	for _, name := range setNames {
-		keys = append(keys, SetKey(name))
-	}
-	for _, name := range setNames {
-		for _, id := range entityIDs {
-			keys = append(keys, RowKey(name, id))
-		}
-	}
-	res, err := s.store.Read(ctx, keys)
+	res, err := s.store.Read(ctx, p.keys)
 	if err != nil {
 		return Values{}, storeError(err)
 	}
+	sets, types, err := s.resolveRead(p, res)
+	if err != nil {
+		return Values{}, err
+	}
+	return s.valuesFrom(p, sets, types, res, s.clock.Now())
+}
 
-	sets := make([]FeatureSet, nsets)
-	for si, name := range setNames {
-		fs, ok, err := s.decodeSet(name, res[si])
-		if err != nil {
-			return Values{}, err
-		}
-		if !ok {
-			return Values{}, notFoundSet(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), name, res[si])
-		}
-		if si > 0 && fs.EntityType != sets[0].EntityType {
-			return Values{}, Invalid(fmt.Sprintf("features[%d]", firstRefOf(refSet, si)), "feature set %q is keyed by %q, but %q by %q; one request reads one entity type", name, fs.EntityType, sets[0].Name, sets[0].EntityType)
-		}
-		sets[si] = fs
-	}
-	types := make([]ValueType, len(refs))
-	for i, r := range refs {
-		spec, ok := sets[refSet[i]].Feature(r.Feature)
-		if !ok {
-			return Values{}, WithReason(ReasonUnknownFeature, NotFound(fmt.Sprintf("features[%d]", i), "feature set %q has no feature %q", r.Set, r.Feature))
-		}
-		types[i] = spec.Type
-	}
+// valuesFrom builds GetFeatures' answer from the items p's keys read.
+func (s *Service) valuesFrom(p *readPlan, sets []FeatureSet, types []ValueType, res []writethrough.Item, now time.Time) (Values, error) {
+	refs, entityIDs := p.refs, p.ids
+	nsets := len(p.setNames)
 
 	// Per set, the feature names requested from it, and where each lands in a result row.
 	wanted := make([][]string, nsets)
 	wantedPos := make([][]int, nsets)
 	for f, r := range refs {
-		si := refSet[f]
+		si := p.refSet[f]
 		wanted[si] = append(wanted[si], r.Feature)
 		wantedPos[si] = append(wantedPos[si], f)
 	}
@@ -160,16 +102,9 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 		// LookupCells walks names in the rows' (sorted) order.
 		sort.Sort(byName{wanted[si], wantedPos[si]})
 	}
-	// The response's size is bounded: per entity its id and framing, per cell its value and
-	// the status and timestamp around it (repeated ids and refs count each time).
-	respBytes := 0
-	for _, id := range entityIDs {
-		respBytes += len(id) + 16
-	}
-	respBytes += len(entityIDs) * len(refs) * 16
+	respBytes := p.baseResponseBytes()
 	cellBuf := make([]Cell, maxPer)
 	foundBuf := make([]bool, maxPer)
-	now := s.clock.Now()
 	values := make([]FeatureValue, len(entityIDs)*len(refs))
 	for e := range entityIDs {
 		for f := range refs {
@@ -178,8 +113,8 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 	}
 	for si, names := range wanted {
 		ttl := sets[si].TTL
-		rows := res[nsets+si*len(entityIDs) : nsets+(si+1)*len(entityIDs)]
-		for e, row := range rows {
+		for e := range entityIDs {
+			row := p.row(res, si, e)
 			if len(row.Data) == 0 {
 				continue
 			}
@@ -195,8 +130,7 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 				v := &values[e*len(refs)+wantedPos[si][j]]
 				v.EventTime, v.Value, v.Status = cells[j].EventTime, cells[j].Value, Present
 				if respBytes += cellSize("", cells[j].Value); respBytes > s.cfg.MaxResponseBytes {
-					return Values{}, WithReason(ReasonResponseTooLarge, ResourceExhausted("", "the response would exceed %d bytes (-max-response-bytes): it holds %d entities x %d features; ask for fewer, or fewer repeated ones",
-						s.cfg.MaxResponseBytes, len(entityIDs), len(refs)))
+					return Values{}, s.responseTooLarge(p)
 				}
 				if ttl > 0 && now.Sub(time.UnixMicro(cells[j].EventTime)) > ttl {
 					v.Status, v.Value = Expired, Value{}
@@ -205,6 +139,213 @@ func (s *Service) GetFeatures(ctx context.Context, refStrs []string, entityIDs [
 		}
 	}
 	return Values{Refs: refs, Types: types, Cells: values}, nil
+}
+
+// readPlan is a read request resolved once, before anything is read, and shared by both
+// response forms: the refs parsed and grouped by set, the entity ids validated and
+// deduplicated, and the keys to read (every set, then one row per set and distinct id).
+type readPlan struct {
+	refs []FeatureRef
+	// refSet[f] is the index in setNames of refs[f]'s set.
+	refSet   []int
+	setNames []string
+	ids      []string
+	// dist[e] is the index of ids[e] among the distinct ids, numbered in order of first
+	// occurrence, so that dist[e] == e for every e when no id repeats.
+	dist  []int32
+	ndist int
+	// mult[d] is how many times the d-th distinct id was requested.
+	mult []int32
+	keys []writethrough.Key
+}
+
+// planRead validates a read request and plans its keys. Errors are KindInvalid, naming
+// the field; nothing is allocated per ref or id beyond the plan's own arrays.
+func (s *Service) planRead(refStrs []string, entityIDs []string) (*readPlan, error) {
+	if len(refStrs) == 0 {
+		return nil, Invalid("features", "at least one feature is required")
+	}
+	if len(entityIDs) == 0 {
+		return nil, Invalid("entity_ids", "at least one entity id is required")
+	}
+	if len(refStrs) > s.cfg.MaxFeatureRefs {
+		return nil, Invalid("features", "at most %d features per request, got %d", s.cfg.MaxFeatureRefs, len(refStrs))
+	}
+	if len(entityIDs) > s.cfg.MaxEntities {
+		return nil, Invalid("entity_ids", "at most %d entities per request, got %d", s.cfg.MaxEntities, len(entityIDs))
+	}
+	if n := len(refStrs) * len(entityIDs); n > s.cfg.MaxValues {
+		return nil, Invalid("entity_ids", "at most %d values (entities x features) per request, got %d", s.cfg.MaxValues, n)
+	}
+	p := &readPlan{refs: make([]FeatureRef, len(refStrs)), refSet: make([]int, len(refStrs)), ids: entityIDs}
+	for i, rs := range refStrs {
+		// The field name is only built for an error: a request of many refs must not pay
+		// for formatting one per ref.
+		r, err := ParseFeatureRef("", rs)
+		if err != nil {
+			return nil, renameField(err, fmt.Sprintf("features[%d]", i))
+		}
+		p.refs[i] = r
+		si := slices.Index(p.setNames, r.Set) // requests name few sets: a scan beats a map
+		if si < 0 {
+			si = len(p.setNames)
+			p.setNames = append(p.setNames, r.Set)
+		}
+		p.refSet[i] = si
+	}
+	for i, id := range entityIDs {
+		if id == "" {
+			return nil, Invalid(fmt.Sprintf("entity_ids[%d]", i), "must not be empty")
+		}
+		if len(id) > MaxEntityIDLen || !utf8.ValidString(id) {
+			return nil, Invalid(fmt.Sprintf("entity_ids[%d]", i), "must be valid UTF-8 of at most %d bytes", MaxEntityIDLen)
+		}
+	}
+	p.dedupeIDs()
+
+	// The row keys' PKs ("<set>#<id>") are cut from one string, one allocation for all.
+	nsets := len(p.setNames)
+	var distinct []int // distinct[d]: the position of the d-th distinct id's first occurrence
+	if p.ndist < len(entityIDs) {
+		distinct = make([]int, 0, p.ndist)
+		for e, d := range p.dist {
+			if int(d) == len(distinct) {
+				distinct = append(distinct, e)
+			}
+		}
+	}
+	idAt := func(d int) string {
+		if distinct == nil {
+			return entityIDs[d]
+		}
+		return entityIDs[distinct[d]]
+	}
+	size := 0
+	for _, name := range p.setNames {
+		for d := 0; d < p.ndist; d++ {
+			size += len(name) + 1 + len(idAt(d))
+		}
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, name := range p.setNames {
+		for d := 0; d < p.ndist; d++ {
+			b.WriteString(name)
+			b.WriteByte('#')
+			b.WriteString(idAt(d))
+		}
+	}
+	pks := b.String()
+	p.keys = make([]writethrough.Key, 0, nsets+nsets*p.ndist)
+	for _, name := range p.setNames {
+		p.keys = append(p.keys, SetKey(name))
+	}
+	at := 0
+	for _, name := range p.setNames {
+		for d := 0; d < p.ndist; d++ {
+			n := len(name) + 1 + len(idAt(d))
+			p.keys = append(p.keys, writethrough.Key{Table: RowsTable, PK: pks[at : at+n]})
+			at += n
+		}
+	}
+	return p, nil
+}
+
+// dedupeIDs fills dist, ndist and mult. Sorting positions by id finds repeats without a
+// map; most requests have none, and then dist is the identity.
+func (p *readPlan) dedupeIDs() {
+	n := len(p.ids)
+	if n == 1 {
+		p.dist, p.ndist, p.mult = []int32{0}, 1, []int32{1}
+		return
+	}
+	buf := make([]int32, 2*n)
+	order, dist := buf[:n:n], buf[n:]
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortStableFunc(order, func(a, b int32) int { return strings.Compare(p.ids[a], p.ids[b]) })
+	// first[...] of each run of equal ids is its earliest position (the sort is stable).
+	for i := 0; i < n; {
+		j := i + 1
+		for j < n && p.ids[order[j]] == p.ids[order[i]] {
+			j++
+		}
+		for k := i; k < j; k++ {
+			dist[order[k]] = order[i] // the first occurrence, renumbered below
+		}
+		i = j
+	}
+	// Number distinct ids in order of first occurrence.
+	p.mult = make([]int32, 0, n)
+	for e := range dist {
+		if int(dist[e]) == e {
+			dist[e] = int32(len(p.mult))
+			p.mult = append(p.mult, 1)
+		} else {
+			dist[e] = dist[dist[e]]
+			p.mult[dist[e]]++
+		}
+	}
+	p.dist, p.ndist = dist, len(p.mult)
+}
+
+// row returns the item of set si's row for the request's e-th entity.
+func (p *readPlan) row(res []writethrough.Item, si, e int) writethrough.Item {
+	return res[len(p.setNames)+si*p.ndist+int(p.dist[e])]
+}
+
+// baseResponseBytes is what a response costs before its values: per entity its id and
+// framing, per cell the status and timestamp around it (repeated ids and refs count each
+// time). With cellSize per value it bounds the response of either form.
+func (p *readPlan) baseResponseBytes() int {
+	n := 0
+	for _, id := range p.ids {
+		n += len(id) + 16
+	}
+	return n + len(p.ids)*len(p.refs)*16
+}
+
+func (s *Service) responseTooLarge(p *readPlan) error {
+	return WithReason(ReasonResponseTooLarge, ResourceExhausted("", "the response would exceed %d bytes (-max-response-bytes): it holds %d entities x %d features; ask for fewer, or fewer repeated ones",
+		s.cfg.MaxResponseBytes, len(p.ids), len(p.refs)))
+}
+
+// resolveRead checks the sets the plan read and returns them and each ref's type.
+func (s *Service) resolveRead(p *readPlan, res []writethrough.Item) ([]FeatureSet, []ValueType, error) {
+	sets := make([]FeatureSet, len(p.setNames))
+	idx := make([]map[string]ValueType, len(p.setNames))
+	for si, name := range p.setNames {
+		fs, types, ok, err := s.decodeSetIndexed(name, res[si])
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			return nil, nil, notFoundSet(fmt.Sprintf("features[%d]", firstRefOf(p.refSet, si)), name, res[si])
+		}
+		if si > 0 && fs.EntityType != sets[0].EntityType {
+			return nil, nil, Invalid(fmt.Sprintf("features[%d]", firstRefOf(p.refSet, si)), "feature set %q is keyed by %q, but %q by %q; one request reads one entity type", name, fs.EntityType, sets[0].Name, sets[0].EntityType)
+		}
+		sets[si], idx[si] = fs, types
+	}
+	types := make([]ValueType, len(p.refs))
+	for i, r := range p.refs {
+		t, ok := idx[p.refSet[i]][r.Feature]
+		if !ok {
+			return nil, nil, WithReason(ReasonUnknownFeature, NotFound(fmt.Sprintf("features[%d]", i), "feature set %q has no feature %q", r.Set, r.Feature))
+		}
+		types[i] = t
+	}
+	return sets, types, nil
+}
+
+// renameField sets the field of err's first *Error.
+func renameField(err error, field string) error {
+	var e *Error
+	if errors.As(err, &e) {
+		e.Field = field
+	}
+	return err
 }
 
 // byName sorts feature names together with their positions in the request.

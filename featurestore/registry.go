@@ -26,7 +26,7 @@ func (s *Service) ApplyFeatureSet(ctx context.Context, fs FeatureSet) (FeatureSe
 		return FeatureSet{}, storeError(err)
 	}
 	out := outs[0]
-	s.sets.Store(fs.Name, memoSet{version: out.Item.Version, set: out.Result})
+	s.sets.Store(fs.Name, newMemoSet(out.Item.Version, out.Result))
 	return out.Result, nil
 }
 
@@ -95,20 +95,29 @@ func notFoundSet(field, name string, it writethrough.Item) error {
 // decodeSet decodes a registry item, reusing the memoized set of the same item version.
 // ok is false for an absent or retired set.
 func (s *Service) decodeSet(name string, it writethrough.Item) (FeatureSet, bool, error) {
+	fs, _, ok, err := s.decodeSetIndexed(name, it)
+	return fs, ok, err
+}
+
+// decodeSetIndexed is decodeSet that also returns the set's feature types by name, built
+// once per set version, so that a read resolves each ref in constant time.
+func (s *Service) decodeSetIndexed(name string, it writethrough.Item) (FeatureSet, map[string]ValueType, bool, error) {
 	if len(it.Data) == 0 {
-		return FeatureSet{}, false, nil
+		return FeatureSet{}, nil, false, nil
 	}
 	if v, ok := s.sets.Load(name); ok && v.(memoSet).version == it.Version {
-		return v.(memoSet).set, !v.(memoSet).set.Retired, nil
+		m := v.(memoSet)
+		return m.set, m.types, !m.set.Retired, nil
 	}
 	fs, err := DecodeFeatureSet(it.Data)
 	if err != nil {
-		return FeatureSet{}, false, fmt.Errorf("stored feature set %q: %w", name, err)
+		return FeatureSet{}, nil, false, fmt.Errorf("stored feature set %q: %w", name, err)
 	}
+	m := newMemoSet(it.Version, fs)
 	if v, ok := s.sets.Load(name); !ok || v.(memoSet).version < it.Version {
-		s.sets.Store(name, memoSet{version: it.Version, set: fs})
+		s.sets.Store(name, m)
 	}
-	return fs, !fs.Retired, nil
+	return fs, m.types, !fs.Retired, nil
 }
 
 // Page limits of ListFeatureSets.

@@ -128,6 +128,15 @@ type Service struct {
 type memoSet struct {
 	version int64
 	set     FeatureSet
+	types   map[string]ValueType // feature name -> type; read-only once stored
+}
+
+func newMemoSet(version int64, fs FeatureSet) memoSet {
+	types := make(map[string]ValueType, len(fs.Features))
+	for _, f := range fs.Features {
+		types[f.Name] = f.Type
+	}
+	return memoSet{version: version, set: fs, types: types}
 }
 
 // New returns a Service over store. erasures may be nil when GDPR deletion is not wired

@@ -9,79 +9,63 @@ import (
 
 // GetFeatureColumns serves feature values as one typed column per requested feature.
 func (s *Server) GetFeatureColumns(ctx context.Context, req *pb.GetFeatureColumnsRequest) (*pb.GetFeatureColumnsResponse, error) {
-	res, err := s.features.GetFeatures(ctx, req.GetFeatures(), req.GetEntityIds())
+	res, err := s.features.GetFeatureColumns(ctx, req.GetFeatures(), req.GetEntityIds())
 	if err != nil {
 		return nil, toStatus(ctx, s.logger, "GetFeatureColumns", err)
 	}
-	return &pb.GetFeatureColumnsResponse{Columns: columnsFromValues(req.GetFeatures(), res)}, nil
+	return columnsToProto(req.GetFeatures(), res), nil
 }
 
-// columnsFromValues transposes entity-major values into columns. Each column's arrays are
-// sized once, and list values are appended to one flat array per column, so a response
-// costs a few allocations per feature whatever the number of entities.
-func columnsFromValues(refs []string, res featurestore.Values) []*pb.FeatureColumn {
-	nf := len(res.Refs)
+// columnsToProto builds the response around the domain's columns without copying their
+// values: the packed arrays have the proto's element types, so the messages alias them
+// (the domain hands them over read-only, and marshalling only reads). Only statuses are
+// converted, into one array for the whole response; with the messages' own arrays that
+// makes four allocations per response, whatever its size.
+func columnsToProto(refs []string, res featurestore.Columns) *pb.GetFeatureColumnsResponse {
+	nf := len(res.Columns)
 	if nf == 0 {
-		return nil
+		return &pb.GetFeatureColumnsResponse{}
 	}
-	ne := len(res.Cells) / nf
-	cols := make([]pb.FeatureColumn, nf)
-	out := make([]*pb.FeatureColumn, nf)
+	ne := len(res.Columns[0].Statuses)
+	msgs := make([]pb.FeatureColumn, nf)
+	out := &pb.GetFeatureColumnsResponse{Columns: make([]*pb.FeatureColumn, nf)}
 	statuses := make([]pb.FeatureStatus, nf*ne)
-	times := make([]int64, nf*ne)
-	for f := range cols {
-		c := &cols[f]
-		out[f] = c
-		c.Feature = refs[f]
-		t := res.Types[f]
-		c.Type = pb.ValueType(t)
-		c.Statuses = statuses[f*ne : (f+1)*ne : (f+1)*ne]
-		c.EventTimes = times[f*ne : (f+1)*ne : (f+1)*ne]
-		switch t {
-		case featurestore.TypeInt64:
-			c.Int64Values = make([]int64, ne)
-		case featurestore.TypeDouble:
-			c.DoubleValues = make([]float64, ne)
-		case featurestore.TypeString:
-			c.StringValues = make([]string, ne)
-		case featurestore.TypeBytes:
-			c.BytesValues = make([][]byte, ne)
-		case featurestore.TypeBool:
-			c.BoolValues = make([]bool, ne)
-		case featurestore.TypeFloatList, featurestore.TypeInt64List, featurestore.TypeStringList:
-			c.ListOffsets = make([]uint32, ne+1)
+	// A table, not a switch, per cell: a response converts every cell's status.
+	var toProto [featurestore.Expired + 1]pb.FeatureStatus
+	for s := range toProto {
+		toProto[s] = featureStatusToProto(featurestore.FeatureStatus(s))
+	}
+	for f, col := range res.Columns {
+		m := &msgs[f]
+		out.Columns[f] = m
+		m.Feature = refs[f]
+		m.Type = pb.ValueType(col.Type)
+		st := statuses[f*ne : (f+1)*ne : (f+1)*ne]
+		for e, s := range col.Statuses {
+			st[e] = pb.FeatureStatus_FEATURE_STATUS_UNSPECIFIED
+			if int(s) < len(toProto) {
+				st[e] = toProto[s]
+			}
 		}
-		for e := 0; e < ne; e++ {
-			v := &res.Cells[e*nf+f]
-			c.Statuses[e] = featureStatusToProto(v.Status)
-			c.EventTimes[e] = v.EventTime
-			if v.Status != featurestore.Present {
-				if c.ListOffsets != nil {
-					c.ListOffsets[e+1] = c.ListOffsets[e]
-				}
-				continue
-			}
-			switch t {
-			case featurestore.TypeInt64:
-				c.Int64Values[e] = v.Value.Int
-			case featurestore.TypeDouble:
-				c.DoubleValues[e] = v.Value.Float
-			case featurestore.TypeString:
-				c.StringValues[e] = v.Value.Str
-			case featurestore.TypeBytes:
-				c.BytesValues[e] = v.Value.Bytes
-			case featurestore.TypeBool:
-				c.BoolValues[e] = v.Value.Bool
-			case featurestore.TypeFloatList:
-				c.FloatListValues = append(c.FloatListValues, v.Value.Floats...)
-				c.ListOffsets[e+1] = uint32(len(c.FloatListValues))
-			case featurestore.TypeInt64List:
-				c.Int64ListValues = append(c.Int64ListValues, v.Value.Ints...)
-				c.ListOffsets[e+1] = uint32(len(c.Int64ListValues))
-			case featurestore.TypeStringList:
-				c.StringListValues = append(c.StringListValues, v.Value.Strs...)
-				c.ListOffsets[e+1] = uint32(len(c.StringListValues))
-			}
+		m.Statuses = st
+		m.EventTimes = col.EventTimes
+		switch col.Type {
+		case featurestore.TypeInt64:
+			m.Int64Values = col.Int64s
+		case featurestore.TypeDouble:
+			m.DoubleValues = col.Float64s
+		case featurestore.TypeString:
+			m.StringValues = col.Strings
+		case featurestore.TypeBytes:
+			m.BytesValues = col.Bytes
+		case featurestore.TypeBool:
+			m.BoolValues = col.Bools
+		case featurestore.TypeFloatList:
+			m.FloatListValues, m.ListOffsets = col.Float32s, col.Offsets
+		case featurestore.TypeInt64List:
+			m.Int64ListValues, m.ListOffsets = col.Int64s, col.Offsets
+		case featurestore.TypeStringList:
+			m.StringListValues, m.ListOffsets = col.Strings, col.Offsets
 		}
 	}
 	return out

@@ -30,6 +30,7 @@ type Features interface {
 	GetFeatureSet(ctx context.Context, name string) (featurestore.FeatureSet, error)
 	ListFeatureSets(ctx context.Context, pageToken string, pageSize int) ([]featurestore.FeatureSet, string, error)
 	GetFeatures(ctx context.Context, refs []string, entityIDs []string) (featurestore.Values, error)
+	GetFeatureColumns(ctx context.Context, refs []string, entityIDs []string) (featurestore.Columns, error)
 	WriteFeatures(ctx context.Context, set string, rows []featurestore.WriteRow) ([]featurestore.RowResult, error)
 	DeleteEntities(ctx context.Context, set string, entityIDs []string) ([]featurestore.EntityDeletion, error)
 	DeleteFeatureSet(ctx context.Context, name string) (featurestore.FeatureSet, error)

@@ -52,7 +52,7 @@ type config struct {
 	TLSClientCA          string        `flag:"tls-client-ca" env:"FS_TLS_CLIENT_CA" usage:"CA (PEM) that signs client certificates: their common name is the caller's identity (mTLS)"`
 	RequireClientCert    bool          `flag:"tls-require-client-cert" env:"FS_TLS_REQUIRE_CLIENT_CERT, default=false" usage:"refuse TLS connections without a client certificate (default: verify one when given, and let callers without one use a token)"`
 	AllowPlaintextTokens bool          `flag:"allow-plaintext-tokens" env:"FS_ALLOW_PLAINTEXT_TOKENS, default=false" usage:"accept bearer tokens without TLS on a non-loopback address (only behind a proxy that terminates TLS)"`
-	Insecure             bool          `flag:"insecure" env:"FS_INSECURE, default=false" usage:"allow serving without authentication on a non-loopback address"`
+	Insecure             bool          `flag:"insecure" env:"FS_INSECURE, default=false" usage:"allow serving without authentication on a non-loopback address (the gRPC port without -auth-policy, and -pprof)"`
 	MaxResponseBytes     int           `flag:"max-response-bytes" env:"FS_MAX_RESPONSE_BYTES, default=33554432" usage:"largest response of a read; larger is RESOURCE_EXHAUSTED (repeated entities and features count each time)"`
 	MaxFutureSkew        time.Duration `flag:"max-future-skew" env:"FS_MAX_FUTURE_SKEW, default=1h" usage:"how far ahead of the server's clock an event time may be; later rows are INVALID_ARGUMENT or REJECTED"`
 	RPCTimeout           time.Duration `flag:"rpc-timeout" env:"FS_RPC_TIMEOUT, default=10s" usage:"deadline of a unary RPC whose client set none; when it passes the call is UNAVAILABLE (retry)"`
@@ -67,6 +67,7 @@ type config struct {
 	UIAllowRemote        bool          `flag:"ui-allow-remote" env:"FS_UI_ALLOW_REMOTE, default=false" usage:"serve the registry page without an access policy on a non-loopback -metrics-listen (anyone who reaches it sees every set)"`
 	UISessionKeyFile     string        `flag:"ui-session-key-file" env:"FS_UI_SESSION_KEY_FILE" usage:"file holding the key (32+ bytes) that signs the registry page's session cookies; replicas sharing it accept each other's sessions (default: a random key per process)"`
 	FreshnessInterval    time.Duration `flag:"freshness-interval" env:"FS_FRESHNESS_INTERVAL, default=10s" usage:"how often each replica adds the rows it wrote to the sets' stored freshness: one write per set written to, per interval and replica"`
+	Pprof                bool          `flag:"pprof" env:"FS_PPROF, default=false" usage:"also serve net/http/pprof under /debug/pprof/ on the metrics listener; on a non-loopback -metrics-listen only with -insecure"`
 	OTLPEndpoint         string        `flag:"otlp-endpoint" env:"OTEL_EXPORTER_OTLP_ENDPOINT" usage:"OTLP/gRPC collector (host:port) for traces and metrics; empty disables export"`
 	OTLPInsecure         bool          `flag:"otlp-insecure" env:"FS_OTLP_INSECURE, default=false" usage:"send OTLP without TLS"`
 	LogLevel             slog.Level    `flag:"log-level" env:"FS_LOG_LEVEL, default=info" usage:"debug, info, warn or error"`
@@ -76,7 +77,29 @@ type config struct {
 // setting is one field's flag, variable and default, read from its tags.
 type setting struct {
 	field, flag, env, def, usage string
+	// isBool: the field is a bool, so its flag may be given alone ("-insecure").
+	isBool bool
 }
+
+// textFlag holds a flag's text for envconfig to parse with the variables. A boolean
+// setting's flag says so to package flag, so that "-pprof" alone means "-pprof=true", as
+// the README writes it; without that, "-pprof -insecure" would take "-insecure" as
+// -pprof's value.
+type textFlag struct {
+	v      *string
+	isBool bool
+}
+
+func (f *textFlag) String() string {
+	if f == nil || f.v == nil {
+		return ""
+	}
+	return *f.v
+}
+
+func (f *textFlag) Set(s string) error { *f.v = s; return nil }
+
+func (f *textFlag) IsBoolFlag() bool { return f.isBool }
 
 func settings() []setting {
 	t := reflect.TypeOf(config{})
@@ -90,7 +113,7 @@ func settings() []setting {
 				def = v
 			}
 		}
-		out[i] = setting{field: f.Name, flag: f.Tag.Get("flag"), env: env, def: def, usage: f.Tag.Get("usage")}
+		out[i] = setting{field: f.Name, flag: f.Tag.Get("flag"), env: env, def: def, usage: f.Tag.Get("usage"), isBool: f.Type.Kind() == reflect.Bool}
 	}
 	return out
 }
@@ -100,7 +123,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fset.SetOutput(stderr)
 	byEnv := map[string]*string{}
 	for _, s := range settings() {
-		byEnv[s.env] = fset.String(s.flag, "", fmt.Sprintf("%s ($%s, default %q)", s.usage, s.env, s.def))
+		v := new(string)
+		byEnv[s.env] = v
+		fset.Var(&textFlag{v: v, isBool: s.isBool}, s.flag, fmt.Sprintf("%s ($%s, default %q)", s.usage, s.env, s.def))
 	}
 	fset.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: featurestore [flags]\n\nServes the feature store over gRPC. Flags (and environment variables):\n")
@@ -177,6 +202,15 @@ func (c config) validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("-log-format: want text or json, got %q", c.LogFormat))
+	}
+	if c.Pprof && c.MetricsListen == "" {
+		errs = append(errs, errors.New("-pprof is served on the metrics listener: set -metrics-listen too"))
+	}
+	// Profiles are served without authentication, like /metrics, and cost CPU while they
+	// run (a CPU profile or trace for as long as the caller asks): off the loopback
+	// interface only when the operator says so.
+	if c.Pprof && c.MetricsListen != "" && !loopback(c.MetricsListen) && !c.Insecure {
+		errs = append(errs, fmt.Errorf("refusing to serve -pprof on %s, which is not a loopback address: use a loopback -metrics-listen (and kubectl port-forward), or -insecure if this is really wanted", c.MetricsListen))
 	}
 	if c.GdprHashKey != "" && c.GdprHashKeyFile != "" {
 		errs = append(errs, errors.New("-gdpr-hash-key and -gdpr-hash-key-file: give one"))

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -54,6 +55,11 @@ func serveHTTP(ctx context.Context, eg *errgroup.Group, cfg config, stdout io.Wr
 		tc.NextProtos = []string{"h2", "http/1.1"}
 		lis = tls.NewListener(lis, tc)
 		scheme = "https"
+	}
+	if cfg.Pprof {
+		// parseConfig allows -pprof only on a loopback listener, or with -insecure.
+		registerPprof(mux)
+		logger.Info("serving pprof", "url", scheme+"://"+lis.Addr().String()+"/debug/pprof/")
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: cfg.RPCTimeout + 30*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
@@ -127,4 +133,14 @@ func sessionKey(cfg config, logger *slog.Logger) ([]byte, error) {
 	}
 	logger.Info("registry page sessions are signed with a random key: they end when this process does, and other replicas do not accept them (set -ui-session-key-file to share one)")
 	return key, nil
+}
+
+// registerPprof serves net/http/pprof's handlers on mux, but not /debug/pprof/cmdline:
+// the command line can hold secrets given as flags (-valkey-password, -gdpr-hash-key).
+// The named profiles (heap, goroutine, allocs, ...) are served by Index.
+func registerPprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +36,8 @@ type options struct {
 	duration time.Duration
 	only     string
 	out      string
+	cpuprof  string
+	runs     int
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -45,42 +48,74 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fset.DurationVar(&o.duration, "duration", 3*time.Second, "length of each measurement")
 	fset.StringVar(&o.only, "only", "", "run only scenarios whose name contains this")
 	fset.StringVar(&o.out, "out", "", "also write the Markdown table to this file")
+	fset.IntVar(&o.runs, "runs", 1, "measure the scenarios this many times (run after run, each with its own seed) and add a table of the per-run ratios and their medians")
+	fset.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the measurements (not the setup) to this file; it covers both sides and the load generator, which share the process")
 	if err := fset.Parse(args); err != nil {
 		return err
+	}
+	if o.runs < 1 {
+		return fmt.Errorf("-runs: want at least 1, got %d", o.runs)
 	}
 	env, err := setup(ctx, o, stderr)
 	if err != nil {
 		return err
 	}
 	defer env.close()
-	var rows []result
-	for _, sc := range scenarios(env) {
-		if o.only != "" && !strings.Contains(sc.name, o.only) {
+	if o.cpuprof != "" {
+		f, err := os.Create(o.cpuprof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var runs [][]result
+	var table strings.Builder
+	for run := range o.runs {
+		ro := o
+		ro.seed = o.seed + int64(run)
+		var rows []result
+		for _, sc := range scenarios(env) {
+			if o.only != "" && !strings.Contains(sc.name, o.only) {
+				continue
+			}
+			fmt.Fprintf(stderr, "fsbench: run %d of %d: %s...\n", run+1, o.runs, sc.name)
+			r, err := measure(ctx, ro, sc)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sc.name, err)
+			}
+			rows = append(rows, r)
+			fmt.Fprintln(stderr, "  "+r.line())
+		}
+		if len(rows) == 0 {
 			continue
 		}
-		fmt.Fprintf(stderr, "fsbench: %s...\n", sc.name)
-		r, err := measure(ctx, o, sc)
-		if err != nil {
-			return fmt.Errorf("%s: %w", sc.name, err)
+		if o.runs > 1 {
+			fmt.Fprintf(&table, "Run %d of %d. ", run+1, o.runs)
 		}
-		rows = append(rows, r)
-		fmt.Fprintln(stderr, "  "+r.line())
+		table.WriteString(markdown(rows, ro))
+		table.WriteString("\n")
+		runs = append(runs, rows)
 	}
-	table := ""
-	if len(rows) > 0 {
-		table = markdown(rows, o)
+	if o.runs > 1 && len(runs) > 0 {
+		table.WriteString(medians(runs))
 	}
+	// The cache loss scenario has its own service and timeline: measured once, after the
+	// runs, and not part of the medians.
 	if o.only == "" || strings.Contains("cache loss", o.only) {
 		fmt.Fprintln(stderr, "fsbench: cache loss...")
 		t, err := cacheLoss(ctx, o, env, stderr)
 		if err != nil {
 			return err
 		}
-		table += "\n" + t
+		table.WriteString("\n" + t)
 	}
-	fmt.Fprint(stdout, table)
+	fmt.Fprint(stdout, table.String())
 	if o.out != "" {
-		return os.WriteFile(o.out, []byte(table), 0o644)
+		return os.WriteFile(o.out, []byte(table.String()), 0o644)
 	}
 	return nil
 }

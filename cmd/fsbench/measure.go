@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,4 +78,40 @@ func markdown(rows []result, o options) string {
 			float64(r.oursOpen.P99)/float64(r.baseOpen.P99))
 	}
 	return b.String()
+}
+
+// medians summarizes several runs of the same scenarios: each run's throughput and p99
+// ratios, and their medians, which is what BENCHMARKS.md reports (one run on a shared
+// machine says little).
+func medians(runs [][]result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Medians of %d runs (ours / baseline; each run measures both sides).\n\n", len(runs))
+	b.WriteString("| scenario | baseline | throughput ratio per run | median | p99 ratio per run | median |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- |\n")
+	for i, r := range runs[0] {
+		var tput, p99 []float64
+		for _, rows := range runs {
+			tput = append(tput, rows[i].oursMax.Throughput/rows[i].baseMax.Throughput)
+			p99 = append(p99, float64(rows[i].oursOpen.P99)/float64(rows[i].baseOpen.P99))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %.2f |\n", r.sc.name, r.sc.baseline, ratios(tput), median(tput), ratios(p99), median(p99))
+	}
+	return b.String()
+}
+
+func ratios(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(s, ", ")
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -64,6 +64,24 @@ func scenarios(e *env) []scenario {
 	}
 	out = append(out, cached(10, 10, zipf, "zipf"), cached(100, 10, zipf, "zipf"))
 
+	// The columnar form against the same baseline: the bare handler answers in its own
+	// (row-wise) shape, which is the least any form of the read can do.
+	columns := func(n, nf int, keys loadgen.Keys, dist string) scenario {
+		sc := cached(n, nf, keys, dist)
+		sc.name = fmt.Sprintf("GetFeatureColumns cached %dx%d %s", n, nf, dist)
+		sc.ours = func(ctx context.Context, _ int, rng *rand.Rand) error {
+			resp, err := e.ours.GetFeatureColumns(ctx, &pb.GetFeatureColumnsRequest{Features: e.refs[nf], EntityIds: pickIDs(keys, "h", n, rng)})
+			if err == nil && (len(resp.GetColumns()) != nf || resp.GetColumns()[nf-1].GetStatuses()[n-1] != pb.FeatureStatus_FEATURE_STATUS_PRESENT) {
+				err = fmt.Errorf("columnar answer of %d columns, want %d all present", len(resp.GetColumns()), nf)
+			}
+			return err
+		}
+		return sc
+	}
+	for _, size := range []struct{ n, nf int }{{1, 10}, {10, 100}, {100, 10}, {100, 100}} {
+		out = append(out, columns(size.n, size.nf, uniform, "uniform"))
+	}
+
 	// Cold: every read misses the cache. The baseline is the consistent BatchGetItem of the
 	// same keys (set and rows), straight to DynamoDB.
 	coldKeys := loadgen.Keys{N: coldEntities}
