@@ -78,7 +78,8 @@ install_go_tools() {
     name=${p%%:*}; mod=${p#*:}
     # The pin is checked, not only the presence: a binary left by an older pin (a
     # staticcheck too old for the Go in use fails on every package) is replaced.
-    have=$(go version -m "$GOBIN/$name" 2>/dev/null | awk '$1 == "mod" { print $3 }')
+    # (A missing binary is "no version": go version fails, which pipefail would make fatal.)
+    have=$({ go version -m "$GOBIN/$name" 2>/dev/null || true; } | awk '$1 == "mod" { print $3 }')
     if [ "$have" != "${mod##*@}" ]; then
       log "go install $mod${have:+ (replacing $have)}"
       go install "$mod"
