@@ -41,6 +41,7 @@ type benchEnv struct {
 	svc    *featurestore.Service
 	logger *slog.Logger
 	fs     featurestore.FeatureSet
+	lease  time.Duration
 }
 
 func newBenchEnv(b *testing.B, cfg writethrough.Config, set, prefix string, nf int) *benchEnv {
@@ -58,7 +59,28 @@ func newBenchEnv(b *testing.B, cfg writethrough.Config, set, prefix string, nf i
 	if _, err := svc.ApplyFeatureSet(context.Background(), fs); err != nil {
 		b.Fatal(err)
 	}
-	return &benchEnv{shared: shared, st: st, svc: svc, logger: logger, fs: fs}
+	return &benchEnv{shared: shared, st: st, svc: svc, logger: logger, fs: fs, lease: cfg.Lease}
+}
+
+// writeEntities writes n entities (user-000, ...) with every feature of the set, waits
+// until the lease has passed so that one read can cache them, and returns their ids.
+func (be *benchEnv) writeEntities(b *testing.B, n int) []string {
+	b.Helper()
+	ids := make([]string, n)
+	rows := make([]featurestore.WriteRow, n)
+	for e := range ids {
+		ids[e] = fmt.Sprintf("user-%03d", e)
+		rows[e] = featurestore.WriteRow{EntityID: ids[e], EventTime: time.Now(), Values: map[string]featurestore.Value{}}
+		for _, f := range be.fs.Features {
+			rows[e].Values[f.Name] = featurestore.Value{Type: featurestore.TypeDouble, Float: float64(e)}
+		}
+	}
+	if _, err := be.svc.WriteFeatures(context.Background(), be.fs.Name, rows); err != nil {
+		b.Fatal(err)
+	}
+	// New keys are served from DynamoDB until the horizon passes; then one read caches them.
+	time.Sleep(be.lease + 100*time.Millisecond)
+	return ids
 }
 
 // baseline is the least a GetFeatures handler could do: the same pipelined ValKey GETs
@@ -97,20 +119,7 @@ func BenchmarkGetFeaturesCached(b *testing.B) {
 		refs = append(refs, "bench:"+f.Name)
 	}
 	const entities = 100
-	ids := make([]string, entities)
-	rows := make([]featurestore.WriteRow, entities)
-	for e := range ids {
-		ids[e] = fmt.Sprintf("user-%03d", e)
-		rows[e] = featurestore.WriteRow{EntityID: ids[e], EventTime: time.Now(), Values: map[string]featurestore.Value{}}
-		for _, f := range fs.Features {
-			rows[e].Values[f.Name] = featurestore.Value{Type: featurestore.TypeDouble, Float: float64(e)}
-		}
-	}
-	if _, err := svc.WriteFeatures(ctx, "bench", rows); err != nil {
-		b.Fatal(err)
-	}
-	// New keys are served from DynamoDB until the horizon passes; then one read caches them.
-	time.Sleep(cfg.Lease + 100*time.Millisecond)
+	ids := be.writeEntities(b, entities)
 	if _, err := svc.GetFeatures(ctx, refs, ids); err != nil {
 		b.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
@@ -20,22 +19,10 @@ import (
 func BenchmarkReadHotPath(b *testing.B) {
 	cfg := writethrough.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
 	be := newBenchEnv(b, cfg, "wide", "f", 200)
-	svc, logger, fs := be.svc, be.logger, be.fs
+	svc, logger := be.svc, be.logger
 	ctx := context.Background()
 	const entities = 100
-	ids := make([]string, entities)
-	rows := make([]featurestore.WriteRow, entities)
-	for e := range ids {
-		ids[e] = fmt.Sprintf("user-%03d", e)
-		rows[e] = featurestore.WriteRow{EntityID: ids[e], EventTime: time.Now(), Values: map[string]featurestore.Value{}}
-		for _, f := range fs.Features {
-			rows[e].Values[f.Name] = featurestore.Value{Type: featurestore.TypeDouble, Float: float64(e)}
-		}
-	}
-	if _, err := svc.WriteFeatures(ctx, "wide", rows); err != nil {
-		b.Fatal(err)
-	}
-	time.Sleep(cfg.Lease + 100*time.Millisecond)
+	ids := be.writeEntities(b, entities)
 	srv := server.New(svc, logger, server.Options{})
 	var all []string
 	for i := 0; i < 200; i += 2 {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dsfeatures/featurestore/featurestore"
 	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
@@ -19,25 +18,13 @@ import (
 func BenchmarkGetFeaturesHotPath(b *testing.B) {
 	cfg := writethrough.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
 	be := newBenchEnv(b, cfg, "hot", "feature_", 20)
-	svc, logger, fs := be.svc, be.logger, be.fs
+	svc, logger := be.svc, be.logger
 	ctx := context.Background()
 	var refs []string
 	for i := 0; i < 20; i += 2 { // the request asks for half of them
 		refs = append(refs, "hot:feature_"+strconv.Itoa(i))
 	}
-	ids := make([]string, 100)
-	rows := make([]featurestore.WriteRow, 100)
-	for e := range ids {
-		ids[e] = fmt.Sprintf("user-%03d", e)
-		rows[e] = featurestore.WriteRow{EntityID: ids[e], EventTime: time.Now(), Values: map[string]featurestore.Value{}}
-		for _, f := range fs.Features {
-			rows[e].Values[f.Name] = featurestore.Value{Type: featurestore.TypeDouble, Float: float64(e)}
-		}
-	}
-	if _, err := svc.WriteFeatures(ctx, "hot", rows); err != nil {
-		b.Fatal(err)
-	}
-	time.Sleep(cfg.Lease + 100*time.Millisecond)
+	ids := be.writeEntities(b, 100)
 	srv := server.New(svc, logger, server.Options{})
 	for _, n := range []int{1, 100} {
 		req := &pb.GetFeaturesRequest{Features: refs, EntityIds: ids[:n]}

@@ -84,6 +84,24 @@ func put(t *testing.T, s *writethrough.Store, k writethrough.Key, value string) 
 	return outs[0].Item.Version
 }
 
+// putWithin writes value to k, retrying failures (as a client retries UNAVAILABLE) until
+// it succeeds or d has passed.
+func putWithin(t *testing.T, s *writethrough.Store, k writethrough.Key, value string, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; {
+		_, err := writethrough.Update(context.Background(), s, []writethrough.Key{k}, func(int, writethrough.Current) (writethrough.Change, struct{}, error) {
+			return writethrough.Change{Put: true, Data: []byte(value)}, struct{}{}, nil
+		})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("put %s=%s for %v: %v", k.PK, value, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func read(t *testing.T, s *writethrough.Store, k writethrough.Key) writethrough.Item {
 	t.Helper()
 	items, err := s.Read(context.Background(), []writethrough.Key{k})
@@ -299,19 +317,7 @@ func TestCacheDownWritesFailCleanlyReadsServe(t *testing.T) {
 	if err := e.vk.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := writethrough.Update(context.Background(), e.store, []writethrough.Key{key("a")}, func(int, writethrough.Current) (writethrough.Change, struct{}, error) {
-			return writethrough.Change{Put: true, Data: []byte("six")}, struct{}{}, nil
-		})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("write after the cache restarted: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	putWithin(t, e.store, key("a"), "six", 5*time.Second) // after the cache restarted
 	if got := read(t, e.store, key("a")); string(got.Data) != "six" {
 		t.Fatalf("read after restart: %+v, want six", got)
 	}
