@@ -54,10 +54,7 @@ func dedupe(keys []Key) ([]Key, []int) {
 }
 
 func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
-	ckeys := make([]string, len(keys))
-	for i, k := range keys {
-		ckeys[i] = k.CacheKey()
-	}
+	ckeys := CacheKeys(keys)
 	out := make([]Item, len(keys))
 	entries, cerr := s.cache.Get(ctx, ckeys)
 	if cerr != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,32 @@ type Key struct {
 
 // CacheKey is the key's name in the cache.
 func (k Key) CacheKey() string { return string(k.Table) + ":" + k.PK }
+
+// CacheKeys returns the cache keys of keys, cut from one string: a read of a hundred
+// keys makes two allocations for their names rather than a hundred.
+func CacheKeys(keys []Key) []string {
+	n := 0
+	for _, k := range keys {
+		n += len(k.Table) + 1 + len(k.PK)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	ends := make([]int, len(keys))
+	for i, k := range keys {
+		b.WriteString(string(k.Table))
+		b.WriteByte(':')
+		b.WriteString(k.PK)
+		ends[i] = b.Len()
+	}
+	all := b.String()
+	out := make([]string, len(keys))
+	start := 0
+	for i, end := range ends {
+		out[i] = all[start:end]
+		start = end
+	}
+	return out
+}
 
 // Item is one stored item.
 type Item struct {

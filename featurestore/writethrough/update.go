@@ -91,10 +91,7 @@ func UpdateWith[P, R any](ctx context.Context, s *Store, keys []Key, prepare fun
 	// The commit's deadline counts from before MARK, so it ends before the lease does.
 	cctx, cancel := context.WithTimeoutCause(ctx, s.cfg.WriteTimeout, ErrWriteTimeout)
 	defer cancel()
-	ckeys := make([]string, len(keys))
-	for i, k := range keys {
-		ckeys[i] = k.CacheKey()
-	}
+	ckeys := CacheKeys(keys)
 	w := &writer{token: s.newToken(), ckeys: ckeys, markedAt: time.Now()}
 	if err := s.cache.Mark(ctx, ckeys, w.token, s.cfg.Lease); err != nil {
 		return nil, fmt.Errorf("%w: cache: %w", ErrNotWritten, err)

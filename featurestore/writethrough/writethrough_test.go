@@ -421,3 +421,21 @@ func TestWriteTimeoutIsOutcomeUnknown(t *testing.T) {
 		t.Fatalf("read %+v, want the applied write", got)
 	}
 }
+
+func TestCacheKeys(t *testing.T) {
+	for _, keys := range [][]writethrough.Key{
+		nil,
+		{{Table: "t", PK: "a"}},
+		{{Table: "features", PK: "set#u1"}, {Table: "features", PK: ""}, {Table: "", PK: "x"}, {Table: "registry", PK: "set#é"}},
+	} {
+		got := writethrough.CacheKeys(keys)
+		if len(got) != len(keys) {
+			t.Fatalf("CacheKeys(%v): %d keys, want %d", keys, len(got), len(keys))
+		}
+		for i, k := range keys {
+			if got[i] != k.CacheKey() {
+				t.Errorf("CacheKeys(%v)[%d] = %q, want %q", keys, i, got[i], k.CacheKey())
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	vk "github.com/valkey-io/valkey-go"
 
 	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 
@@ -24,10 +25,14 @@ type BareGets struct {
 // only when ValKey does; a missing key answers empty bytes.
 func (s *BareGets) GetFeatures(ctx context.Context, req *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error) {
 	set, _, _ := strings.Cut(req.GetFeatures()[0], ":")
-	cmds := make(vk.Commands, 0, len(req.GetEntityIds())+1)
-	cmds = append(cmds, s.Client.B().Get().Key(featurestore.SetKey(set).CacheKey()).Build())
+	keys := make([]writethrough.Key, 0, len(req.GetEntityIds())+1)
+	keys = append(keys, featurestore.SetKey(set))
 	for _, id := range req.GetEntityIds() {
-		cmds = append(cmds, s.Client.B().Get().Key(featurestore.RowKey(set, id).CacheKey()).Build())
+		keys = append(keys, featurestore.RowKey(set, id))
+	}
+	cmds := make(vk.Commands, len(keys))
+	for i, k := range writethrough.CacheKeys(keys) { // as the store names them: one string for all
+		cmds[i] = s.Client.B().Get().Key(k).Build()
 	}
 	out := &pb.GetFeaturesResponse{Features: req.GetFeatures(), Results: make([]*pb.EntityResult, len(req.GetEntityIds()))}
 	for i, r := range s.Client.DoMulti(ctx, cmds...) {
