@@ -264,10 +264,6 @@ func (b *columnBuilder) decodeRow(lo, hi, d int, data []byte) error {
 		}
 		name := data[i : i+int(l)]
 		i += int(l)
-		var t int64
-		if t, i = varintAt(data, i); i < 0 {
-			return ErrCorruptRow
-		}
 		if b.names[j] != string(name) {
 			for j < hi && b.names[j] < string(name) {
 				j++
@@ -276,11 +272,20 @@ func (b *columnBuilder) decodeRow(lo, hi, d int, data []byte) error {
 				break
 			}
 			if b.names[j] != string(name) {
+				// A cell nobody asked for: its time is stepped over, not decoded (most
+				// of a wide row's cells, and most of the walk's time when they were).
+				if i = skipVarintAt(data, i); i < 0 {
+					return ErrCorruptRow
+				}
 				if i = skipValueAt(data, i); i < 0 {
 					return ErrCorruptRow
 				}
 				continue
 			}
+		}
+		var t int64
+		if t, i = varintAt(data, i); i < 0 {
+			return ErrCorruptRow
 		}
 		var size int
 		var err error
@@ -418,15 +423,39 @@ func uvarintAt(data []byte, i int) (uint64, int) {
 	return uvarintSlow(data, i)
 }
 
+// uvarintSlow is binary.Uvarint inlined into a loop over data (event times, eight bytes
+// or so, come here for every cell read), refusing overlong encodings.
 func uvarintSlow(data []byte, i int) (uint64, int) {
-	if i < 0 || i >= len(data) {
+	if i < 0 {
 		return 0, -1
 	}
-	v, n := binary.Uvarint(data[i:])
-	if n <= 0 || n > 1 && data[i+n-1] == 0 {
-		return 0, -1
+	var v uint64
+	for s, j := uint(0), i; j < len(data); s += 7 {
+		c := data[j]
+		j++
+		if c < 0x80 {
+			if s == 63 && c > 1 || c == 0 && j-i > 1 {
+				return 0, -1 // overflows 64 bits, or overlong
+			}
+			return v | uint64(c)<<s, j
+		}
+		if s == 63 {
+			return 0, -1
+		}
+		v |= uint64(c&0x7f) << s
 	}
-	return v, i + n
+	return 0, -1
+}
+
+// skipVarintAt returns the index after the varint at data[i:], or -1 when data ends
+// first or it runs past ten bytes. It checks no more than that: the value is not used.
+func skipVarintAt(data []byte, i int) int {
+	for end := min(len(data), i+binary.MaxVarintLen64); i < end; i++ {
+		if data[i] < 0x80 {
+			return i + 1
+		}
+	}
+	return -1
 }
 
 // varintAt is uvarintAt for zig-zag encoded signed integers.

@@ -1,6 +1,7 @@
 package featurestore
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -399,5 +400,40 @@ func BenchmarkReadForms(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestUvarintAtMatchesBinary checks the inlined decoder against encoding/binary on the
+// boundaries of every length, and its refusals of overlong and overflowing input.
+func TestUvarintAtMatchesBinary(t *testing.T) {
+	vals := []uint64{0, 1, 127, 128, 255, 300, 1<<14 - 1, 1 << 14, 1<<21 - 1, 1 << 21, 1<<35 + 7, 1<<56 - 1, 1 << 56, 1<<63 - 1, 1 << 63, ^uint64(0)}
+	for _, v := range vals {
+		b := binary.AppendUvarint([]byte{0xff}, v) // an offset, so i is not 0
+		got, i := uvarintAt(b, 1)
+		if got != v || i != len(b) {
+			t.Errorf("uvarintAt(%x) = %d, %d; want %d, %d", b, got, i, v, len(b))
+		}
+		if j := skipVarintAt(b, 1); j != len(b) {
+			t.Errorf("skipVarintAt(%x) = %d, want %d", b, j, len(b))
+		}
+	}
+	for _, b := range [][]byte{
+		{},
+		{0x80},             // ends inside
+		{0x80, 0x00},       // overlong zero
+		{0xff, 0x80, 0x00}, // overlong
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},       // overflows
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0x00}, // eleven bytes
+	} {
+		if _, i := uvarintAt(b, 0); i != -1 {
+			t.Errorf("uvarintAt(%x) accepted it (index %d)", b, i)
+		}
+		_, n := binary.Uvarint(b)
+		if wantOK := n > 0 && (n == 1 || b[n-1] != 0); wantOK {
+			t.Errorf("test case %x is valid for encoding/binary", b)
+		}
+	}
+	if j := skipVarintAt([]byte{0x80, 0x80}, 0); j != -1 {
+		t.Errorf("skipVarintAt of a truncated varint = %d, want -1", j)
 	}
 }
