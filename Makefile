@@ -118,7 +118,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench GetFeaturesCached -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 30m ./server/ | tee .build/bench.txt
 	@awk -f deploy/dev/benchsummary.awk .build/bench.txt
 	$(GO) test -run '^$$' -bench GetFeaturesHotPath -benchmem -benchtime 300x -count 1 -timeout 30m ./server/
-	$(GO) test -run '^$$' -bench ReadHotPath -benchmem -benchtime 300x -count 1 -timeout 30m ./server/
+	$(GO) test -run '^$$' -bench 'ReadHotPath|ReadEndToEnd' -benchmem -benchtime 300x -count 1 -timeout 30m ./server/
 	$(GO) test -run '^$$' -bench ReadForms -benchmem -count 1 ./featurestore/
 	$(GO) test -run '^$$' -bench Ingest -benchtime 3x -count 1 -timeout 30m ./server/ | tee .build/bench-ingest.txt
 	$(GO) test -run '^$$' -bench DeletionUnderLoad -benchtime 1x -count 1 -timeout 30m ./gdpr/ | tee .build/bench-gdpr.txt

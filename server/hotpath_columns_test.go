@@ -17,49 +17,9 @@ import (
 // -benchmem compares the two forms' allocations per request at the sizes of fsbench's
 // cached scenarios (the cache read, decoding and building the response; no network).
 func BenchmarkReadHotPath(b *testing.B) {
-	cfg := writethrough.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
-	be := newBenchEnv(b, cfg, "wide", "f", 200)
-	svc, logger := be.svc, be.logger
-	ctx := context.Background()
-	const entities = 100
-	ids := be.writeEntities(b, entities)
-	srv := server.New(svc, logger, server.Options{})
-	var all []string
-	for i := 0; i < 200; i += 2 {
-		all = append(all, "wide:f"+strconv.Itoa(i))
-	}
-	if _, err := srv.GetFeatures(ctx, &pb.GetFeaturesRequest{Features: all, EntityIds: ids}); err != nil { // heals the keys into the cache
-		b.Fatal(err)
-	}
-	for _, size := range []struct{ n, nf int }{{1, 10}, {10, 100}, {100, 10}, {100, 100}} {
-		refs, ids := all[:size.nf], ids[:size.n]
-		b.Run(fmt.Sprintf("rows/entities=%d/features=%d", size.n, size.nf), func(b *testing.B) {
-			req := &pb.GetFeaturesRequest{Features: refs, EntityIds: ids}
-			b.ReportAllocs()
-			for i := 0; i < b.N; i++ {
-				resp, err := srv.GetFeatures(ctx, req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if resp.GetResults()[size.n-1].GetStatuses()[size.nf-1] != pb.FeatureStatus_FEATURE_STATUS_PRESENT {
-					b.Fatal("not present")
-				}
-			}
-		})
-		b.Run(fmt.Sprintf("columns/entities=%d/features=%d", size.n, size.nf), func(b *testing.B) {
-			req := &pb.GetFeatureColumnsRequest{Features: refs, EntityIds: ids}
-			b.ReportAllocs()
-			for i := 0; i < b.N; i++ {
-				resp, err := srv.GetFeatureColumns(ctx, req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if resp.GetColumns()[size.nf-1].GetStatuses()[size.n-1] != pb.FeatureStatus_FEATURE_STATUS_PRESENT {
-					b.Fatal("not present")
-				}
-			}
-		})
-	}
+	be, ids := newWideEnv(b)
+	srv := server.New(be.svc, be.logger, server.Options{})
+	benchReadForms(b, ids, srv.GetFeatures, srv.GetFeatureColumns)
 }
 
 // BenchmarkReadEndToEnd is BenchmarkReadHotPath through the real gRPC transport on
@@ -68,16 +28,36 @@ func BenchmarkReadHotPath(b *testing.B) {
 // server together (one process). Row-wise, every value reaches the client as its own
 // Value message with a Timestamp; columnar, a column is one message of packed arrays.
 func BenchmarkReadEndToEnd(b *testing.B) {
+	be, ids := newWideEnv(b)
+	_, c := serveAt(b, server.NewGRPC(server.New(be.svc, be.logger, server.Options{}), nil, be.logger).Server)
+	benchReadForms(b, ids,
+		func(ctx context.Context, req *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error) {
+			return c.GetFeatures(ctx, req)
+		},
+		func(ctx context.Context, req *pb.GetFeatureColumnsRequest) (*pb.GetFeatureColumnsResponse, error) {
+			return c.GetFeatureColumns(ctx, req)
+		})
+}
+
+// newWideEnv is a stack with a set "wide" of 200 double features f0..f199 and 100
+// entities written with all of them.
+func newWideEnv(b *testing.B) (*benchEnv, []string) {
 	cfg := writethrough.Config{WriteTimeout: time.Second, Lease: 1500 * time.Millisecond}
 	be := newBenchEnv(b, cfg, "wide", "f", 200)
+	return be, be.writeEntities(b, 100)
+}
+
+// benchReadForms runs both forms of the read at fsbench's cached sizes, asking for every
+// other feature of the wide set, after one read that heals every key into the cache.
+func benchReadForms(b *testing.B, ids []string,
+	rows func(context.Context, *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error),
+	cols func(context.Context, *pb.GetFeatureColumnsRequest) (*pb.GetFeatureColumnsResponse, error)) {
 	ctx := context.Background()
-	ids := be.writeEntities(b, 100)
-	_, c := serveAt(b, server.NewGRPC(server.New(be.svc, be.logger, server.Options{}), nil, be.logger).Server)
 	var all []string
 	for i := 0; i < 200; i += 2 {
 		all = append(all, "wide:f"+strconv.Itoa(i))
 	}
-	if _, err := c.GetFeatures(ctx, &pb.GetFeaturesRequest{Features: all, EntityIds: ids}); err != nil { // heals the keys into the cache
+	if _, err := rows(ctx, &pb.GetFeaturesRequest{Features: all, EntityIds: ids}); err != nil {
 		b.Fatal(err)
 	}
 	for _, size := range []struct{ n, nf int }{{1, 10}, {10, 100}, {100, 10}, {100, 100}} {
@@ -86,7 +66,7 @@ func BenchmarkReadEndToEnd(b *testing.B) {
 			req := &pb.GetFeaturesRequest{Features: refs, EntityIds: ids}
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				resp, err := c.GetFeatures(ctx, req)
+				resp, err := rows(ctx, req)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -99,7 +79,7 @@ func BenchmarkReadEndToEnd(b *testing.B) {
 			req := &pb.GetFeatureColumnsRequest{Features: refs, EntityIds: ids}
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				resp, err := c.GetFeatureColumns(ctx, req)
+				resp, err := cols(ctx, req)
 				if err != nil {
 					b.Fatal(err)
 				}
