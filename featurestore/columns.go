@@ -272,8 +272,9 @@ func (b *columnBuilder) decodeRow(lo, hi, d int, data []byte) error {
 				break
 			}
 			if b.names[j] != string(name) {
-				// A cell nobody asked for: its time is stepped over, not decoded (most
-				// of a wide row's cells, and most of the walk's time when they were).
+				// A cell nobody asked for: its time is checked and stepped over, not
+				// decoded (most of a wide row's cells, and most of the walk's time when
+				// they were). Cells after the last wanted name are not read at all.
 				if i = skipVarintAt(data, i); i < 0 {
 					return ErrCorruptRow
 				}
@@ -447,12 +448,19 @@ func uvarintSlow(data []byte, i int) (uint64, int) {
 	return 0, -1
 }
 
-// skipVarintAt returns the index after the varint at data[i:], or -1 when data ends
-// first or it runs past ten bytes. It checks no more than that: the value is not used.
+// skipVarintAt returns the index after the varint at data[i:], or -1 where uvarintAt
+// would refuse it (data ends first, overlong, past 64 bits), without assembling the
+// value: a row has one encoding, whether or not a cell was asked for.
 func skipVarintAt(data []byte, i int) int {
-	for end := min(len(data), i+binary.MaxVarintLen64); i < end; i++ {
-		if data[i] < 0x80 {
-			return i + 1
+	if i < 0 {
+		return -1
+	}
+	for j, end := i, min(len(data), i+binary.MaxVarintLen64); j < end; j++ {
+		if c := data[j]; c < 0x80 {
+			if c == 0 && j > i || c > 1 && j-i == binary.MaxVarintLen64-1 {
+				return -1
+			}
+			return j + 1
 		}
 	}
 	return -1

@@ -1,7 +1,9 @@
 package featurestore
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -428,6 +430,9 @@ func TestUvarintAtMatchesBinary(t *testing.T) {
 		if _, i := uvarintAt(b, 0); i != -1 {
 			t.Errorf("uvarintAt(%x) accepted it (index %d)", b, i)
 		}
+		if i := skipVarintAt(b, 0); i != -1 {
+			t.Errorf("skipVarintAt(%x) accepted it (index %d)", b, i)
+		}
 		_, n := binary.Uvarint(b)
 		if wantOK := n > 0 && (n == 1 || b[n-1] != 0); wantOK {
 			t.Errorf("test case %x is valid for encoding/binary", b)
@@ -435,5 +440,40 @@ func TestUvarintAtMatchesBinary(t *testing.T) {
 	}
 	if j := skipVarintAt([]byte{0x80, 0x80}, 0); j != -1 {
 		t.Errorf("skipVarintAt of a truncated varint = %d, want -1", j)
+	}
+}
+
+// TestColumnsRefuseCorruptSkippedTimes: a cell nobody asked for is stepped over, not
+// decoded, but an overlong or overflowing event time in it is still a corrupt row, as it
+// is for DecodeRow and the row-wise read.
+func TestColumnsRefuseCorruptSkippedTimes(t *testing.T) {
+	valid := AppendRow(nil, Row{Cells: []Cell{
+		{Name: "a", EventTime: 0, Value: Value{Type: TypeDouble, Float: 1}},
+		{Name: "b", EventTime: 0, Value: Value{Type: TypeDouble, Float: 2}},
+		{Name: "c", EventTime: 0, Value: Value{Type: TypeDouble, Float: 3}},
+	}})
+	at := bytes.Index(valid, []byte("\x01b\x00"))
+	if at < 0 {
+		t.Fatalf("cell b not found in %x", valid)
+	}
+	for name, bad := range map[string][]byte{
+		"overlong":    {0x80, 0x00},
+		"overflowing": {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+	} {
+		row := append(append(append([]byte{}, valid[:at+2]...), bad...), valid[at+3:]...)
+		if _, err := DecodeRow(row); err == nil {
+			t.Fatalf("%s: DecodeRow accepted %x", name, row)
+		}
+		s := &Service{cfg: Config{}.withDefaults()}
+		p, err := s.planRead([]string{"s:a", "s:c"}, []string{"e"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		items := []writethrough.Item{{Key: p.keys[0]}, {Key: p.keys[1], Data: row}}
+		set := FeatureSet{Name: "s", EntityType: "u"}
+		_, err = s.columnsFrom(p, []FeatureSet{set}, []ValueType{TypeDouble, TypeDouble}, items, time.Unix(0, 0))
+		if !errors.Is(err, ErrCorruptRow) {
+			t.Errorf("%s event time in a skipped cell: columnsFrom error %v, want ErrCorruptRow", name, err)
+		}
 	}
 }
