@@ -91,7 +91,8 @@ breaking:
 	  buf breaking --against ".git#ref=$$(git rev-parse $$base)" && echo "buf breaking: compatible with $$(git rev-parse --short $$base)"
 
 FUZZ_TARGETS := ./server:FuzzRPC ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzValidateRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \
-  ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow ./server/ui:FuzzParseSession
+  ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow ./server/ui:FuzzParseSession \
+  ./featurestore/client:FuzzUnmarshalColumns ./server:FuzzMarshalColumns
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -130,10 +130,11 @@ func cacheLoss(ctx context.Context, o options, e *env, log io.Writer) (string, e
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { _ = store.Run(rctx) }()
-	c, err := serveGRPC(e, server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger).Server)
+	cl, err := serveGRPC(e, server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger).Server)
 	if err != nil {
 		return "", err
 	}
+	c := cl.API()
 
 	// Half the most the service does on one hot entity per request sets the load; the
 	// pool is small enough that one read per key is under 0.5% of the window's requests.

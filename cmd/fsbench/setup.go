@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/client"
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 	"github.com/dsfeatures/featurestore/featurestore/valkey"
 	"github.com/dsfeatures/featurestore/featurestore/writethrough"
@@ -39,11 +40,13 @@ type env struct {
 	// ours serves with the default lease; cold serves the cold pool with a lease longer
 	// than the run, so keys it reads stay uncached (within their horizon) throughout.
 	ours, cold, base pb.FeatureStoreServiceClient
-	ddb              *dynamodb.Client
-	tables           dynamo.Tables
-	rawTable         string
-	valkey           vk.Client
-	refs             map[int][]string // features -> refs of the set with that many features
+	// oursClient is the Go client behind ours, for the calls it adds (ReadColumns).
+	oursClient *client.Client
+	ddb        *dynamodb.Client
+	tables     dynamo.Tables
+	rawTable   string
+	valkey     vk.Client
+	refs       map[int][]string // features -> refs of the set with that many features
 	// ddbEndpoint and valkeyAddr let scenarios build services of their own.
 	ddbEndpoint, valkeyAddr string
 }
@@ -54,7 +57,28 @@ func (e *env) close() {
 	}
 }
 
-func serveGRPC(e *env, srv *grpc.Server) (pb.FeatureStoreServiceClient, error) {
+// serveGRPC serves srv on a loopback port and returns a client of it: the product's Go
+// client (featurestore/client: its codec, retry policy and balancing, what a Go user
+// runs) for our servers, or a bare grpc-go connection for the baselines, which do the
+// least any client can.
+func serveGRPC(e *env, srv *grpc.Server) (*client.Client, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve(lis)
+	e.closers = append(e.closers, srv.Stop)
+	c, err := client.Dial(lis.Addr().String(), client.Options{})
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, func() { c.Close() })
+	return c, nil
+}
+
+// serveBare is serveGRPC for a baseline: a bare grpc-go connection, the least any client
+// can do.
+func serveBare(e *env, srv *grpc.Server) (pb.FeatureStoreServiceClient, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -128,12 +152,15 @@ func setup(ctx context.Context, o options, log io.Writer) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.ours, err = serveGRPC(e, server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger).Server); err != nil {
+	if e.oursClient, err = serveGRPC(e, server.NewGRPC(server.New(svc, logger, server.Options{}), nil, logger).Server); err != nil {
 		return nil, err
 	}
-	if e.cold, err = serveGRPC(e, server.NewGRPC(server.New(coldSvc, logger, server.Options{}), nil, logger).Server); err != nil {
+	e.ours = e.oursClient.API()
+	coldClient, err := serveGRPC(e, server.NewGRPC(server.New(coldSvc, logger, server.Options{}), nil, logger).Server)
+	if err != nil {
 		return nil, err
 	}
+	e.cold = coldClient.API()
 	e.valkey, err = vk.NewClient(vk.ClientOption{InitAddress: []string{vks.Addr}, DisableCache: true})
 	if err != nil {
 		return nil, err
@@ -141,7 +168,7 @@ func setup(ctx context.Context, o options, log io.Writer) (*env, error) {
 	e.closers = append(e.closers, e.valkey.Close)
 	bsrv := grpc.NewServer()
 	pb.RegisterFeatureStoreServiceServer(bsrv, &loadgen.BareGets{Client: e.valkey})
-	if e.base, err = serveGRPC(e, bsrv); err != nil {
+	if e.base, err = serveBare(e, bsrv); err != nil {
 		return nil, err
 	}
 

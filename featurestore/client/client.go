@@ -130,7 +130,7 @@ func Dial(target string, opts Options) (*Client, error) {
 		grpc.WithDisableServiceConfig(),
 		// Without this, grpc-go caps the retry policy's maxAttempts at 5.
 		grpc.WithMaxCallAttempts(opts.MaxAttempts),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRecvMsgBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRecvMsgBytes), grpc.ForceCodecV2(newCodec())),
 		// Pings find a dead connection (a killed pod, a dropped NAT entry) within a minute
 		// of an idle stream. 30 s is above the server's enforced minimum (10 s by default),
 		// which would otherwise disconnect the client for pinging too often.
