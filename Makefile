@@ -92,7 +92,7 @@ breaking:
 
 FUZZ_TARGETS := ./server:FuzzRPC ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzValidateRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \
   ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow ./server/ui:FuzzParseSession \
-  ./featurestore/client:FuzzUnmarshalColumns ./server:FuzzMarshalColumns
+  ./featurestore/client:FuzzUnmarshalColumns ./server:FuzzColumnsReply
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \

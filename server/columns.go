@@ -2,18 +2,66 @@ package server
 
 import (
 	"context"
+	"slices"
+
+	"google.golang.org/grpc"
 
 	"github.com/dsfeatures/featurestore/featurestore"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 )
 
-// GetFeatureColumns serves feature values as one typed column per requested feature.
+// GetFeatureColumns serves feature values as one typed column per requested feature, as
+// generated messages. The gRPC server does not call it: its handler (getColumnsHandler)
+// serves the same read as a columnsReply, which the codec encodes without building
+// messages.
 func (s *Server) GetFeatureColumns(ctx context.Context, req *pb.GetFeatureColumnsRequest) (*pb.GetFeatureColumnsResponse, error) {
+	r, err := s.readColumns(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return columnsToProto(r.refs, r.res), nil
+}
+
+func (s *Server) readColumns(ctx context.Context, req *pb.GetFeatureColumnsRequest) (*columnsReply, error) {
 	res, err := s.features.GetFeatureColumns(ctx, req.GetFeatures(), req.GetEntityIds())
 	if err != nil {
 		return nil, toStatus(ctx, s.logger, "GetFeatureColumns", err)
 	}
-	return columnsToProto(req.GetFeatures(), res), nil
+	return &columnsReply{refs: req.GetFeatures(), res: res}, nil
+}
+
+// getColumnsHandler is the generated GetFeatureColumns handler, except that the reply is
+// a *columnsReply: the interceptors see it as an opaque reply, and the server's codec
+// writes it as a GetFeatureColumnsResponse.
+func getColumnsHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(pb.GetFeatureColumnsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	handler := func(ctx context.Context, req any) (any, error) {
+		r, err := srv.(*Server).readColumns(ctx, req.(*pb.GetFeatureColumnsRequest))
+		if err != nil {
+			return nil, err // an untyped nil: a typed one would be marshalled
+		}
+		return r, nil
+	}
+	if interceptor == nil {
+		return handler(ctx, in)
+	}
+	return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: pb.FeatureStoreService_GetFeatureColumns_FullMethodName}, handler)
+}
+
+// serviceDesc is the generated FeatureStoreService description with getColumnsHandler
+// in place of GetFeatureColumns' handler.
+func serviceDesc() *grpc.ServiceDesc {
+	desc := pb.FeatureStoreService_ServiceDesc
+	desc.Methods = slices.Clone(desc.Methods)
+	for i := range desc.Methods {
+		if desc.Methods[i].MethodName == "GetFeatureColumns" {
+			desc.Methods[i].Handler = getColumnsHandler
+		}
+	}
+	return &desc
 }
 
 // columnsToProto builds the response around the domain's columns without copying their

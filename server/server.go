@@ -95,7 +95,7 @@ func NewGRPC(s *Server, g *Gdpr, logger *slog.Logger, opts ...grpc.ServerOption)
 		g = NewGdpr(nil, logger)
 	}
 	srv := grpc.NewServer(opts...)
-	pb.RegisterFeatureStoreServiceServer(srv, s)
+	srv.RegisterService(serviceDesc(), s)
 	pb.RegisterGdprServiceServer(srv, g)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(srv, h)
