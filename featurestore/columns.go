@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/dsfeatures/featurestore/featurestore/writethrough"
@@ -150,36 +149,13 @@ type columnBuilder struct {
 type stringFixup struct{ col, at, lo, hi int }
 
 func newColumnBuilder(p *readPlan, types []ValueType, maxBytes int) *columnBuilder {
-	nf, nsets := len(p.refs), len(p.setNames)
-	ints := make([]int, 3*nf+nsets+1)
-	order, colOf, refMult, span := ints[:nf:nf], ints[nf:2*nf:2*nf], ints[2*nf:3*nf], ints[3*nf:]
-	for f := range order {
-		order[f] = f
+	b := &columnBuilder{p: p, names: p.names, span: p.span, refMult: p.refMult, colOf: p.colOf, respBytes: p.baseResponseBytes(), maxBytes: maxBytes}
+	colTypes := make([]ValueType, len(p.names))
+	for f, c := range p.colOf {
+		colTypes[c] = types[f]
 	}
-	slices.SortFunc(order, func(a, b int) int {
-		if c := p.refSet[a] - p.refSet[b]; c != 0 {
-			return c
-		}
-		return strings.Compare(p.refs[a].Feature, p.refs[b].Feature)
-	})
-	b := &columnBuilder{p: p, colOf: colOf, span: span, respBytes: p.baseResponseBytes(), maxBytes: maxBytes}
-	b.names = make([]string, 0, nf)
-	colTypes := make([]ValueType, 0, nf)
-	colSet := make([]int, 0, nf)
-	prev := -1
-	for _, f := range order {
-		if prev < 0 || p.refSet[f] != p.refSet[prev] || p.refs[f].Feature != p.refs[prev].Feature {
-			b.names = append(b.names, p.refs[f].Feature)
-			colTypes = append(colTypes, types[f])
-			colSet = append(colSet, p.refSet[f])
-		}
-		c := len(b.names) - 1
-		colOf[f] = c
-		refMult[c]++
-		span[p.refSet[f]+1] = c + 1
-		prev = f
-	}
-	b.refMult = refMult[:len(b.names)]
+	colSet := p.colSet
+	nsets := len(p.setNames)
 
 	// One backing array per kind of slice, shared by the columns.
 	nc, n := len(b.names), p.ndist

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -88,19 +87,17 @@ func (s *Service) valuesFrom(p *readPlan, sets []FeatureSet, types []ValueType, 
 	refs, entityIDs := p.refs, p.ids
 	nsets := len(p.setNames)
 
-	// Per set, the feature names requested from it, and where each lands in a result row.
+	// Per set, the feature names requested from it in the rows' (sorted) order, which
+	// LookupCells walks, and where each lands in a result row.
 	wanted := make([][]string, nsets)
-	wantedPos := make([][]int, nsets)
-	for f, r := range refs {
-		si := p.refSet[f]
-		wanted[si] = append(wanted[si], r.Feature)
-		wantedPos[si] = append(wantedPos[si], f)
-	}
 	maxPer := 0
-	for si := range wanted {
-		maxPer = max(maxPer, len(wanted[si]))
-		// LookupCells walks names in the rows' (sorted) order.
-		sort.Sort(byName{wanted[si], wantedPos[si]})
+	for si, pos := range p.byName {
+		names := make([]string, len(pos))
+		for j, f := range pos {
+			names[j] = refs[f].Feature
+		}
+		wanted[si] = names
+		maxPer = max(maxPer, len(names))
 	}
 	respBytes := p.baseResponseBytes()
 	cellBuf := make([]Cell, maxPer)
@@ -127,7 +124,7 @@ func (s *Service) valuesFrom(p *readPlan, sets []FeatureSet, types []ValueType, 
 				if !ok {
 					continue
 				}
-				v := &values[e*len(refs)+wantedPos[si][j]]
+				v := &values[e*len(refs)+p.byName[si][j]]
 				v.EventTime, v.Value, v.Status = cells[j].EventTime, cells[j].Value, Present
 				if respBytes += cellSize("", cells[j].Value); respBytes > s.cfg.MaxResponseBytes {
 					return Values{}, s.responseTooLarge(p)
@@ -142,14 +139,12 @@ func (s *Service) valuesFrom(p *readPlan, sets []FeatureSet, types []ValueType, 
 }
 
 // readPlan is a read request resolved once, before anything is read, and shared by both
-// response forms: the refs parsed and grouped by set, the entity ids validated and
-// deduplicated, and the keys to read (every set, then one row per set and distinct id).
+// response forms: the refs' plan (shared by every request of the same refs), the entity
+// ids validated and deduplicated, and the keys to read (every set, then one row per set
+// and distinct id).
 type readPlan struct {
-	refs []FeatureRef
-	// refSet[f] is the index in setNames of refs[f]'s set.
-	refSet   []int
-	setNames []string
-	ids      []string
+	*refPlan
+	ids []string
 	// dist[e] is the index of ids[e] among the distinct ids, numbered in order of first
 	// occurrence, so that dist[e] == e for every e when no id repeats.
 	dist  []int32
@@ -177,22 +172,11 @@ func (s *Service) planRead(refStrs []string, entityIDs []string) (*readPlan, err
 	if n := len(refStrs) * len(entityIDs); n > s.cfg.MaxValues {
 		return nil, Invalid("entity_ids", "at most %d values (entities x features) per request, got %d", s.cfg.MaxValues, n)
 	}
-	p := &readPlan{refs: make([]FeatureRef, len(refStrs)), refSet: make([]int, len(refStrs)), ids: entityIDs}
-	for i, rs := range refStrs {
-		// The field name is only built for an error: a request of many refs must not pay
-		// for formatting one per ref.
-		r, err := ParseFeatureRef("", rs)
-		if err != nil {
-			return nil, renameField(err, fmt.Sprintf("features[%d]", i))
-		}
-		p.refs[i] = r
-		si := slices.Index(p.setNames, r.Set) // requests name few sets: a scan beats a map
-		if si < 0 {
-			si = len(p.setNames)
-			p.setNames = append(p.setNames, r.Set)
-		}
-		p.refSet[i] = si
+	rp, err := s.plans.get(refStrs)
+	if err != nil {
+		return nil, err
 	}
+	p := &readPlan{refPlan: rp, ids: entityIDs}
 	for i, id := range entityIDs {
 		if id == "" {
 			return nil, Invalid(fmt.Sprintf("entity_ids[%d]", i), "must not be empty")
@@ -346,19 +330,6 @@ func renameField(err error, field string) error {
 		e.Field = field
 	}
 	return err
-}
-
-// byName sorts feature names together with their positions in the request.
-type byName struct {
-	names []string
-	pos   []int
-}
-
-func (b byName) Len() int           { return len(b.names) }
-func (b byName) Less(i, j int) bool { return b.names[i] < b.names[j] }
-func (b byName) Swap(i, j int) {
-	b.names[i], b.names[j] = b.names[j], b.names[i]
-	b.pos[i], b.pos[j] = b.pos[j], b.pos[i]
 }
 
 func firstRefOf(refSet []int, si int) int {

@@ -123,6 +123,9 @@ type Service struct {
 
 	// fresh aggregates the rows written per set until RunFreshness flushes them.
 	fresh freshnessBuffer
+
+	// plans remembers the plans of recently read lists of refs.
+	plans *refPlans
 }
 
 type memoSet struct {
@@ -142,7 +145,7 @@ func newMemoSet(version int64, fs FeatureSet) memoSet {
 // New returns a Service over store. erasures may be nil when GDPR deletion is not wired
 // (rows are then never refused for an erased subject).
 func New(store *writethrough.Store, registry Registry, erasures Erasures, clock Clock, cfg Config, logger *slog.Logger) *Service {
-	return &Service{store: store, registry: registry, erasures: erasures, clock: clock, cfg: cfg.withDefaults(), logger: logger}
+	return &Service{store: store, registry: registry, erasures: erasures, clock: clock, cfg: cfg.withDefaults(), logger: logger, plans: newRefPlans()}
 }
 
 // Config returns the effective configuration.
