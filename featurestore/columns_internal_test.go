@@ -408,38 +408,60 @@ func BenchmarkReadForms(b *testing.B) {
 // TestUvarintAtMatchesBinary checks the inlined decoder against encoding/binary on the
 // boundaries of every length, and its refusals of overlong and overflowing input.
 func TestUvarintAtMatchesBinary(t *testing.T) {
-	vals := []uint64{0, 1, 127, 128, 255, 300, 1<<14 - 1, 1 << 14, 1<<21 - 1, 1 << 21, 1<<35 + 7, 1<<56 - 1, 1 << 56, 1<<63 - 1, 1 << 63, ^uint64(0)}
-	for _, v := range vals {
-		b := binary.AppendUvarint([]byte{0xff}, v) // an offset, so i is not 0
-		got, i := uvarintAt(b, 1)
-		if got != v || i != len(b) {
-			t.Errorf("uvarintAt(%x) = %d, %d; want %d, %d", b, got, i, v, len(b))
+	vals := []uint64{0, 1, 127, 128, 255, 300, 1<<14 - 1, 1 << 14, 1<<21 - 1, 1 << 21, 1<<35 + 7, 1<<49 - 1, 1 << 49,
+		1_800_000_000_000_000, 1<<56 - 1, 1 << 56, 1<<63 - 1, 1 << 63, ^uint64(0)}
+	// Each case alone and followed by other bytes: uvarintAt reads eight at a time when
+	// it can.
+	for _, tail := range [][]byte{nil, {0x80, 0xff, 0x01, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80}} {
+		for _, v := range vals {
+			enc := binary.AppendUvarint([]byte{0xff}, v) // an offset, so i is not 0
+			b := append(enc, tail...)
+			got, i := uvarintAt(b, 1)
+			if got != v || i != len(enc) {
+				t.Errorf("uvarintAt(%x) = %d, %d; want %d, %d", b, got, i, v, len(enc))
+			}
+			if j := skipVarintAt(b, 1); j != len(enc) {
+				t.Errorf("skipVarintAt(%x) = %d, want %d", b, j, len(enc))
+			}
 		}
-		if j := skipVarintAt(b, 1); j != len(b) {
-			t.Errorf("skipVarintAt(%x) = %d, want %d", b, j, len(b))
-		}
-	}
-	for _, b := range [][]byte{
-		{},
-		{0x80},             // ends inside
-		{0x80, 0x00},       // overlong zero
-		{0xff, 0x80, 0x00}, // overlong
-		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},       // overflows
-		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0x00}, // eleven bytes
-	} {
-		if _, i := uvarintAt(b, 0); i != -1 {
-			t.Errorf("uvarintAt(%x) accepted it (index %d)", b, i)
-		}
-		if i := skipVarintAt(b, 0); i != -1 {
-			t.Errorf("skipVarintAt(%x) accepted it (index %d)", b, i)
-		}
-		_, n := binary.Uvarint(b)
-		if wantOK := n > 0 && (n == 1 || b[n-1] != 0); wantOK {
-			t.Errorf("test case %x is valid for encoding/binary", b)
+		for _, bad := range [][]byte{
+			{},
+			{0x80},             // ends inside
+			{0x80, 0x00},       // overlong zero
+			{0xff, 0x80, 0x00}, // overlong
+			{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00},                   // overlong, eight bytes
+			{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},       // overflows
+			{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0x00}, // eleven bytes
+		} {
+			if _, n := binary.Uvarint(bad); n > 0 && (n == 1 || bad[n-1] != 0) {
+				t.Fatalf("test case %x is valid for encoding/binary", bad)
+			}
+			if len(tail) > 0 && (len(bad) == 0 || bad[len(bad)-1] >= 0x80) {
+				continue // the tail would complete it
+			}
+			b := append(slices.Clip(bad), tail...)
+			if _, i := uvarintAt(b, 0); i != -1 {
+				t.Errorf("uvarintAt(%x) accepted it (index %d)", b, i)
+			}
+			if i := skipVarintAt(b, 0); i != -1 {
+				t.Errorf("skipVarintAt(%x) accepted it (index %d)", b, i)
+			}
 		}
 	}
 	if j := skipVarintAt([]byte{0x80, 0x80}, 0); j != -1 {
 		t.Errorf("skipVarintAt of a truncated varint = %d, want -1", j)
+	}
+	// Every length from one to ten bytes, at every alignment, against encoding/binary.
+	for bitsN := range 64 {
+		v := uint64(1)<<bitsN | uint64(bitsN)
+		for pad := range 9 {
+			b := binary.AppendUvarint(make([]byte, pad), v)
+			b = append(b, make([]byte, pad)...)
+			want, n := binary.Uvarint(b[pad:])
+			if got, i := uvarintAt(b, pad); got != want || i != pad+n {
+				t.Errorf("uvarintAt(%x, %d) = %d, %d; want %d, %d", b, pad, got, i, want, pad+n)
+			}
+		}
 	}
 }
 

@@ -68,8 +68,8 @@ func TestRefPlansRemember(t *testing.T) {
 			t.Fatalf("a bad ref: %v, want KindInvalid", err)
 		}
 	}
-	for _, slot := range c.slots {
-		if p := slot.Load(); p != nil && p.key[len(p.key)-1] == "nocolon" {
+	for i := range c.slots {
+		if p := c.slots[i].Load(); p != nil && p.key[len(p.key)-1] == "nocolon" {
 			t.Fatal("a list that failed to parse was remembered")
 		}
 	}
