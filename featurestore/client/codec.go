@@ -197,16 +197,30 @@ func (c *Columns) decodeWire(b []byte) bool {
 		at[fcStringValues], at[fcStringListValues], at[fcBytesValues] = len(c.strs), len(c.strLists), len(c.bytess)
 		featureSpan := -1
 		for len(m) > 0 {
-			num, _, n := protowire.ConsumeTag(m)
-			m = m[n:]
+			// Pass 1 checked every tag and length; most are one byte.
+			var num protowire.Number
+			if m[0] < 0x80 {
+				num, m = protowire.Number(m[0]>>3), m[1:]
+			} else {
+				var n int
+				num, _, n = protowire.ConsumeTag(m)
+				m = m[n:]
+			}
 			if num == fcType {
 				v, k := protowire.ConsumeVarint(m)
 				m = m[k:]
 				cc.typ = pb.ValueType(int32(v))
 				continue
 			}
-			v, k := protowire.ConsumeBytes(m)
-			m = m[k:]
+			var v []byte
+			if m[0] < 0x80 {
+				l := int(m[0])
+				v, m = m[1:1+l], m[1+l:]
+			} else {
+				var k int
+				v, k = protowire.ConsumeBytes(m)
+				m = m[k:]
+			}
 			switch num {
 			case fcFeature: // the last one given wins
 				if featureSpan < 0 {
@@ -267,43 +281,52 @@ func (c *Columns) decodeWire(b []byte) bool {
 			c.strLists[sp.at] = all[sp.lo:sp.hi]
 		}
 	}
-	for i := range c.cols {
-		if _, dup := c.byRef[c.cols[i].feature]; !dup {
-			c.byRef[c.cols[i].feature] = i
-		}
+	// A ref requested twice is answered twice, identically: the first column is the one
+	// looked up. Going backwards, the first overwrites the others.
+	for i := len(c.cols) - 1; i >= 0; i-- {
+		c.byRef[c.cols[i].feature] = i
 	}
 	return true
 }
 
 // decodeVarints appends the packed varints v of field num to its array, or reports false
-// for one that is overlong or past 64 bits.
+// for one that is more than ten bytes or past 64 bits.
 func (c *Columns) decodeVarints(num protowire.Number, v []byte) bool {
-	for len(v) > 0 {
-		var x uint64
-		if v[0] < 0x80 {
-			x, v = uint64(v[0]), v[1:]
-		} else {
-			var k int
-			if x, k = protowire.ConsumeVarint(v); k < 0 {
-				return false
-			}
-			v = v[k:]
-		}
-		switch num {
-		case fcStatuses:
-			c.statuses = append(c.statuses, pb.FeatureStatus(int32(x)))
-		case fcEventTimes:
-			c.times = append(c.times, int64(x))
-		case fcInt64Values:
-			c.int64s = append(c.int64s, int64(x))
-		case fcInt64ListValues:
-			c.int64Lists = append(c.int64Lists, int64(x))
-		case fcBoolValues:
-			c.bools = append(c.bools, x != 0)
-		case fcListOffsets:
-			c.offsets = append(c.offsets, uint32(x))
-		}
+	switch num {
+	case fcStatuses:
+		return appendVarints(&c.statuses, v, func(x uint64) pb.FeatureStatus { return pb.FeatureStatus(int32(x)) })
+	case fcEventTimes:
+		return appendVarints(&c.times, v, func(x uint64) int64 { return int64(x) })
+	case fcInt64Values:
+		return appendVarints(&c.int64s, v, func(x uint64) int64 { return int64(x) })
+	case fcInt64ListValues:
+		return appendVarints(&c.int64Lists, v, func(x uint64) int64 { return int64(x) })
+	case fcBoolValues:
+		return appendVarints(&c.bools, v, func(x uint64) bool { return x != 0 })
+	case fcListOffsets:
+		return appendVarints(&c.offsets, v, func(x uint64) uint32 { return uint32(x) })
 	}
+	return true
+}
+
+// appendVarints appends the packed varints v to *to, each converted by conv (which the
+// compiler inlines into this loop, one instance per element type).
+func appendVarints[T any](to *[]T, v []byte, conv func(uint64) T) bool {
+	s := *to
+	for len(v) > 0 {
+		if v[0] < 0x80 {
+			s = append(s, conv(uint64(v[0])))
+			v = v[1:]
+			continue
+		}
+		x, k := protowire.ConsumeVarint(v)
+		if k < 0 {
+			return false
+		}
+		s = append(s, conv(x))
+		v = v[k:]
+	}
+	*to = s
 	return true
 }
 
