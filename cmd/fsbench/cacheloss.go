@@ -32,26 +32,48 @@ const (
 	lossBucket = 100 * time.Millisecond
 )
 
-// timeline counts DynamoDB operations and cache lookups per bucket of the run; it is the
-// service's dynamo.Metrics and writethrough.Metrics.
+// timeline counts DynamoDB operations (calls), the keys they read (one BatchGetItem of
+// a set and a row reads two) and cache lookups per bucket of the run; it is the service's
+// dynamo.Metrics and writethrough.Metrics, and wraps its database to count keys.
 type timeline struct {
 	writethrough.NopMetrics
-	start            atomic.Int64 // unix nanoseconds
-	dbOps, hits, all []atomic.Int64
+	start                            atomic.Int64 // unix nanoseconds
+	dbOps, dbKeys, fenced, hits, all []atomic.Int64
 }
 
 func newTimeline(d time.Duration) *timeline {
 	n := int(d/lossBucket) + 2
-	return &timeline{dbOps: make([]atomic.Int64, n), hits: make([]atomic.Int64, n), all: make([]atomic.Int64, n)}
+	return &timeline{dbOps: make([]atomic.Int64, n), dbKeys: make([]atomic.Int64, n), fenced: make([]atomic.Int64, n),
+		hits: make([]atomic.Int64, n), all: make([]atomic.Int64, n)}
 }
 
 func (t *timeline) reset() {
 	for i := range t.dbOps {
 		t.dbOps[i].Store(0)
+		t.dbKeys[i].Store(0)
+		t.fenced[i].Store(0)
 		t.hits[i].Store(0)
 		t.all[i].Store(0)
 	}
 	t.start.Store(time.Now().UnixNano())
+}
+
+// keyCounter is the scenario's database, counting the keys each read asks for.
+type keyCounter struct {
+	devstack.Database
+	t *timeline
+}
+
+func (k keyCounter) GetItems(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
+	k.t.dbKeys[k.t.bucket()].Add(int64(len(keys)))
+	return k.Database.GetItems(ctx, keys)
+}
+
+func (k keyCounter) FencedRead(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
+	b := k.t.bucket()
+	k.t.dbKeys[b].Add(int64(len(keys)))
+	k.t.fenced[b].Add(int64(len(keys)))
+	return k.Database.FencedRead(ctx, keys)
 }
 
 func (t *timeline) bucket() int {
@@ -103,7 +125,8 @@ type lossResult struct {
 	rate                      float64
 	ideal                     int64
 	reqBefore, reqAfter       int
-	dbBefore, dbAfter, dbLoss int64 // dbLoss: the first second after the fault
+	dbBefore, dbAfter, dbLoss int64 // calls; dbLoss: the first second after the fault
+	keysAfter, fencedAfter    int64 // keys read after the fault (fenced: with a version raise)
 	p50b, p99b, p999b         time.Duration
 	p50a, p99a, p999a         time.Duration
 	recovery                  time.Duration
@@ -123,7 +146,7 @@ func cacheLoss(ctx context.Context, o options, e *env, log io.Writer) (string, e
 	defer cache.Close()
 	db := dynamo.New(dynamo.NewClient(dynamo.LocalConfig(), e.ddbEndpoint, dynamo.Instrument(tl, nil)), e.tables)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, store, err := devstack.NewService(db, cache, nil, cfg, logger)
+	svc, store, err := devstack.NewService(keyCounter{Database: db, t: tl}, cache, nil, cfg, logger)
 	if err != nil {
 		return "", err
 	}
@@ -224,13 +247,16 @@ func cacheLoss(ctx context.Context, o options, e *env, log io.Writer) (string, e
 		r.dbBefore = sum(tl.dbOps, 0, lossWindow)
 		r.dbAfter = sum(tl.dbOps, lossWindow, 2*lossWindow)
 		r.dbLoss = sum(tl.dbOps, lossWindow, lossWindow+time.Second)
+		r.keysAfter = sum(tl.dbKeys, lossWindow, 2*lossWindow)
+		r.fencedAfter = sum(tl.fenced, lossWindow, 2*lossWindow)
 		r.recovery = tl.recovery(lossWindow, 2*lossWindow)
 		if variant == "flush" {
 			r.ideal = int64(keys + 1) // the entities and the feature set, on one replica
 		} else {
 			r.ideal = evicted.Load()
 		}
-		fmt.Fprintf(log, "  %s: %d DynamoDB operations after (ideal %d), p99 %s -> %s, recovery %v\n", variant, r.dbAfter, r.ideal, us(r.p99b), us(r.p99a), r.recovery)
+		fmt.Fprintf(log, "  %s: %d DynamoDB operations, %d keys read (%d fenced) after (ideal %d keys), p99 %s -> %s, recovery %v\n",
+			variant, r.dbAfter, r.keysAfter, r.fencedAfter, r.ideal, us(r.p99b), us(r.p99a), r.recovery)
 		// Where the tail comes from: per 100 ms after the fault, the database operations
 		// and the p99 of the requests that were due to start then.
 		for i := 0; i < 12; i++ {
@@ -242,7 +268,8 @@ func cacheLoss(ctx context.Context, o options, e *env, log io.Writer) (string, e
 				}
 			}
 			_, p99, _ := loadgen.Quantiles(in)
-			fmt.Fprintf(log, "    +%4d ms: %4d DynamoDB ops, %4d requests, p99 %s\n", i*100, sum(tl.dbOps, lo, lo+100*time.Millisecond), len(in), us(p99))
+			fmt.Fprintf(log, "    +%4d ms: %4d DynamoDB ops (%4d keys), %4d requests, p99 %s\n", i*100, sum(tl.dbOps, lo, lo+100*time.Millisecond),
+				sum(tl.dbKeys, lo, lo+100*time.Millisecond), len(in), us(p99))
 		}
 		rows = append(rows, r)
 	}
@@ -251,8 +278,8 @@ func cacheLoss(ctx context.Context, o options, e *env, log io.Writer) (string, e
 
 func lossTable(rows []lossResult) string {
 	var b strings.Builder
-	b.WriteString("| cache loss | hot keys | offered /s | DynamoDB ops 5 s before | after (first 1 s) | ideal | after / ideal | p50/p99/p999 us before | after | p99 after / before | >99% hits again after | errors |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| cache loss | hot keys | offered /s | DynamoDB ops 5 s before | ops after (first 1 s) | keys read after (fenced) | ideal keys | keys / ideal | p50/p99/p999 us before | after | p99 after / before | >99% hits again after | errors |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rows {
 		rec := "never"
 		if r.recovery >= 0 {
@@ -262,8 +289,8 @@ func lossTable(rows []lossResult) string {
 		if r.variant == "evict" {
 			name = "one hot key evicted every 100 ms from 5 s"
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %d | %d (%d) | %d | %.1f | %s / %s / %s | %s / %s / %s | %.2f | %s | %d |\n",
-			name, r.keys, r.rate, r.dbBefore, r.dbAfter, r.dbLoss, r.ideal, float64(r.dbAfter)/float64(max(1, r.ideal)),
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %d | %d (%d) | %d (%d) | %d | %.1f | %s / %s / %s | %s / %s / %s | %.2f | %s | %d |\n",
+			name, r.keys, r.rate, r.dbBefore, r.dbAfter, r.dbLoss, r.keysAfter, r.fencedAfter, r.ideal, float64(r.keysAfter)/float64(max(1, r.ideal)),
 			us(r.p50b), us(r.p99b), us(r.p999b), us(r.p50a), us(r.p99a), us(r.p999a),
 			float64(r.p99a)/float64(max(1, r.p99b)), rec, r.errors)
 	}

@@ -298,13 +298,18 @@ func (c *Cache) pubCalls(pubs []writethrough.Publication) []call {
 
 // Prepare returns, per key, the ticket under which a value read from the database
 // afterwards may be populated: none, a plain ticket, or a fence ticket (populate only
-// what a fenced read returned).
-func (c *Cache) Prepare(ctx context.Context, keys []string) ([]writethrough.Ticket, error) {
+// what a fenced read returned). A hot key (hot[i]) that is missing, or that was
+// recreated and not read since, is granted a fence ticket at once.
+func (c *Cache) Prepare(ctx context.Context, keys []string, hot []bool) ([]writethrough.Ticket, error) {
 	base := c.ticketPrefix + strconv.FormatUint(c.ticketSeq.Add(1), 16) + "-"
 	horizon, ttl, window := ms(c.opts.Horizon), ms(c.opts.ValueTTL), ms(c.opts.FenceWindow)
 	calls := make([]call, len(keys))
 	for i, k := range keys {
-		calls[i] = call{key: k, args: []string{base + strconv.Itoa(i), horizon, ttl, window}}
+		h := "0"
+		if i < len(hot) && hot[i] {
+			h = "1"
+		}
+		calls[i] = call{key: k, args: []string{base + strconv.Itoa(i), horizon, ttl, window, h}}
 	}
 	res, err := c.run(ctx, scriptPrepare, calls)
 	if err != nil {

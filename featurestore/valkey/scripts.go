@@ -137,23 +137,28 @@ redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
 return 2
 `
 
-// prepareScript: ARGV ticket, horizon ms, dirty ttl ms, fence window ms. Returns the
-// ticket when the reader may populate after reading the database, "fence:<ticket>" when
-// it may populate only after a fenced read (one that raises the item's version in the
-// database), else "".
+// prepareScript: ARGV ticket, horizon ms, dirty ttl ms, fence window ms, hot (1 or 0).
+// Returns the ticket when the reader may populate after reading the database,
+// "fence:<since>:<ticket>" when it may populate only after a fenced read (one that raises
+// the item's version in the database), else "".
 // Expired tokens are dropped here, and only here: the database read that follows starts
 // after their leases ended, so it sees whatever those writers committed. Before the
 // horizon a writer whose token was lost may still commit, so only a fenced read may
 // populate then (see the writethrough package doc). A fence is a database write, so it
 // is spent only on keys read again: the first reader since the entry was recreated or
-// marked records "seen" in the ticket field and reads plainly; later readers get one
-// fence ticket per fence window, so that concurrent readers do not all fence.
+// marked records "seen" in the ticket field and reads plainly, unless its replica served
+// the key from the cache lately (hot), which says the key will be read again; later
+// readers get one fence ticket per fence window, so that concurrent readers do not all
+// fence.
 const prepareScript = prelude + `
 local now = now_ms()
+local hot = ARGV[5] == '1'
 local d = parse(redis.call('GET', KEYS[1]))
 if d == nil then
   d = {kind = 'D', ver = 0, horizon = now + tonumber(ARGV[2]), ticket = 'seen', tokens = {}, payload = ''}
+  if hot then d.ticket = 'fence:' .. fmt(now) .. ':' .. ARGV[1] end
   redis.call('SET', KEYS[1], dirty(d), 'PX', ARGV[3])
+  if hot then return d.ticket end
   return ''
 end
 if d.kind == 'V' then return '' end
@@ -163,7 +168,7 @@ end
 d.tokens = {}
 if now < d.horizon then
   local since = tonumber(string.match(d.ticket, '^fence:(%d+):'))
-  if d.ticket == '' or (since ~= nil and now < since + tonumber(ARGV[4])) then
+  if (d.ticket == '' and not hot) or (since ~= nil and now < since + tonumber(ARGV[4])) then
     if d.ticket == '' then d.ticket = 'seen' end
     redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
     return ''

@@ -50,6 +50,8 @@ type step struct {
 	// "plain" or "fence" ("" skips the check); for assert, "lost" or "kept".
 	want   string
 	ticket string
+	// hot: prepare as a reader whose replica served the key from the cache lately.
+	hot bool
 }
 
 func state(t *testing.T, c *valkey.Cache) string {
@@ -117,6 +119,43 @@ func TestScripts(t *testing.T) {
 			{op: "sleep", sleep: fenceWindow + 20*time.Millisecond},
 			{op: "prepare", ticket: "fence"},
 			{op: "populate", version: 7, want: "value:7"},
+		}},
+		{"a hot key's first reader after a loss gets a fence ticket", []step{
+			{op: "prepare", hot: true, ticket: "fence", want: "dirty:0"},
+			{op: "populate", version: 7, want: "value:7"},
+		}},
+		{"after a hot reader's fence ticket, the fence window holds for every reader", []step{
+			{op: "prepare", hot: true, ticket: "fence", want: "dirty:0"},
+			{op: "prepare", hot: true, ticket: "none"},
+			{op: "prepare", ticket: "none"},
+		}},
+		{"a hot reader of an entry a writer recreated gets a fence ticket once the token expired", []step{
+			{op: "mark", token: "w", lease: 30 * time.Millisecond, want: "dirty:0"},
+			{op: "prepare", hot: true, ticket: "none"},
+			{op: "sleep", sleep: 60 * time.Millisecond},
+			{op: "prepare", hot: true, ticket: "fence"},
+			{op: "populate", version: 2, want: "value:2"},
+		}},
+		{"a hot reader gets nothing while a token lives", []step{
+			value1,
+			{op: "mark", token: "w", lease: lease},
+			{op: "del"},
+			{op: "assert", token: "w", lease: lease, ticket: "lost"},
+			{op: "prepare", hot: true, ticket: "none"},
+		}},
+		{"assert voids a hot reader's fence ticket", []step{
+			value1,
+			{op: "mark", token: "w", lease: lease},
+			{op: "del"},
+			{op: "prepare", hot: true, ticket: "fence"},
+			{op: "assert", token: "w", lease: lease, ticket: "lost"},
+			{op: "populate", version: 5, want: "dirty:0"},
+		}},
+		{"past the horizon a hot reader gets a plain ticket, as any reader", []step{
+			{op: "prepare", want: "dirty:0"},
+			{op: "sleep", sleep: horizon + 50*time.Millisecond},
+			{op: "prepare", hot: true, ticket: "plain"},
+			{op: "populate", version: 3, want: "value:3"},
 		}},
 		{"an early writer's live token refuses a fence ticket", []step{
 			{op: "prepare", ticket: "none"},
@@ -220,7 +259,7 @@ func TestScripts(t *testing.T) {
 					}
 				case "prepare":
 					var tickets []writethrough.Ticket
-					tickets, err = c.Prepare(ctx, []string{"k"})
+					tickets, err = c.Prepare(ctx, []string{"k"}, []bool{s.hot})
 					if err == nil {
 						ticket = tickets[0].ID
 						kind := "none"

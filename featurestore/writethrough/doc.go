@@ -63,15 +63,23 @@
 // MARK since PREPARE) or the entry holds an older VALUE, never over a missing key (whose
 // state may have been lost since PREPARE). PREPARE grants:
 //
-//   - nothing while a live token remains, or on a missing key, which it recreates DIRTY
-//     with a fresh horizon (its reader is the first since the loss);
+//   - nothing while a live token remains;
+//   - on a missing key, which it recreates DIRTY with a fresh horizon (its reader is the
+//     first since the loss), a fence ticket if the key is hot, and otherwise nothing;
 //   - past the horizon, a plain ticket;
-//   - before the horizon, a fence ticket to a reader that is not the first since the
-//     entry was recreated or marked (the first records that it came), at most one per
-//     fence window. The reader must then read with a fence: the database raises the
+//   - before the horizon, a fence ticket to a reader that is hot or not the first since
+//     the entry was recreated or marked (the first records that it came), at most one
+//     per fence window. The reader must then read with a fence: the database raises the
 //     item's version atomically with reading it (FencedRead), and only that item may be
 //     populated. Absent items are not fenced (nothing is created), so they wait for the
 //     horizon.
+//
+// A key is hot for a reader when the reader's replica served it from the cache within
+// Config.HotWindow. A fence is a database write, so a key read once (cold) first reads
+// plainly; a hot key will be read again, and fencing at its first miss heals it with one
+// database operation instead of a plain read and then a fence, and with no second
+// round of readers waiting. This is what keeps a flush, a restart or an eviction of hot
+// keys from sending their readers to the database.
 //
 // Expired tokens are dropped by PREPARE only: the database read that follows starts after
 // their leases ended, so it sees whatever their writers committed. A read whose cache GET
@@ -104,8 +112,10 @@
 // q, it turns the VALUE back into DIRTY before W's put can land. Either way no VALUE is
 // served that is older than a committed write. Writers that marked after the loss have a
 // live token at p (no ticket), or their lease ended before p (no commit after it).
-// TestMutationsAreCaught shows the checker finds the violations when ASSERT or the
-// version raise is taken out.
+// Nothing here depends on the reader not being the first since the loss, so the fence
+// ticket a hot key's first reader gets is covered too. TestMutationsAreCaught shows the
+// checker finds the violations when ASSERT or the version raise is taken out, and when a
+// hot key's reader populates after a plain read.
 //
 // A deleted item keeps its version as a fence of its own: the cache stores an empty
 // VALUE at the tombstone's version (with a short TTL that outlasts the longest read), so

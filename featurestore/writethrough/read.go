@@ -65,7 +65,7 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 		}
 		return out, s.fill(ctx, keys, ckeys, all, out, false)
 	}
-	miss := s.serve(ctx, keys, entries, nil, out)
+	miss := s.serve(ctx, keys, ckeys, entries, nil, out)
 	// Keys another read of this replica is healing: wait for it, then look in the cache
 	// again, rather than send the database one more read of the same key. Any VALUE the
 	// cache holds may be served, whenever it was stored, so this shares no database read
@@ -105,7 +105,7 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 			return out, s.fill(ctx, keys, ckeys, miss, out, false)
 		}
 		before := len(miss)
-		miss = s.serve(ctx, keys, again, miss, out)
+		miss = s.serve(ctx, keys, ckeys, again, miss, out)
 		s.cfg.Metrics.Coalesced(ctx, before-len(miss))
 	}
 	return out, nil
@@ -120,10 +120,12 @@ const maxWaitRounds = 3
 type flight struct{ done chan struct{} }
 
 // serve copies the servable entries to out and returns the positions that are not; idx
-// maps entries to positions in keys (nil: the identity). It counts the lookups.
-func (s *Store) serve(ctx context.Context, keys []Key, entries []CacheEntry, idx []int, out []Item) []int {
+// maps entries to positions in keys (nil: the identity). It counts the lookups and
+// remembers the keys it served.
+func (s *Store) serve(ctx context.Context, keys []Key, ckeys []string, entries []CacheEntry, idx []int, out []Item) []int {
 	var miss []int
 	dirty := 0
+	now := s.clock.Now()
 	for j, e := range entries {
 		i := j
 		if idx != nil {
@@ -131,6 +133,7 @@ func (s *Store) serve(ctx context.Context, keys []Key, entries []CacheEntry, idx
 		}
 		if e.State == CacheValue {
 			out[i] = Item{Key: keys[i], Version: e.Version, Data: e.Data}
+			s.recent.served(ckeys[i], now)
 			continue
 		}
 		miss = append(miss, i)
@@ -178,11 +181,14 @@ func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int,
 	var tickets []Ticket
 	if useCache {
 		mckeys := make([]string, len(idx))
+		hot := make([]bool, len(idx))
+		now := s.clock.Now()
 		for j, i := range idx {
 			mckeys[j] = ckeys[i]
+			hot[j] = s.recent.hot(ckeys[i], now)
 		}
 		var err error
-		if tickets, err = s.cache.Prepare(ctx, mckeys); err != nil {
+		if tickets, err = s.cache.Prepare(ctx, mckeys, hot); err != nil {
 			tickets = nil
 		}
 	}

@@ -188,8 +188,9 @@ type Cache interface {
 	Mark(ctx context.Context, keys []string, token string, lease time.Duration) error
 	Publish(ctx context.Context, pubs []Publication) error
 	// Prepare returns, per key, the ticket under which a value read from the database
-	// afterwards may be populated.
-	Prepare(ctx context.Context, keys []string) (tickets []Ticket, err error)
+	// afterwards may be populated. hot[i] says the reader's replica served keys[i] from
+	// the cache lately: on a missing key, it is granted a fence ticket at once.
+	Prepare(ctx context.Context, keys []string, hot []bool) (tickets []Ticket, err error)
 	// Populate returns how many of pops were stored; the rest were refused.
 	Populate(ctx context.Context, pops []Publication) (stored int, err error)
 	// Assert makes sure a writer's token is still on every key, adding it back (as Mark
@@ -253,13 +254,16 @@ type Config struct {
 	MaxCommitAttempts int
 	// Parallelism bounds the keys committed one by one at once by one update.
 	Parallelism int
+	// HotWindow: a key this replica served from the cache within it is hot, and its first
+	// reader after a loss reads it with a fence (see Read). Default one minute.
+	HotWindow time.Duration
 	// Metrics receives cache and repair counts (default: discarded).
 	Metrics Metrics
 }
 
 // DefaultConfig is the configuration used for zero fields.
 func DefaultConfig() Config {
-	return Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second, PublishTimeout: time.Second, MaxCommitAttempts: 8, Parallelism: 16}
+	return Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second, PublishTimeout: time.Second, MaxCommitAttempts: 8, Parallelism: 16, HotWindow: time.Minute}
 }
 
 func (c Config) withDefaults() Config {
@@ -278,6 +282,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Parallelism <= 0 {
 		c.Parallelism = d.Parallelism
+	}
+	if c.HotWindow <= 0 {
+		c.HotWindow = d.HotWindow
 	}
 	if c.Metrics == nil {
 		c.Metrics = NopMetrics{}
@@ -300,6 +307,8 @@ type Store struct {
 
 	flightsMu sync.Mutex
 	flights   map[string]*flight // by cache key: reads healing it on this replica
+
+	recent *recentHits // keys served from the cache lately
 }
 
 // New returns a Store. It fails if the write timeout is not shorter than the lease.
@@ -313,7 +322,8 @@ func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger)
 		return nil, fmt.Errorf("token prefix: %w", err)
 	}
 	return &Store{db: db, cache: cache, clock: clock, cfg: cfg, logger: logger,
-		tokenPrefix: hex.EncodeToString(b[:]), repairs: make(chan []Publication, 1024), flights: map[string]*flight{}}, nil
+		tokenPrefix: hex.EncodeToString(b[:]), repairs: make(chan []Publication, 1024), flights: map[string]*flight{},
+		recent: newRecentHits(cfg.HotWindow)}, nil
 }
 
 // Config returns the effective configuration.

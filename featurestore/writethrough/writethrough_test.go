@@ -23,15 +23,21 @@ import (
 // Short leases keep the tests fast; the protocol does not depend on their size.
 var cfg = writethrough.Config{WriteTimeout: 400 * time.Millisecond, Lease: 600 * time.Millisecond}
 
-// countingDB counts database reads so tests can tell cache hits from misses.
+// countingDB counts database reads, plain and fenced, so tests can tell cache hits from
+// misses.
 type countingDB struct {
 	writethrough.Database
-	reads atomic.Int64
+	reads, fenced atomic.Int64
 }
 
 func (c *countingDB) GetItems(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
 	c.reads.Add(int64(len(keys)))
 	return c.Database.GetItems(ctx, keys)
+}
+
+func (c *countingDB) FencedRead(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
+	c.fenced.Add(int64(len(keys)))
+	return c.Database.FencedRead(ctx, keys)
 }
 
 type env struct {
@@ -168,12 +174,13 @@ func TestWriteThenReadFromCache(t *testing.T) {
 	}
 }
 
+// TestMissFallsBackAndPopulatesAfterTheHorizon: a key this replica never served from
+// its cache (cold) reads plainly after a loss and is not put back until the horizon.
 func TestMissFallsBackAndPopulatesAfterTheHorizon(t *testing.T) {
 	e := newEnv(t)
 	k := key("a")
-	v := put(t, e.store, k, "five")
+	v := put(t, e.store, k, "five") // published, never read: cold
 	settle()
-	read(t, e.store, k)
 	e.del(t, k) // an eviction
 	e.db.reads.Store(0)
 	if got := read(t, e.store, k); string(got.Data) != "five" {
@@ -191,6 +198,79 @@ func TestMissFallsBackAndPopulatesAfterTheHorizon(t *testing.T) {
 	read(t, e.store, k)
 	if env, ok := e.envelope(t, k); !ok || env.Dirty || env.Version != v {
 		t.Fatalf("after the horizon: envelope %+v, want VALUE at version %d", env, v)
+	}
+}
+
+// TestHotKeysHealAtTheirFirstMiss: keys this replica served from its cache are fenced
+// by their first reader after a loss and put back at once, one database operation each,
+// whether one key was evicted or the whole cache flushed; a cold key is not. Another
+// replica, which never served them, treats them as cold.
+func TestHotKeysHealAtTheirFirstMiss(t *testing.T) {
+	e := newEnv(t)
+	hot := []writethrough.Key{key("h1"), key("h2"), key("h3")}
+	cold := key("c")
+	versions := map[writethrough.Key]int64{}
+	for _, k := range append([]writethrough.Key{cold}, hot...) {
+		versions[k] = put(t, e.store, k, "v-"+k.PK)
+	}
+	settle()
+	// The first read puts the keys in the cache (their writes' tokens were early: the
+	// keys were new); the second serves them from it, which makes them hot.
+	for range 2 {
+		if _, err := e.store.Read(context.Background(), hot); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	e.del(t, hot[0]) // an eviction
+	e.db.reads.Store(0)
+	if got := read(t, e.store, hot[0]); string(got.Data) != "v-h1" {
+		t.Fatalf("read after eviction: %+v", got)
+	}
+	if r, f := e.db.reads.Load(), e.db.fenced.Load(); r != 0 || f != 1 {
+		t.Fatalf("first read of an evicted hot key: %d plain and %d fenced database reads, want 0 and 1", r, f)
+	}
+	if env, ok := e.envelope(t, hot[0]); !ok || env.Dirty || env.Version <= versions[hot[0]] {
+		t.Fatalf("after the fenced read: envelope %+v (present %v), want a VALUE above version %d", env, ok, versions[hot[0]])
+	}
+
+	other := e.newStore(t, e.cache)
+	if err := e.cache.Client().Do(context.Background(), e.cache.Client().B().Flushall().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	e.db.reads.Store(0)
+	e.db.fenced.Store(0)
+	items, err := e.store.Read(context.Background(), append([]writethrough.Key{cold}, hot...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range append([]writethrough.Key{cold}, hot...) {
+		if string(items[i].Data) != "v-"+k.PK {
+			t.Fatalf("read of %s after the flush: %+v", k.PK, items[i])
+		}
+	}
+	if r, f := e.db.reads.Load(), e.db.fenced.Load(); r != 1 || f != int64(len(hot)) {
+		t.Fatalf("first read after a flush: %d plain and %d fenced database reads, want 1 (the cold key) and %d", r, f, len(hot))
+	}
+	e.db.reads.Store(0)
+	e.db.fenced.Store(0)
+	if _, err := e.store.Read(context.Background(), hot); err != nil {
+		t.Fatal(err)
+	}
+	if r, f := e.db.reads.Load(), e.db.fenced.Load(); r != 0 || f != 0 {
+		t.Fatalf("second read of the healed hot keys: %d plain and %d fenced database reads, want none", r, f)
+	}
+	if env, ok := e.envelope(t, cold); !ok || !env.Dirty {
+		t.Fatalf("the cold key after its first read: envelope %+v (present %v), want DIRTY", env, ok)
+	}
+
+	// To a replica that never served it, a lost key is cold: a plain read first.
+	e.del(t, hot[1])
+	e.db.reads.Store(0)
+	e.db.fenced.Store(0)
+	read(t, other, hot[1])
+	if r, f := e.db.reads.Load(), e.db.fenced.Load(); r != 1 || f != 0 {
+		t.Fatalf("another replica's first read of a lost key: %d plain and %d fenced, want 1 and 0", r, f)
 	}
 }
 

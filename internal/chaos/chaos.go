@@ -53,6 +53,10 @@ type Config struct {
 	// WriterPause, if set, makes each writer wait up to this long between writes, leaving
 	// moments with no writer in flight (when readers may populate the cache).
 	WriterPause time.Duration
+	// ReaderPause, if set, makes each reader wait up to this long between reads. It bounds
+	// a scenario's history (the check's cost grows steeply with a key's operations) where
+	// readers would otherwise loop on cache hits.
+	ReaderPause time.Duration
 	// Faults to draw from (default: all kinds of the backend) and the mean time between them.
 	Faults     []string
 	FaultEvery time.Duration

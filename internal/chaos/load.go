@@ -178,6 +178,9 @@ func (e *environment) drive(ctx context.Context, rng *rand.Rand, start time.Time
 					}
 					rec.add(op{Key: k, Client: clientID, Output: out, Call: call, Return: ret})
 				}
+				if cfg.ReaderPause > 0 {
+					time.Sleep(time.Duration(r.Int63n(int64(cfg.ReaderPause))))
+				}
 			}
 		}()
 	}
