@@ -38,8 +38,9 @@ type Column struct {
 }
 
 // Columns is what GetFeatureColumns read: Columns[f] holds Refs[f]. A feature requested
-// more than once shares one *Column, and the columns' slices share backing arrays, so
-// callers must treat them as read-only.
+// more than once shares one *Column, the columns' slices share backing arrays, and Refs
+// is shared with every request of the same refs (see refPlan), so callers must treat
+// all of them as read-only.
 type Columns struct {
 	Refs    []FeatureRef
 	Columns []*Column

@@ -53,7 +53,8 @@ type FeatureValue struct {
 }
 
 // Values is what GetFeatures read. It is entity-major: Cells[e*len(Refs)+f] is feature f
-// of entity e; Types[f] is feature f's declared type.
+// of entity e; Types[f] is feature f's declared type. Refs is shared with every request
+// of the same refs (see refPlan): callers must not modify it.
 type Values struct {
 	Refs  []FeatureRef
 	Types []ValueType

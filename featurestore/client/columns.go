@@ -194,7 +194,9 @@ func checkOffsets(offsets []uint32, n, values int) error {
 
 // ReadColumns calls GetFeatureColumns and returns its typed view. It is retried on
 // UNAVAILABLE, like GetFeatureColumns. A response that does not fit the request (see
-// NewColumns) is an error.
+// NewColumns) is an error with code INTERNAL, raised where gRPC decodes the response. It
+// relies on the client's own codec: a codec forced through Options.DialOptions makes it
+// fail.
 func (c *Client) ReadColumns(ctx context.Context, refs, entityIDs []string) (*Columns, error) {
 	cols := &Columns{entityIDs: entityIDs}
 	// The client's codec decodes into cols (see wireColumns): the reply need not be a
@@ -211,7 +213,10 @@ func (c *Client) ReadColumns(ctx context.Context, refs, entityIDs []string) (*Co
 func (c *Columns) EntityIDs() []string { return c.entityIDs }
 
 // Response is the response the view reads, as generated messages whose repeated fields
-// share the view's arrays (built on the first call, when ReadColumns made the view).
+// share the view's arrays. For a view ReadColumns made, it is built on the first call
+// and holds what the views hold: each column's name, type, statuses, event times and the
+// values (and list offsets) of its own type, not fields of other types a server might
+// have sent as well. For NewColumns' it is the response given.
 func (c *Columns) Response() *pb.GetFeatureColumnsResponse {
 	c.respOnce.Do(func() {
 		n := len(c.entityIDs)

@@ -133,7 +133,11 @@ func (s *Store) serve(ctx context.Context, keys []Key, ckeys []string, entries [
 		}
 		if e.State == CacheValue {
 			out[i] = Item{Key: keys[i], Version: e.Version, Data: e.Data}
-			s.recent.served(ckeys[i], now)
+			// An absent item (version 0) cannot be fenced, so its key gains nothing
+			// from being hot: its fence would be a conditional write that always fails.
+			if e.Version > 0 {
+				s.recent.served(ckeys[i], now)
+			}
 			continue
 		}
 		miss = append(miss, i)

@@ -264,6 +264,21 @@ func TestHotKeysHealAtTheirFirstMiss(t *testing.T) {
 		t.Fatalf("the cold key after its first read: envelope %+v (present %v), want DIRTY", env, ok)
 	}
 
+	// An absent item served from the cache does not make its key hot: it cannot be
+	// fenced, so its fence would be a write that always fails.
+	absent := key("never-written")
+	for range 3 { // cached as absent once past its horizon, then served
+		read(t, e.store, absent)
+		settle()
+	}
+	e.del(t, absent)
+	e.db.reads.Store(0)
+	e.db.fenced.Store(0)
+	read(t, e.store, absent)
+	if r, f := e.db.reads.Load(), e.db.fenced.Load(); r != 1 || f != 0 {
+		t.Fatalf("first read of a lost absent item: %d plain and %d fenced, want 1 and 0", r, f)
+	}
+
 	// To a replica that never served it, a lost key is cold: a plain read first.
 	e.del(t, hot[1])
 	e.db.reads.Store(0)
