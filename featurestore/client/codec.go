@@ -292,21 +292,58 @@ func (c *Columns) decodeWire(b []byte) bool {
 // decodeVarints appends the packed varints v of field num to its array, or reports false
 // for one that is more than ten bytes or past 64 bits.
 func (c *Columns) decodeVarints(num protowire.Number, v []byte) bool {
+	var ok bool
 	switch num {
 	case fcStatuses:
-		return appendVarints(&c.statuses, v, func(x uint64) pb.FeatureStatus { return pb.FeatureStatus(int32(x)) })
+		c.statuses, ok = appendStatuses(c.statuses, v)
+		return ok
 	case fcEventTimes:
-		return appendVarints(&c.times, v, func(x uint64) int64 { return int64(x) })
+		c.times, ok = appendInt64s(c.times, v)
+		return ok
 	case fcInt64Values:
-		return appendVarints(&c.int64s, v, func(x uint64) int64 { return int64(x) })
+		c.int64s, ok = appendInt64s(c.int64s, v)
+		return ok
 	case fcInt64ListValues:
-		return appendVarints(&c.int64Lists, v, func(x uint64) int64 { return int64(x) })
+		c.int64Lists, ok = appendInt64s(c.int64Lists, v)
+		return ok
 	case fcBoolValues:
 		return appendVarints(&c.bools, v, func(x uint64) bool { return x != 0 })
 	case fcListOffsets:
 		return appendVarints(&c.offsets, v, func(x uint64) uint32 { return uint32(x) })
 	}
 	return true
+}
+
+// appendStatuses and appendInt64s are appendVarints for the two fields every column has
+// (statuses, one byte each; event times, eight), written out so that no call is made
+// per element.
+func appendStatuses(s []pb.FeatureStatus, v []byte) ([]pb.FeatureStatus, bool) {
+	for i := 0; i < len(v); {
+		if b := v[i]; b < 0x80 {
+			s = append(s, pb.FeatureStatus(b))
+			i++
+			continue
+		}
+		x, k := protowire.ConsumeVarint(v[i:])
+		if k < 0 {
+			return s, false
+		}
+		s = append(s, pb.FeatureStatus(int32(x)))
+		i += k
+	}
+	return s, true
+}
+
+func appendInt64s(s []int64, v []byte) ([]int64, bool) {
+	for len(v) > 0 {
+		x, k := protowire.ConsumeVarint(v)
+		if k < 0 {
+			return s, false
+		}
+		s = append(s, int64(x))
+		v = v[k:]
+	}
+	return s, true
 }
 
 // appendVarints appends the packed varints v to *to, each converted by conv (which the
