@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsfeatures/featurestore/featurestore/client"
 	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
 	"github.com/dsfeatures/featurestore/server"
@@ -27,9 +28,13 @@ func BenchmarkReadHotPath(b *testing.B) {
 // transport are part of each request, and -benchmem counts the allocations of client and
 // server together (one process). Row-wise, every value reaches the client as its own
 // Value message with a Timestamp; columnar, a column is one message of packed arrays.
+//
+// A third form reads the columns as a Go user does, through featurestore/client's
+// ReadColumns (its own codec decodes the response into the typed views' arrays), and
+// reads every column's statuses.
 func BenchmarkReadEndToEnd(b *testing.B) {
 	be, ids := newWideEnv(b)
-	_, c := serveAt(b, server.NewGRPC(server.New(be.svc, be.logger, server.Options{}), nil, be.logger).Server)
+	addr, c := serveAt(b, server.NewGRPC(server.New(be.svc, be.logger, server.Options{}), nil, be.logger).Server)
 	benchReadForms(b, ids,
 		func(ctx context.Context, req *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error) {
 			return c.GetFeatures(ctx, req)
@@ -37,7 +42,42 @@ func BenchmarkReadEndToEnd(b *testing.B) {
 		func(ctx context.Context, req *pb.GetFeatureColumnsRequest) (*pb.GetFeatureColumnsResponse, error) {
 			return c.GetFeatureColumns(ctx, req)
 		})
+	gc, err := client.Dial(addr, client.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { gc.Close() })
+	ctx := context.Background()
+	for _, size := range readSizes {
+		refs, ids := wideRefs[:size.nf], ids[:size.n]
+		b.Run(fmt.Sprintf("client-columns/entities=%d/features=%d", size.n, size.nf), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				cols, err := gc.ReadColumns(ctx, refs, ids)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, ref := range refs {
+					if st, err := cols.Statuses(ref); err != nil || st[size.n-1] != pb.FeatureStatus_FEATURE_STATUS_PRESENT {
+						b.Fatalf("%s: %v %v", ref, st, err)
+					}
+				}
+			}
+		})
+	}
 }
+
+// readSizes are fsbench's cached sizes; wideRefs asks for every other feature of the
+// wide set.
+var (
+	readSizes = []struct{ n, nf int }{{1, 10}, {10, 100}, {100, 10}, {100, 100}}
+	wideRefs  = func() (refs []string) {
+		for i := 0; i < 200; i += 2 {
+			refs = append(refs, "wide:f"+strconv.Itoa(i))
+		}
+		return refs
+	}()
+)
 
 // newWideEnv is a stack with a set "wide" of 200 double features f0..f199 and 100
 // entities written with all of them.
@@ -53,15 +93,11 @@ func benchReadForms(b *testing.B, ids []string,
 	rows func(context.Context, *pb.GetFeaturesRequest) (*pb.GetFeaturesResponse, error),
 	cols func(context.Context, *pb.GetFeatureColumnsRequest) (*pb.GetFeatureColumnsResponse, error)) {
 	ctx := context.Background()
-	var all []string
-	for i := 0; i < 200; i += 2 {
-		all = append(all, "wide:f"+strconv.Itoa(i))
-	}
-	if _, err := rows(ctx, &pb.GetFeaturesRequest{Features: all, EntityIds: ids}); err != nil {
+	if _, err := rows(ctx, &pb.GetFeaturesRequest{Features: wideRefs, EntityIds: ids}); err != nil {
 		b.Fatal(err)
 	}
-	for _, size := range []struct{ n, nf int }{{1, 10}, {10, 100}, {100, 10}, {100, 100}} {
-		refs, ids := all[:size.nf], ids[:size.n]
+	for _, size := range readSizes {
+		refs, ids := wideRefs[:size.nf], ids[:size.n]
 		b.Run(fmt.Sprintf("rows/entities=%d/features=%d", size.n, size.nf), func(b *testing.B) {
 			req := &pb.GetFeaturesRequest{Features: refs, EntityIds: ids}
 			b.ReportAllocs()
