@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -124,17 +123,7 @@ func FuzzColumnsReply(f *testing.F) {
 
 func BenchmarkColumnsReply(b *testing.B) {
 	rng := rand.New(rand.NewPCG(13, 14))
-	// fsbench's shape: 10 entities x 100 double features, all present.
-	dbl := &pb.GetFeatureColumnsResponse{}
-	for f := range 100 {
-		col := &pb.FeatureColumn{Feature: fmt.Sprintf("b100:f%d", f), Type: pb.ValueType_VALUE_TYPE_DOUBLE}
-		for e := range 10 {
-			col.Statuses = append(col.Statuses, pb.FeatureStatus_FEATURE_STATUS_PRESENT)
-			col.EventTimes = append(col.EventTimes, 1_790_000_000_000_000+int64(e))
-			col.DoubleValues = append(col.DoubleValues, rng.Float64())
-		}
-		dbl.Columns = append(dbl.Columns, col)
-	}
+	dbl := pbtest.DoubleColumns(rng, 10, 100) // fsbench's shape
 	for _, in := range []struct {
 		name string
 		resp *pb.GetFeatureColumnsResponse

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -230,17 +229,7 @@ func BenchmarkUnmarshalColumns(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// fsbench's shape: 10 entities x 100 double features, all present.
-	dbl := &pb.GetFeatureColumnsResponse{}
-	for f := range 100 {
-		col := &pb.FeatureColumn{Feature: fmt.Sprintf("b100:f%d", f), Type: pb.ValueType_VALUE_TYPE_DOUBLE}
-		for e := range 10 {
-			col.Statuses = append(col.Statuses, pb.FeatureStatus_FEATURE_STATUS_PRESENT)
-			col.EventTimes = append(col.EventTimes, 1_790_000_000_000_000+int64(e))
-			col.DoubleValues = append(col.DoubleValues, rng.Float64())
-		}
-		dbl.Columns = append(dbl.Columns, col)
-	}
+	dbl := pbtest.DoubleColumns(rng, 10, 100) // fsbench's shape
 	doubles, err := proto.Marshal(dbl)
 	if err != nil {
 		b.Fatal(err)

@@ -3,6 +3,7 @@
 package pbtest
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 
@@ -48,6 +49,22 @@ func RandomColumns(rng *rand.Rand, n, nf int) *pb.GetFeatureColumnsResponse {
 				}
 				col.ListOffsets = append(col.ListOffsets, uint32(len(col.FloatListValues)+len(col.Int64ListValues)+len(col.StringListValues)))
 			}
+		}
+		resp.Columns = append(resp.Columns, col)
+	}
+	return resp
+}
+
+// DoubleColumns is fsbench's cached shape: n entities x nf double features of the set
+// "b100", every cell present.
+func DoubleColumns(rng *rand.Rand, n, nf int) *pb.GetFeatureColumnsResponse {
+	resp := &pb.GetFeatureColumnsResponse{}
+	for f := range nf {
+		col := &pb.FeatureColumn{Feature: fmt.Sprintf("b100:f%d", f), Type: pb.ValueType_VALUE_TYPE_DOUBLE}
+		for e := range n {
+			col.Statuses = append(col.Statuses, pb.FeatureStatus_FEATURE_STATUS_PRESENT)
+			col.EventTimes = append(col.EventTimes, 1_790_000_000_000_000+int64(e))
+			col.DoubleValues = append(col.DoubleValues, rng.Float64())
 		}
 		resp.Columns = append(resp.Columns, col)
 	}
