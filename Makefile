@@ -149,14 +149,14 @@ chaos: deps
 	  -args -chaos.seeds=$(CHAOS_SEEDS) -chaos.duration=$(CHAOS_DURATION) \
 	  -chaos.memseeds=$(CHAOS_MEMSEEDS) -chaos.memduration=$(CHAOS_MEMDURATION) \
 	  -chaos.clusterseeds=$(CHAOS_CLUSTERSEEDS) -chaos.clusterduration=$(CHAOS_CLUSTERDURATION) -chaos.out=$(CURDIR)/.build/chaos \
-	  | grep -E '^(chaos (memory |cluster )?total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation' | tee .build/chaos/summary.txt
+	  | grep -E '^(chaos (memory |cluster )?total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation|inconclusive:' | tee .build/chaos/summary.txt
 
 ## chaos-cluster: only the replicated-cluster runs of `make chaos`
 chaos-cluster: deps
 	@mkdir -p .build/chaos
 	$(GO) test -count=1 -v -timeout 60m -run 'TestChaosReplicatedCluster$$' ./internal/chaos/ \
 	  -args -chaos.clusterseeds=$(CHAOS_CLUSTERSEEDS) -chaos.clusterduration=$(CHAOS_CLUSTERDURATION) -chaos.out=$(CURDIR)/.build/chaos \
-	  | grep -E '^(chaos cluster total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation|not injected' | tee .build/chaos/cluster-summary.txt
+	  | grep -E '^(chaos cluster total|--- |ok|FAIL|PASS)|chaos seed=.*(violations|FAIL)|violation|not injected|inconclusive:' | tee .build/chaos/cluster-summary.txt
 
 clean:
 	rm -rf .build

@@ -125,8 +125,12 @@ func TestChaosMemory(t *testing.T) {
 }
 
 // clusterScenario is a replicated run: many keys, so that each failover (of one of three
-// primaries) takes some of them, and writes spread over the cutoff.
-var clusterScenario = Config{Backend: BackendMemory, ValkeyReplicas: 1, Keys: 40, Writers: 6, Readers: 6, FaultEvery: 300 * time.Millisecond}
+// primaries) takes some of them, and writes spread over the cutoff. Readers are paced:
+// since hot keys heal at their first miss, unpaced readers loop on cache hits and a few
+// keys' histories grew past what the checker decides in its minute (4 of 1,000 were
+// inconclusive); pacing keeps the reads to about what they were before that change.
+var clusterScenario = Config{Backend: BackendMemory, ValkeyReplicas: 1, Keys: 40, Writers: 6, Readers: 6,
+	ReaderPause: 2 * time.Millisecond, FaultEvery: 300 * time.Millisecond}
 
 // TestChaosReplicatedCluster runs the real protocol on a ValKey Cluster with a replica per
 // primary under failovers that lose what the replica had not received, and requires zero

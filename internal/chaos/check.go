@@ -47,6 +47,9 @@ func check(history []op, cfg Config, rep *Report) {
 			}
 		case porcupine.Unknown:
 			rep.Inconclusive++
+			if cfg.Progress != nil {
+				fmt.Fprintf(cfg.Progress, "seed %d: key %v inconclusive: the check of its %d operations timed out\n", cfg.Seed, part[0].Metadata, len(part))
+			}
 		}
 	}
 }
