@@ -37,7 +37,9 @@ type config struct {
 	ValkeyTLSServerName  string        `flag:"valkey-tls-server-name" env:"FS_VALKEY_TLS_SERVER_NAME" usage:"name to verify ValKey's certificate against (default: the address's host)"`
 	ValueTTL             time.Duration `flag:"value-ttl" env:"FS_VALUE_TTL, default=24h" usage:"how long a cached value lives untouched"`
 	WriteTimeout         time.Duration `flag:"write-timeout" env:"FS_WRITE_TIMEOUT, default=2s" usage:"deadline of a write's DynamoDB commit; must be shorter than -lease"`
-	Lease                time.Duration `flag:"lease" env:"FS_LEASE, default=3s" usage:"how long a writer's cache marker holds before readers may heal it; also the horizon after a cache loss"`
+	Lease                time.Duration `flag:"lease" env:"FS_LEASE, default=3s" usage:"how long a writer's cache marker holds before readers may heal it"`
+	PutWindow            time.Duration `flag:"put-window" env:"FS_PUT_WINDOW, default=500ms" usage:"how long one conditional DynamoDB put may take from its cache check; a slower put is abandoned (outcome unknown); must be shorter than -horizon"`
+	Horizon              time.Duration `flag:"horizon" env:"FS_HORIZON, default=1s" usage:"after a cache loss, how long what readers put back stays provisional; also how long a read the cache cannot record waits before answering from DynamoDB"`
 	StartupTimeout       time.Duration `flag:"startup-timeout" env:"FS_STARTUP_TIMEOUT, default=30s" usage:"how long to wait for DynamoDB and ValKey at start-up"`
 	ShutdownTimeout      time.Duration `flag:"shutdown-timeout" env:"FS_SHUTDOWN_TIMEOUT, default=10s" usage:"how long to drain in-flight RPCs on SIGTERM"`
 	DrainDelay           time.Duration `flag:"drain-delay" env:"FS_DRAIN_DELAY, default=0s" usage:"on SIGTERM, how long health reports NOT_SERVING while still serving, before draining (let load balancers notice)"`
@@ -172,7 +174,7 @@ func (c config) validate() error {
 	if len(c.ValkeyAddrs) == 0 || c.ValkeyAddrs[0] == "" {
 		errs = append(errs, errors.New("-valkey: at least one address is required"))
 	}
-	for name, d := range map[string]time.Duration{"max-future-skew": c.MaxFutureSkew, "rpc-timeout": c.RPCTimeout, "max-connection-age": c.MaxConnAge, "max-connection-age-grace": c.MaxConnAgeGrace, "keepalive-min-time": c.KeepaliveMinTime, "value-ttl": c.ValueTTL, "write-timeout": c.WriteTimeout, "lease": c.Lease,
+	for name, d := range map[string]time.Duration{"max-future-skew": c.MaxFutureSkew, "rpc-timeout": c.RPCTimeout, "max-connection-age": c.MaxConnAge, "max-connection-age-grace": c.MaxConnAgeGrace, "keepalive-min-time": c.KeepaliveMinTime, "value-ttl": c.ValueTTL, "write-timeout": c.WriteTimeout, "lease": c.Lease, "put-window": c.PutWindow, "horizon": c.Horizon,
 		"startup-timeout": c.StartupTimeout, "shutdown-timeout": c.ShutdownTimeout, "gdpr-index-settle": c.GdprIndexSettle, "gdpr-retention": c.GdprRetention,
 		"freshness-interval": c.FreshnessInterval} {
 		if d <= 0 {
@@ -199,6 +201,9 @@ func (c config) validate() error {
 	}
 	if c.WriteTimeout >= c.Lease {
 		errs = append(errs, fmt.Errorf("-write-timeout (%v) must be shorter than -lease (%v)", c.WriteTimeout, c.Lease))
+	}
+	if c.PutWindow >= c.Horizon {
+		errs = append(errs, fmt.Errorf("-put-window (%v) must be shorter than -horizon (%v)", c.PutWindow, c.Horizon))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("-log-format: want text or json, got %q", c.LogFormat))

@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	vopts.ValueTTL, vopts.Horizon, vopts.Tracer, vopts.Metrics = cfg.ValueTTL, cfg.Lease, tel.Tracer("valkey"), tel
+	vopts.ValueTTL, vopts.Horizon, vopts.Tracer, vopts.Metrics = cfg.ValueTTL, cfg.Horizon, tel.Tracer("valkey"), tel
 	cache, err := valkey.Dial(sctx, cfg.ValkeyAddrs, vopts)
 	if err != nil {
 		return fmt.Errorf("valkey unreachable (is it running? -valkey / FS_VALKEY_ADDRS): %w", err)
@@ -103,6 +103,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	store, err := writethrough.New(db, cache, featurestore.SystemClock{}, writethrough.Config{
 		WriteTimeout: cfg.WriteTimeout,
 		Lease:        cfg.Lease,
+		PutWindow:    cfg.PutWindow,
+		Horizon:      cfg.Horizon,
 		Metrics:      tel,
 	}, logger)
 	if err != nil {

@@ -37,8 +37,8 @@ const (
 
 type env struct {
 	closers []func()
-	// ours serves with the default lease; cold serves the cold pool with a lease longer
-	// than the run, so keys it reads stay uncached (within their horizon) throughout.
+	// ours serves with the defaults; cold serves the cold pool through a cache that never
+	// stores what it reads (neverStores), so keys it reads stay uncached throughout.
 	ours, cold, base pb.FeatureStoreServiceClient
 	// oursClient is the Go client behind ours, for the calls it adds (ReadColumns).
 	oursClient *client.Client
@@ -135,20 +135,25 @@ func setup(ctx context.Context, o options, log io.Writer) (*env, error) {
 		return nil, err
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	newSvc := func(cfg writethrough.Config) (*featurestore.Service, error) {
-		cache, err := valkey.Dial(ctx, []string{vks.Addr}, valkey.Options{Horizon: cfg.Lease})
+	newSvc := func(cold bool) (*featurestore.Service, error) {
+		cfg := writethrough.DefaultConfig()
+		cache, err := valkey.Dial(ctx, []string{vks.Addr}, valkey.Options{Horizon: cfg.Horizon})
 		if err != nil {
 			return nil, err
 		}
 		e.closers = append(e.closers, cache.Close)
-		svc, _, err := devstack.NewService(db, cache, nil, cfg, logger)
+		var c writethrough.Cache = cache
+		if cold {
+			c = neverStores{cache}
+		}
+		svc, _, err := devstack.NewService(db, c, nil, cfg, logger)
 		return svc, err
 	}
-	svc, err := newSvc(writethrough.DefaultConfig())
+	svc, err := newSvc(false)
 	if err != nil {
 		return nil, err
 	}
-	coldSvc, err := newSvc(writethrough.Config{WriteTimeout: 5 * time.Minute, Lease: 6 * time.Minute})
+	coldSvc, err := newSvc(true)
 	if err != nil {
 		return nil, err
 	}
@@ -190,8 +195,8 @@ func setup(ctx context.Context, o options, log io.Writer) (*env, error) {
 	if err := seed(ctx, svc, featurestore.FeatureSet{Name: "b10", Features: nil}, "c", coldEntities); err != nil {
 		return nil, err
 	}
-	// New keys are cached once their horizon has passed and a read heals them.
-	time.Sleep(writethrough.DefaultConfig().Lease + 200*time.Millisecond)
+	// New keys are cached for good once their horizon has passed and a read heals them.
+	time.Sleep(writethrough.DefaultConfig().Horizon + 200*time.Millisecond)
 	for _, nf := range []int{10, 100} {
 		for s := 0; s < hotEntities; s += 100 {
 			ids := make([]string, 0, 100)
@@ -208,6 +213,20 @@ func setup(ctx context.Context, o options, log io.Writer) (*env, error) {
 }
 
 func entity(pool string, i int) string { return pool + strconv.Itoa(i) }
+
+// neverStores is the cold service's cache: every read takes the whole miss path (GET,
+// PREPARE, the database, RECORD), but without its tickets RECORD stores nothing, so a
+// cold key read twice misses twice, as the cold scenarios require.
+type neverStores struct{ writethrough.Cache }
+
+func (c neverStores) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
+	bare := make([]writethrough.Publication, len(recs))
+	for i, r := range recs {
+		r.Token = ""
+		bare[i] = r
+	}
+	return c.Cache.Record(ctx, bare)
+}
 
 // seed writes n entities of the pool with every feature of the set named fs.Name (the
 // features are looked up when fs.Features is empty).

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -173,55 +172,6 @@ func (s *Store) GetItems(ctx context.Context, keys []writethrough.Key) (map[writ
 		for _, it := range items {
 			out[it.Key] = it
 		}
-	}
-	return out, nil
-}
-
-// fenceParallelism bounds the UpdateItem calls one FencedRead has in flight; DynamoDB
-// has no batched update that returns items.
-const fenceParallelism = 16
-
-// FencedRead raises the version of each existing key by one with a conditional
-// UpdateItem (attribute_exists, so nothing is created) that returns the item as it is
-// afterwards; DynamoDB applies it atomically, so a conditional put that read the item
-// earlier fails afterwards. Absent keys are absent from the map. An SDK retry of an
-// UpdateItem that applied raises the version twice, which is harmless: versions only
-// need to grow. Each fence costs write capacity for the item's size.
-func (s *Store) FencedRead(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
-	out := make(map[writethrough.Key]writethrough.Item, len(keys))
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(fenceParallelism)
-	one := &types.AttributeValueMemberN{Value: "1"}
-	for _, k := range keys {
-		g.Go(func() error {
-			resp, err := s.client.UpdateItem(gctx, &dynamodb.UpdateItemInput{
-				TableName:                 aws.String(s.table(k.Table)),
-				Key:                       keyAttr(k.PK),
-				UpdateExpression:          aws.String("ADD " + AttrVersion + " :one"),
-				ConditionExpression:       aws.String("attribute_exists(" + AttrPK + ")"),
-				ExpressionAttributeValues: map[string]types.AttributeValue{":one": one},
-				ReturnValues:              types.ReturnValueAllNew,
-			})
-			var absent *types.ConditionalCheckFailedException
-			if errors.As(err, &absent) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("dynamodb fence %s: %w", s.table(k.Table), err)
-			}
-			it, err := decodeItem(k.Table, resp.Attributes)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			out[k] = it
-			mu.Unlock()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
 	}
 	return out, nil
 }

@@ -43,7 +43,7 @@ type Telemetry struct {
 	handler http.Handler
 
 	rpcRequests, cacheLookups, populates, repairs, dynamoAttempts, rows, gdprJobs, misbound metric.Int64Counter
-	coalesced, fencedReads, lostTokens                                                      metric.Int64Counter
+	coalesced, unrecorded, lostTokens                                                       metric.Int64Counter
 	rpcDuration                                                                             metric.Float64Histogram
 }
 
@@ -95,7 +95,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 		{&t.misbound, "featurestore.cache.misbound", "cache entries found under a key they are not bound to (copied or renamed there), read from DynamoDB instead"},
 		{&t.populates, "featurestore.cache.populates", "keys a read put back into the cache (stored) or that the cache refused"},
 		{&t.coalesced, "featurestore.cache.coalesced", "keys a read served from the cache after waiting for another read of this replica to heal them (no DynamoDB read of its own)"},
-		{&t.fencedReads, "featurestore.cache.fenced_reads", "keys read from DynamoDB with a fence (a version raise) so that the read may repopulate the cache before the horizon of a loss"},
+		{&t.unrecorded, "featurestore.cache.unrecorded", "keys a read served from DynamoDB that the cache could not record, so the read waited out the horizon after a loss first"},
 		{&t.lostTokens, "featurestore.cache.lost_tokens", "keys whose writer found its cache marker lost (flush, eviction, restart) before its put and put it back"},
 		{&t.repairs, "featurestore.publish.repairs", "background repairs of failed publishes, by result"},
 		{&t.dynamoAttempts, "featurestore.dynamodb.attempts", "DynamoDB attempts (retries included) by operation and result: ok, throttled, error"},
@@ -190,8 +190,8 @@ func (t *Telemetry) Populates(ctx context.Context, stored, refused int) {
 // Coalesced implements writethrough.Metrics.
 func (t *Telemetry) Coalesced(ctx context.Context, n int) { add(ctx, t.coalesced, n) }
 
-// FencedReads implements writethrough.Metrics.
-func (t *Telemetry) FencedReads(ctx context.Context, n int) { add(ctx, t.fencedReads, n) }
+// Unrecorded implements writethrough.Metrics.
+func (t *Telemetry) Unrecorded(ctx context.Context, n int) { add(ctx, t.unrecorded, n) }
 
 // LostTokens implements writethrough.Metrics.
 func (t *Telemetry) LostTokens(ctx context.Context, n int) { add(ctx, t.lostTokens, n) }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,9 +31,10 @@ type Options struct {
 	// FenceTTL is how long an empty VALUE (an absent or erased row: a version fence) lives.
 	// It must outlast the longest read deadline. Default 1 minute.
 	FenceTTL time.Duration
-	// Horizon is the longest lease any writer can hold. A key recreated after it went
-	// missing (evicted, expired or lost in a restart) is not served from the cache until
-	// the horizon has passed, because writers that marked the lost entry may still commit.
+	// Horizon is how long a key recreated after it went missing (evicted, expired, or lost
+	// in a flush or restart) stays under suspicion: writers whose tokens the loss took may
+	// still land a put until then (writethrough.Config.Horizon). What readers store before
+	// it is provisional and served only until it passes. Required.
 	Horizon time.Duration
 	// Timeout bounds every cache call, so that a stalled or dead cache costs reads a
 	// bounded delay before they fall back to the database. Default 500ms.
@@ -44,10 +44,6 @@ type Options struct {
 	// must not lose the marker of a writer that may commit. 0 (no replicas) waits for
 	// none. See the README's section on replicas.
 	Replicas int
-	// FenceWindow is how long a fence ticket (see Prepare) keeps other readers from
-	// getting one for the same key, so that one reader, not all, writes the fence to the
-	// database; if that reader fails, the next one after the window tries. Default 250ms.
-	FenceWindow time.Duration
 	// Tracer, if set, traces each pipelined round trip.
 	Tracer trace.Tracer
 	// Metrics, if set, counts entries refused for being bound to another key.
@@ -73,6 +69,8 @@ type Cache struct {
 
 	ticketPrefix string
 	ticketSeq    atomic.Uint64
+
+	clock serverClock
 }
 
 var _ writethrough.Cache = (*Cache)(nil)
@@ -82,7 +80,7 @@ type script struct {
 	sha string
 }
 
-var scriptNames = [...]string{"valkey.MARK", "valkey.PUBLISH", "valkey.PREPARE", "valkey.POPULATE", "valkey.ASSERT"}
+var scriptNames = [...]string{"valkey.MARK", "valkey.PUBLISH", "valkey.PREPARE", "valkey.RECORD", "valkey.ASSERT"}
 
 // span starts a client span for one pipelined round trip of n commands.
 func (c *Cache) span(ctx context.Context, name string, n int) (context.Context, func(error)) {
@@ -102,7 +100,7 @@ const (
 	scriptMark = iota
 	scriptPublish
 	scriptPrepare
-	scriptPopulate
+	scriptRecord
 	scriptAssert
 )
 
@@ -146,23 +144,23 @@ func New(client vk.Client, opts Options) (*Cache, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 500 * time.Millisecond
 	}
-	if opts.FenceWindow <= 0 {
-		opts.FenceWindow = 250 * time.Millisecond
-	}
 	if opts.Horizon <= 0 {
-		return nil, errors.New("valkey cache: horizon (the maximum writer lease) is required")
+		return nil, errors.New("valkey cache: the horizon after a loss is required")
 	}
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("ticket prefix: %w", err)
 	}
 	c := &Cache{client: client, opts: opts, ticketPrefix: hex.EncodeToString(b[:])}
-	for i, src := range []string{markScript, publishScript, prepareScript, populateScript, assertScript} {
+	for i, src := range []string{markScript, publishScript, prepareScript, recordScript, assertScript} {
 		sum := sha1.Sum([]byte(src))
 		c.scripts[i] = script{src: src, sha: hex.EncodeToString(sum[:])}
 	}
 	return c, nil
 }
+
+// Horizon returns Options.Horizon: a writethrough.Store must use the same.
+func (c *Cache) Horizon() time.Duration { return c.opts.Horizon }
 
 // Client returns the underlying client, for tests and tools.
 func (c *Cache) Client() vk.Client { return c.client }
@@ -210,6 +208,9 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]writethrough.CacheEnt
 		}
 		if e.Dirty {
 			out[i] = writethrough.CacheEntry{State: writethrough.CacheDirty, Version: e.Version}
+			if e.Provisional() && c.before(ctx, e.HorizonMs) {
+				out[i] = writethrough.CacheEntry{State: writethrough.CacheValue, Version: e.Version, Data: e.Payload}
+			}
 		} else {
 			out[i] = writethrough.CacheEntry{State: writethrough.CacheValue, Version: e.Version, Data: e.Payload}
 		}
@@ -250,9 +251,6 @@ func (c *Cache) Assert(ctx context.Context, keys []string, token string, lease t
 }
 
 func (c *Cache) markCalls(keys []string, token string, lease time.Duration) ([]call, error) {
-	if lease > c.opts.Horizon {
-		return nil, fmt.Errorf("lease %v exceeds the cache horizon %v", lease, c.opts.Horizon)
-	}
 	if lease < time.Millisecond {
 		return nil, fmt.Errorf("lease %v: the writer's lease has ended", lease)
 	}
@@ -264,16 +262,27 @@ func (c *Cache) markCalls(keys []string, token string, lease time.Duration) ([]c
 	return calls, nil
 }
 
-// Publish records committed versions and removes the writers' tokens.
+// Publish records committed versions and removes the writers' tokens. With replicas it
+// returns only once they hold the outcome: a writer whose token a loss took may have made
+// a servable entry DIRTY, and its acknowledgement must not outlive a failover.
 func (c *Cache) Publish(ctx context.Context, pubs []writethrough.Publication) error {
-	_, err := c.run(ctx, scriptPublish, c.pubCalls(pubs))
+	_, err := c.runWritten(ctx, scriptPublish, c.pubCalls(pubs, nil))
 	return err
 }
 
-// Populate stores versions read from the database under the tickets Prepare returned,
-// and returns how many it stored.
-func (c *Cache) Populate(ctx context.Context, pops []writethrough.Publication) (int, error) {
-	res, err := c.run(ctx, scriptPopulate, c.pubCalls(pops))
+// Record records versions read from the database, each under the ticket Prepare
+// returned for it (Publication.Token, "" for none), and returns how many it stored as
+// servable. With replicas it returns only once they hold what it recorded, or what was
+// there already.
+func (c *Cache) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
+	base := c.newTicket()
+	write := "0"
+	if c.opts.Replicas > 0 {
+		write = "1"
+	}
+	res, err := c.runWritten(ctx, scriptRecord, c.pubCalls(recs, func(i int) []string {
+		return []string{base + strconv.Itoa(i), write}
+	}))
 	stored := 0
 	for _, r := range res {
 		if n, _ := r.AsInt64(); n == 1 {
@@ -283,7 +292,11 @@ func (c *Cache) Populate(ctx context.Context, pops []writethrough.Publication) (
 	return stored, err
 }
 
-func (c *Cache) pubCalls(pubs []writethrough.Publication) []call {
+func (c *Cache) newTicket() string {
+	return c.ticketPrefix + strconv.FormatUint(c.ticketSeq.Add(1), 16) + "-"
+}
+
+func (c *Cache) pubCalls(pubs []writethrough.Publication, extra func(i int) []string) []call {
 	ttl, fence := ms(c.opts.ValueTTL), ms(c.opts.FenceTTL)
 	calls := make([]call, len(pubs))
 	for i, p := range pubs {
@@ -291,34 +304,32 @@ func (c *Cache) pubCalls(pubs []writethrough.Publication) []call {
 		if len(p.Data) == 0 {
 			t = fence
 		}
-		calls[i] = call{key: p.Key, args: []string{p.Token, strconv.FormatInt(p.Version, 10), vk.BinaryString(p.Data), t}}
+		args := []string{p.Token, strconv.FormatInt(p.Version, 10), vk.BinaryString(p.Data), t}
+		if extra != nil {
+			args = append(args, extra(i)...)
+		}
+		calls[i] = call{key: p.Key, args: args}
 	}
 	return calls
 }
 
 // Prepare returns, per key, the ticket under which a value read from the database
-// afterwards may be populated: none, a plain ticket, or a fence ticket (populate only
-// what a fenced read returned). A hot key (hot[i]) that is missing, or that was
-// recreated and not read since, is granted a fence ticket at once.
-func (c *Cache) Prepare(ctx context.Context, keys []string, hot []bool) ([]writethrough.Ticket, error) {
-	base := c.ticketPrefix + strconv.FormatUint(c.ticketSeq.Add(1), 16) + "-"
-	horizon, ttl, window := ms(c.opts.Horizon), ms(c.opts.ValueTTL), ms(c.opts.FenceWindow)
+// afterwards may be stored by Record, or "" where none may. With replicas it returns
+// only once they hold the state the tickets were granted on.
+func (c *Cache) Prepare(ctx context.Context, keys []string) ([]string, error) {
+	base := c.newTicket()
+	horizon, ttl := ms(c.opts.Horizon), ms(c.opts.ValueTTL)
 	calls := make([]call, len(keys))
 	for i, k := range keys {
-		h := "0"
-		if i < len(hot) && hot[i] {
-			h = "1"
-		}
-		calls[i] = call{key: k, args: []string{base + strconv.Itoa(i), horizon, ttl, window, h}}
+		calls[i] = call{key: k, args: []string{base + strconv.Itoa(i), horizon, ttl}}
 	}
-	res, err := c.run(ctx, scriptPrepare, calls)
+	res, err := c.runWritten(ctx, scriptPrepare, calls)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]writethrough.Ticket, len(keys))
+	out := make([]string, len(keys))
 	for i, r := range res {
-		id, _ := r.ToString()
-		out[i] = writethrough.Ticket{ID: id, Fence: strings.HasPrefix(id, "fence:")}
+		out[i], _ = r.ToString()
 	}
 	return out, nil
 }
@@ -329,7 +340,8 @@ var ErrNotReplicated = errors.New("valkey: the write was not acknowledged by eno
 
 // runWritten is run for the scripts whose effect must survive a failover: with
 // Options.Replicas set, each slot's calls go on a dedicated connection followed by WAIT
-// there, which covers exactly that connection's writes.
+// there, which covers that connection's writes and, since a primary replicates in one
+// ordered stream, every write the node made before them.
 func (c *Cache) runWritten(ctx context.Context, which int, calls []call) ([]vk.ValkeyResult, error) {
 	if c.opts.Replicas <= 0 {
 		return c.run(ctx, which, calls)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 )
 
 // Errors of DecodeEnvelope.
@@ -162,6 +163,12 @@ func AppendEnvelope(dst []byte, e Envelope) []byte {
 	}
 	dst = append(dst, '|')
 	return append(dst, e.Payload...)
+}
+
+// Provisional reports whether a DIRTY envelope is a provisional entry: servable as a
+// VALUE of Version until HorizonMs by the server's clock.
+func (e Envelope) Provisional() bool {
+	return e.Dirty && strings.HasPrefix(e.Ticket, "P:")
 }
 
 // parseUint parses a non-negative decimal of at most 16 digits (Lua's exact range).

@@ -3,9 +3,14 @@ package valkey
 // The envelope, as stored in one string per key (see envelope.go for the Go side):
 //
 //	VALUE  "V" <key binding> <version> "|" <payload>
-//	DIRTY  "D" <key binding> <newest version> "|" <horizon ms> "|" <ticket> "|" <tokens> "|" <payload>
+//	DIRTY  "D" <key binding> <newest version> "|" <horizon ms> "|" <generation> "|" <tokens> "|" <payload>
 //	binding <length of the key> ":" <the key>
 //	tokens  <token> ":" <lease expiry ms> ":" <early 0|1>, joined by ","
+//
+// The generation names the entry's current state for readers: a reader's ticket is the
+// generation PREPARE saw, and any MARK, loss or newer record gives the entry a new one.
+// A generation that begins with "P:" marks a provisional entry: servable, until its
+// horizon, as a VALUE of the newest version (see the writethrough package doc).
 //
 // The binding ties an entry to its key: a value copied or renamed to another key (by an
 // operator, or by anyone who can reach the cache) is not that key's, so the scripts treat
@@ -54,13 +59,15 @@ local function dirty(d)
   return 'D' .. binding .. fmt(d.ver) .. '|' .. fmt(d.horizon) .. '|' .. d.ticket .. '|' ..
     table.concat(parts, ',') .. '|' .. d.payload
 end
+local function provisional(d) return string.sub(d.ticket, 1, 2) == 'P:' end
 `
 
 // markLua adds ARGV[1] with a lease of ARGV[2] ms to the entry d (nil: missing), as
 // MARK does, and stores it. A VALUE becomes DIRTY remembering it as the newest. A missing
 // key may have lost the tokens of writers still in flight, so it becomes DIRTY with a
 // horizon (ARGV[3] ms) away; a token added before the horizon is "early" and cannot by
-// itself turn the key back into a VALUE. Marking clears any reader's ticket.
+// itself turn the key back into a VALUE. Marking gives the entry a new generation, which
+// voids readers' tickets and ends a provisional entry.
 const markLua = `
 local function mark(d, now)
   if d == nil then
@@ -68,7 +75,7 @@ local function mark(d, now)
   elseif d.kind == 'V' then
     d = {kind = 'D', ver = d.ver, horizon = 0, ticket = '', tokens = {}, payload = d.payload}
   end
-  d.ticket = ''
+  d.ticket = 'g' .. ARGV[1]
   local early = '0'
   if now < d.horizon then early = '1' end
   d.tokens[#d.tokens + 1] = {ARGV[1], now + tonumber(ARGV[2]), early}
@@ -83,9 +90,9 @@ return 1
 `
 
 // assertScript: ARGV as markScript. Returns 1 if the writer's token is still there, else
-// 0 after adding it back as MARK would. A writer runs it between its database read and
-// its conditional put: if the entry was lost since MARK, readers may have fenced the
-// key and populated it, and the token must be back before the put can land.
+// 0 after adding it back as MARK would. A writer runs it before each conditional put: if
+// the entry was lost since MARK, readers may have stored a value read before the put, and
+// the token must be back (voiding their tickets) before the put can land.
 const assertScript = prelude + markLua + `
 local d = parse(redis.call('GET', KEYS[1]))
 if d ~= nil and d.kind == 'D' then
@@ -97,22 +104,39 @@ mark(d, now_ms())
 return 0
 `
 
-// publishScript: ARGV token, version, payload, value ttl ms. Returns 1 if the key is now a
-// VALUE, 2 if it stays DIRTY, 0 if nothing was stored.
+// unserveLua turns an entry that may be served (a VALUE, or a provisional entry) into a
+// plain DIRTY one of version ver with a new generation ARGV[idArg]: the next reader heals
+// it. It is how a version newer than a servable one is recorded, so that on a replicated
+// cache a promoted replica never holds a servable state older than one a reader saw.
+const unserveLua = `
+local function unserve(d, ver, payload, gen)
+  if d.kind == 'V' then
+    d = {kind = 'D', ver = ver, horizon = 0, ticket = gen, tokens = {}, payload = payload}
+  else
+    d.ver, d.payload, d.ticket = ver, payload, gen
+  end
+  redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
+  return 3
+end
+`
+
+// publishScript: ARGV token, version, payload, value ttl ms. Returns 1 if the key may now
+// be served (a VALUE, or a provisional entry), 2 if it stays DIRTY, 3 if a servable entry
+// was made DIRTY by a newer version, 0 if nothing was stored.
 // The newest committed version is carried in the marker, so the last writer out stores
 // the newest, not its own. Only a writer whose own token was still there, with no other
-// token left (an expired one may belong to a writer that committed and died), past the
-// horizon, may turn the key into a VALUE. A missing key stays missing.
-const publishScript = prelude + `
+// token left (an expired one may belong to a writer that committed and died), may make
+// the key servable: as a VALUE if its token was not early, as a provisional entry (until
+// the horizon) if it was and the horizon is ahead. A missing key stays missing. A writer
+// whose token a loss took may find a servable entry older than its commit: it makes it
+// DIRTY, and must wait for replicas before its acknowledgement.
+const publishScript = prelude + unserveLua + `
 local now = now_ms()
 local d = parse(redis.call('GET', KEYS[1]))
 local ver = tonumber(ARGV[2])
 if d == nil then return 0 end
 if d.kind == 'V' then
-  if ver > d.ver then
-    redis.call('SET', KEYS[1], value(ver, ARGV[3]), 'PX', ARGV[4])
-    return 1
-  end
+  if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[1]) end
   return 0
 end
 local mine, early, rest = false, false, {}
@@ -125,77 +149,106 @@ for _, t in ipairs(d.tokens) do
   end
 end
 d.tokens = rest
+if provisional(d) then
+  if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[1]) end
+  return 0
+end
 if ver > d.ver then
   d.ver = ver
   d.payload = ARGV[3]
 end
-if mine and (not early) and #rest == 0 and now >= d.horizon then
-  redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ARGV[4])
-  return 1
+if mine and #rest == 0 then
+  if not early and now >= d.horizon then
+    redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ARGV[4])
+    return 1
+  end
+  if now < d.horizon then
+    d.ticket = 'P:' .. d.ticket
+    redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
+    return 1
+  end
 end
 redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
 return 2
 `
 
-// prepareScript: ARGV ticket, horizon ms, dirty ttl ms, fence window ms, hot (1 or 0).
-// Returns the ticket when the reader may populate after reading the database,
-// "fence:<since>:<ticket>" when it may populate only after a fenced read (one that raises
-// the item's version in the database), else "".
-// Expired tokens are dropped here, and only here: the database read that follows starts
-// after their leases ended, so it sees whatever those writers committed. Before the
-// horizon a writer whose token was lost may still commit, so only a fenced read may
-// populate then (see the writethrough package doc). A fence is a database write, so it
-// is spent only on keys read again: the first reader since the entry was recreated or
-// marked records "seen" in the ticket field and reads plainly, unless its replica served
-// the key from the cache lately (hot), which says the key will be read again; later
-// readers get one fence ticket per fence window, so that concurrent readers do not all
-// fence.
+// prepareScript: ARGV ticket id, horizon ms, dirty ttl ms. Returns the generation under
+// which the reader may store what it reads from the database afterwards, or "".
+// A missing key may have lost the tokens of writers still in flight: it is recreated
+// DIRTY with a horizon, and its reader gets a ticket at once (what it stores is
+// provisional until the horizon). Nothing is granted while a live token remains. Expired
+// tokens are dropped here, and only here: the database read that follows starts after
+// their leases ended, so it sees whatever those writers committed. Once the horizon has
+// passed it is cleared with a new generation, so tickets granted before it are void and
+// a provisional entry is no longer servable. Readers share a generation: any of them may
+// store what it read, since RECORD keeps the newest. Every grant writes the entry, so a
+// WAIT after PREPARE covers the state the ticket was granted on.
 const prepareScript = prelude + `
 local now = now_ms()
-local hot = ARGV[5] == '1'
 local d = parse(redis.call('GET', KEYS[1]))
 if d == nil then
-  d = {kind = 'D', ver = 0, horizon = now + tonumber(ARGV[2]), ticket = 'seen', tokens = {}, payload = ''}
-  if hot then d.ticket = 'fence:' .. fmt(now) .. ':' .. ARGV[1] end
+  d = {kind = 'D', ver = 0, horizon = now + tonumber(ARGV[2]), ticket = 'g' .. ARGV[1], tokens = {}, payload = ''}
   redis.call('SET', KEYS[1], dirty(d), 'PX', ARGV[3])
-  if hot then return d.ticket end
-  return ''
+  return d.ticket
 end
 if d.kind == 'V' then return '' end
 for _, t in ipairs(d.tokens) do
   if t[2] > now then return '' end
 end
 d.tokens = {}
-if now < d.horizon then
-  local since = tonumber(string.match(d.ticket, '^fence:(%d+):'))
-  if (d.ticket == '' and not hot) or (since ~= nil and now < since + tonumber(ARGV[4])) then
-    if d.ticket == '' then d.ticket = 'seen' end
-    redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
-    return ''
-  end
-  d.ticket = 'fence:' .. fmt(now) .. ':' .. ARGV[1]
-else
-  d.ticket = ARGV[1]
+if d.horizon > 0 and now >= d.horizon then
+  d.horizon = 0
+  d.ticket = 'g' .. ARGV[1]
+elseif provisional(d) then
+  return ''
+elseif string.sub(d.ticket, 1, 1) ~= 'g' then
+  d.ticket = 'g' .. ARGV[1]
 end
 redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
 return d.ticket
 `
 
-// populateScript: ARGV ticket, version, payload, value ttl ms. Returns 1 if stored.
-// Stores only over the reader's own ticket (no MARK since PREPARE) or over an older VALUE;
-// never over a missing key, whose state may have been lost since PREPARE.
-const populateScript = prelude + `
+// recordScript: ARGV ticket ("" for none), version, payload, value ttl ms, id, write (1:
+// rewrite the entry even when nothing changes). Returns 1 if it stored a VALUE or a
+// provisional entry, 3 if it made a servable entry DIRTY, 0 otherwise.
+// Every reader runs it before it answers with a version read from the database, so that
+// no populate can later store anything older: the version raises the entry's newest (a
+// servable entry older than it becomes DIRTY). A reader whose ticket still names the
+// entry's generation (no MARK, loss or newer record since PREPARE) then stores the newest
+// as a VALUE, or as a provisional entry while the horizon is ahead; a ticket granted
+// before the horizon stores nothing once it has passed. A missing key stays missing.
+const recordScript = prelude + unserveLua + `
+local now = now_ms()
 local d = parse(redis.call('GET', KEYS[1]))
 local ver = tonumber(ARGV[2])
 if d == nil then return 0 end
 if d.kind == 'V' then
-  if ver > d.ver then
-    redis.call('SET', KEYS[1], value(ver, ARGV[3]), 'PX', ARGV[4])
-    return 1
-  end
+  if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[5]) end
+  if ARGV[6] == '1' then redis.call('SET', KEYS[1], value(d.ver, d.payload), 'KEEPTTL') end
   return 0
 end
-if d.ticket ~= ARGV[1] or #d.tokens > 0 or ver < d.ver then return 0 end
-redis.call('SET', KEYS[1], value(ver, ARGV[3]), 'PX', ARGV[4])
-return 1
+if provisional(d) then
+  if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[5]) end
+  if ARGV[6] == '1' then redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL') end
+  return 0
+end
+local changed = false
+if ver > d.ver then
+  d.ver = ver
+  d.payload = ARGV[3]
+  changed = true
+end
+if ARGV[1] ~= '' and d.ticket == ARGV[1] and #d.tokens == 0 then
+  if d.horizon == 0 then
+    redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ARGV[4])
+    return 1
+  end
+  if now < d.horizon then
+    d.ticket = 'P:' .. d.ticket
+    redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
+    return 1
+  end
+end
+if changed or ARGV[6] == '1' then redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL') end
+return 0
 `

@@ -13,9 +13,8 @@ import (
 )
 
 const (
-	horizon     = 300 * time.Millisecond
-	lease       = 200 * time.Millisecond
-	fenceWindow = 80 * time.Millisecond
+	horizon = 300 * time.Millisecond
+	lease   = 200 * time.Millisecond
 )
 
 func startCache(t *testing.T) *valkey.Cache {
@@ -30,7 +29,7 @@ func startCache(t *testing.T) *valkey.Cache {
 		t.Fatal(err)
 	}
 	t.Cleanup(vk.Stop)
-	c, err := valkey.Dial(ctx, []string{vk.Addr}, valkey.Options{Horizon: horizon, FenceWindow: fenceWindow})
+	c, err := valkey.Dial(ctx, []string{vk.Addr}, valkey.Options{Horizon: horizon})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,18 +39,16 @@ func startCache(t *testing.T) *valkey.Cache {
 
 // step is one operation of a scenario on the key "k".
 type step struct {
-	op      string // set, mark, assert, publish, prepare, populate, sleep, del
-	token   string // writer token, or ticket name ("" for populate uses the last ticket)
+	op      string // set, mark, assert, publish, prepare, record, sleep, del
+	token   string // writer token; for record, the ticket ("-" for none; "" the last one Prepare granted)
 	version int64
 	lease   time.Duration
 	sleep   time.Duration
-	// want is the state after the step: "missing", "value:N", "dirty:N" (N the newest
-	// version), or "" to skip the check. ticket for prepare: the kind granted, "none",
-	// "plain" or "fence" ("" skips the check); for assert, "lost" or "kept".
+	// want is the state after the step: "missing", "value:N", "dirty:N", "prov:N" (a
+	// provisional entry; N the newest version), or "" to skip the check. ticket for
+	// prepare: "none" or "granted" ("" skips the check); for assert, "lost" or "kept".
 	want   string
 	ticket string
-	// hot: prepare as a reader whose replica served the key from the cache lately.
-	hot bool
 }
 
 func state(t *testing.T, c *valkey.Cache) string {
@@ -65,7 +62,10 @@ func state(t *testing.T, c *valkey.Cache) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Dirty {
+	switch {
+	case e.Provisional():
+		return fmt.Sprintf("prov:%d", e.Version)
+	case e.Dirty:
 		return fmt.Sprintf("dirty:%d", e.Version)
 	}
 	return fmt.Sprintf("value:%d", e.Version)
@@ -73,6 +73,7 @@ func state(t *testing.T, c *valkey.Cache) string {
 
 func TestScripts(t *testing.T) {
 	value1 := step{op: "set", version: 1, want: "value:1"}
+	past := step{op: "sleep", sleep: horizon + 50*time.Millisecond}
 	tests := []struct {
 		name  string
 		steps []step
@@ -95,77 +96,70 @@ func TestScripts(t *testing.T) {
 			{op: "mark", token: "w", lease: lease},
 			{op: "sleep", sleep: 100 * time.Millisecond},
 			{op: "publish", token: "w", version: 2, want: "dirty:2"},
-			{op: "prepare", ticket: "plain"},
-			{op: "populate", version: 5, want: "value:5"},
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 5, want: "value:5"},
 		}},
 		{"a live token refuses a ticket", []step{
 			value1,
 			{op: "mark", token: "w", lease: lease},
 			{op: "prepare", ticket: "none", want: "dirty:1"},
 		}},
-		{"a missing key gets a horizon: no ticket, and early writers cannot publish a value", []step{
-			{op: "prepare", ticket: "none", want: "dirty:0"},
-			{op: "mark", token: "w", lease: lease},
-			{op: "prepare", ticket: "none"},
-			{op: "publish", token: "w", version: 2, want: "dirty:2"},
-			{op: "sleep", sleep: horizon + 50*time.Millisecond},
-			{op: "prepare", ticket: "plain"},
-			{op: "populate", version: 2, want: "value:2"},
+		{"a missing key's first reader stores at once, provisionally until the horizon", []step{
+			{op: "prepare", ticket: "granted", want: "dirty:0"},
+			{op: "record", version: 7, want: "prov:7"},
+			past,
+			{op: "prepare", ticket: "granted", want: "dirty:7"},
+			{op: "record", version: 7, want: "value:7"},
 		}},
-		{"before the horizon the second reader gets a fence ticket, one per window", []step{
-			{op: "prepare", ticket: "none", want: "dirty:0"},
-			{op: "prepare", ticket: "fence"},
-			{op: "prepare", ticket: "none"},
-			{op: "sleep", sleep: fenceWindow + 20*time.Millisecond},
-			{op: "prepare", ticket: "fence"},
-			{op: "populate", version: 7, want: "value:7"},
+		{"readers share a ticket, and the newest of their reads stays", []step{
+			{op: "prepare", ticket: "granted"},
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 3, want: "prov:3"},
+			{op: "record", version: 2, want: "prov:3"},
 		}},
-		{"a hot key's first reader after a loss gets a fence ticket", []step{
-			{op: "prepare", hot: true, ticket: "fence", want: "dirty:0"},
-			{op: "populate", version: 7, want: "value:7"},
+		{"a record newer than a provisional entry makes it dirty until a reader heals it", []step{
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 3, want: "prov:3"},
+			{op: "record", token: "-", version: 5, want: "dirty:5"},
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 4, want: "prov:5"},
 		}},
-		{"after a hot reader's fence ticket, the fence window holds for every reader", []step{
-			{op: "prepare", hot: true, ticket: "fence", want: "dirty:0"},
-			{op: "prepare", hot: true, ticket: "none"},
-			{op: "prepare", ticket: "none"},
+		{"a record newer than a value makes it dirty", []step{
+			{op: "set", version: 5},
+			{op: "record", token: "-", version: 4, want: "value:5"},
+			{op: "record", token: "-", version: 6, want: "dirty:6"},
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 6, want: "value:6"},
 		}},
-		{"a hot reader of an entry a writer recreated gets a fence ticket once the token expired", []step{
-			{op: "mark", token: "w", lease: 30 * time.Millisecond, want: "dirty:0"},
-			{op: "prepare", hot: true, ticket: "none"},
-			{op: "sleep", sleep: 60 * time.Millisecond},
-			{op: "prepare", hot: true, ticket: "fence"},
-			{op: "populate", version: 2, want: "value:2"},
+		{"a record without a ticket raises what a later store stores", []step{
+			{op: "prepare", ticket: "granted"},
+			{op: "record", token: "-", version: 9, want: "dirty:9"},
+			{op: "record", version: 4, want: "prov:9"},
 		}},
-		{"a hot reader gets nothing while a token lives", []step{
-			value1,
-			{op: "mark", token: "w", lease: lease},
-			{op: "del"},
-			{op: "assert", token: "w", lease: lease, ticket: "lost"},
-			{op: "prepare", hot: true, ticket: "none"},
+		{"a ticket granted before the horizon stores nothing after it", []step{
+			{op: "prepare", ticket: "granted"},
+			past,
+			{op: "record", version: 3, want: "dirty:3"},
 		}},
-		{"assert voids a hot reader's fence ticket", []step{
-			value1,
-			{op: "mark", token: "w", lease: lease},
-			{op: "del"},
-			{op: "prepare", hot: true, ticket: "fence"},
-			{op: "assert", token: "w", lease: lease, ticket: "lost"},
-			{op: "populate", version: 5, want: "dirty:0"},
-		}},
-		{"past the horizon a hot reader gets a plain ticket, as any reader", []step{
+		{"an early writer publishes provisionally before the horizon", []step{
 			{op: "prepare", want: "dirty:0"},
-			{op: "sleep", sleep: horizon + 50*time.Millisecond},
-			{op: "prepare", hot: true, ticket: "plain"},
-			{op: "populate", version: 3, want: "value:3"},
-		}},
-		{"an early writer's live token refuses a fence ticket", []step{
-			{op: "prepare", ticket: "none"},
 			{op: "mark", token: "w", lease: lease},
 			{op: "prepare", ticket: "none"},
+			{op: "publish", token: "w", version: 2, want: "prov:2"},
+			past,
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 2, want: "value:2"},
+		}},
+		{"an early writer publishing after the horizon leaves the key dirty", []step{
+			{op: "mark", token: "w", lease: time.Second, want: "dirty:0"},
+			past,
 			{op: "publish", token: "w", version: 2, want: "dirty:2"},
-			{op: "prepare", ticket: "none"},
-			{op: "prepare", ticket: "fence"},
-			{op: "populate", version: 1, want: "dirty:2"},
-			{op: "populate", version: 3, want: "value:3"},
+		}},
+		{"a writer marking after the horizon publishes a value", []step{
+			{op: "prepare", want: "dirty:0"},
+			past,
+			{op: "mark", token: "w", lease: lease},
+			{op: "publish", token: "w", version: 4, want: "value:4"},
 		}},
 		{"assert keeps a token that is there", []step{
 			value1,
@@ -173,58 +167,48 @@ func TestScripts(t *testing.T) {
 			{op: "assert", token: "w", lease: lease, ticket: "kept", want: "dirty:1"},
 			{op: "publish", token: "w", version: 2, want: "value:2"},
 		}},
-		{"assert puts a lost token back, early, and it holds off readers", []step{
+		{"assert puts a lost token back, early, and voids tickets granted since", []step{
 			value1,
 			{op: "mark", token: "w", lease: lease},
 			{op: "del", want: "missing"},
+			{op: "prepare", ticket: "granted", want: "dirty:0"},
 			{op: "assert", token: "w", lease: lease, ticket: "lost", want: "dirty:0"},
+			{op: "record", version: 1, want: "dirty:1"},
 			{op: "prepare", ticket: "none"},
-			{op: "publish", token: "w", version: 2, want: "dirty:2"},
+			{op: "publish", token: "w", version: 2, want: "prov:2"},
 		}},
-		{"assert voids a fence ticket granted after the loss", []step{
-			value1,
-			{op: "mark", token: "w", lease: lease},
-			{op: "del"},
-			{op: "prepare", ticket: "none"},
-			{op: "prepare", ticket: "fence"},
-			{op: "assert", token: "w", lease: lease, ticket: "lost"},
-			{op: "populate", version: 5, want: "dirty:0"},
-		}},
-		{"assert over a value a fenced reader stored makes it dirty again", []step{
-			{op: "set", version: 5},
+		{"assert over a provisional entry makes it dirty again", []step{
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 5, want: "prov:5"},
 			{op: "assert", token: "w", lease: lease, ticket: "lost", want: "dirty:5"},
-			{op: "publish", token: "w", version: 6, want: "value:6"},
+			{op: "publish", token: "w", version: 6, want: "prov:6"},
 		}},
-		{"a writer marking after the horizon publishes a value", []step{
-			{op: "prepare", ticket: "none", want: "dirty:0"},
-			{op: "sleep", sleep: horizon + 50*time.Millisecond},
-			{op: "mark", token: "w", lease: lease},
-			{op: "publish", token: "w", version: 4, want: "value:4"},
-		}},
-		{"populate never recreates a missing key", []step{
-			value1,
-			{op: "mark", token: "w", lease: 10 * time.Millisecond},
-			{op: "sleep", sleep: 30 * time.Millisecond},
-			{op: "prepare", ticket: "plain"},
+		{"record never recreates a missing key", []step{
+			{op: "prepare", ticket: "granted"},
 			{op: "del", want: "missing"},
-			{op: "populate", version: 1, want: "missing"},
+			{op: "record", version: 1, want: "missing"},
 		}},
 		{"a mark after prepare voids the ticket", []step{
 			value1,
 			{op: "mark", token: "w", lease: 10 * time.Millisecond},
 			{op: "sleep", sleep: 30 * time.Millisecond},
-			{op: "prepare", ticket: "plain"},
+			{op: "prepare", ticket: "granted"},
 			{op: "mark", token: "w2", lease: lease},
-			{op: "populate", version: 1, want: "dirty:1"},
+			{op: "record", version: 1, want: "dirty:1"},
 		}},
-		{"populate over a value stores only a newer version", []step{
-			{op: "set", version: 5, want: "value:5"},
-			{op: "populate", token: "any", version: 4, want: "value:5"},
-			{op: "populate", token: "any", version: 6, want: "value:6"},
+		{"a writer whose token was lost makes an older provisional entry dirty", []step{
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 3, want: "prov:3"},
+			{op: "publish", token: "lost", version: 2, want: "prov:3"},
+			{op: "publish", token: "lost", version: 4, want: "dirty:4"},
+		}},
+		{"a writer whose token was lost makes an older value dirty", []step{
+			{op: "set", version: 3},
+			{op: "publish", token: "lost", version: 4, want: "dirty:4"},
 		}},
 		{"a writer whose token was lost cannot publish a value", []step{
 			{op: "prepare", want: "dirty:0"},
-			{op: "sleep", sleep: horizon + 50*time.Millisecond},
+			past,
 			{op: "mark", token: "w2", lease: 10 * time.Millisecond},
 			{op: "sleep", sleep: 30 * time.Millisecond},
 			{op: "publish", token: "lost", version: 3, want: "dirty:3"},
@@ -258,27 +242,28 @@ func TestScripts(t *testing.T) {
 						t.Fatalf("step %d assert: %s, want %s", i, got, s.ticket)
 					}
 				case "prepare":
-					var tickets []writethrough.Ticket
-					tickets, err = c.Prepare(ctx, []string{"k"}, []bool{s.hot})
+					var tickets []string
+					tickets, err = c.Prepare(ctx, []string{"k"})
 					if err == nil {
-						ticket = tickets[0].ID
+						ticket = tickets[0]
 						kind := "none"
-						switch {
-						case tickets[0].Fence:
-							kind = "fence"
-						case ticket != "":
-							kind = "plain"
+						if ticket != "" {
+							kind = "granted"
 						}
 						if s.ticket != "" && kind != s.ticket {
 							t.Fatalf("step %d prepare: ticket %q (%s), want %s", i, ticket, kind, s.ticket)
 						}
 					}
-				case "populate":
+				case "record":
 					tk := ticket
-					if s.token != "" {
+					switch s.token {
+					case "-":
+						tk = ""
+					case "":
+					default:
 						tk = s.token
 					}
-					_, err = c.Populate(ctx, []writethrough.Publication{{Key: "k", Token: tk, Version: s.version, Data: []byte("p")}})
+					_, err = c.Record(ctx, []writethrough.Publication{{Key: "k", Token: tk, Version: s.version, Data: []byte("p")}})
 				case "sleep":
 					time.Sleep(s.sleep)
 				}
@@ -295,9 +280,30 @@ func TestScripts(t *testing.T) {
 	}
 }
 
-func TestMarkRefusesLeaseBeyondHorizon(t *testing.T) {
+// TestGetServesProvisionalUntilTheHorizon: Get serves a provisional entry as a VALUE
+// while the server's clock is surely before its horizon, and as DIRTY once it may not be.
+func TestGetServesProvisionalUntilTheHorizon(t *testing.T) {
 	c := startCache(t)
-	if err := c.Mark(context.Background(), []string{"k"}, "w", 2*horizon); err == nil {
-		t.Fatal("Mark accepted a lease longer than the horizon")
+	ctx := context.Background()
+	tickets, err := c.Prepare(ctx, []string{"k"})
+	if err != nil || tickets[0] == "" {
+		t.Fatalf("prepare: %v %v", tickets, err)
+	}
+	if n, err := c.Record(ctx, []writethrough.Publication{{Key: "k", Token: tickets[0], Version: 7, Data: []byte("p")}}); err != nil || n != 1 {
+		t.Fatalf("record: stored %d, %v", n, err)
+	}
+	got, err := c.Get(ctx, []string{"k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].State != writethrough.CacheValue || got[0].Version != 7 || string(got[0].Data) != "p" {
+		t.Fatalf("before the horizon: %+v, want a servable value 7", got[0])
+	}
+	time.Sleep(horizon)
+	if got, err = c.Get(ctx, []string{"k"}); err != nil {
+		t.Fatal(err)
+	}
+	if got[0].State != writethrough.CacheDirty {
+		t.Fatalf("at the horizon: %+v, want dirty", got[0])
 	}
 }

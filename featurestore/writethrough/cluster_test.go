@@ -40,7 +40,7 @@ func TestValkeyCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Stop()
-	cache, err := valkey.Dial(ctx, cl.Addrs, valkey.Options{Horizon: cfg.Lease})
+	cache, err := valkey.Dial(ctx, cl.Addrs, valkey.Options{Horizon: cfg.Horizon})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestFailoverNeverServesStale(t *testing.T) {
 	db := memdb.New(memdb.Options{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	newStore := func(replicas int) *writethrough.Store {
-		cache, err := valkey.Dial(ctx, cl.Addrs, valkey.Options{Horizon: cfg.Lease, Replicas: replicas})
+		cache, err := valkey.Dial(ctx, cl.Addrs, valkey.Options{Horizon: cfg.Horizon, Replicas: replicas})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,16 +3,20 @@ package writethrough
 import (
 	"context"
 	"fmt"
+	"time"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/cenkalti/backoff/v5"
 )
 
 // Read returns the current item of every key (duplicates allowed, read once),
-// linearizably per key: never older than a write acknowledged before the read began.
-// Items that do not exist, and tombstones, have no Data. The cache serves what it can in
-// one pipelined round trip; the rest is read from the database in one wave of
-// consistent batched reads and put back in the cache where PREPARE allowed it. A cache
-// failure is not an error: reads need only the database. Errors wrap ErrUnavailable.
+// linearizably per key: never older than a write acknowledged before the read began, nor
+// than an item another read returned before it began. Items that do not exist, and
+// tombstones, have no Data. The cache serves what it can in one pipelined round trip; the
+// rest is read from the database in one consistent batched read (shared with other
+// readers of this replica that arrived before it started), recorded in the cache, and
+// stored there where PREPARE allowed it. Reads need only the database: when the cache
+// cannot record what was read, the read waits out Config.Horizon instead (see the
+// package doc), and fails if its context ends first. Errors wrap ErrUnavailable.
 func (s *Store) Read(ctx context.Context, keys []Key) ([]Item, error) {
 	uniq, pos := dedupe(keys)
 	items, err := s.read(ctx, uniq)
@@ -120,12 +124,10 @@ const maxWaitRounds = 3
 type flight struct{ done chan struct{} }
 
 // serve copies the servable entries to out and returns the positions that are not; idx
-// maps entries to positions in keys (nil: the identity). It counts the lookups and
-// remembers the keys it served.
+// maps entries to positions in keys (nil: the identity). It counts the lookups.
 func (s *Store) serve(ctx context.Context, keys []Key, ckeys []string, entries []CacheEntry, idx []int, out []Item) []int {
 	var miss []int
 	dirty := 0
-	now := s.clock.Now()
 	for j, e := range entries {
 		i := j
 		if idx != nil {
@@ -133,11 +135,6 @@ func (s *Store) serve(ctx context.Context, keys []Key, ckeys []string, entries [
 		}
 		if e.State == CacheValue {
 			out[i] = Item{Key: keys[i], Version: e.Version, Data: e.Data}
-			// An absent item (version 0) cannot be fenced, so its key gains nothing
-			// from being hot: its fence would be a conditional write that always fails.
-			if e.Version > 0 {
-				s.recent.served(ckeys[i], now)
-			}
 			continue
 		}
 		miss = append(miss, i)
@@ -179,101 +176,85 @@ func (s *Store) release(ckeys []string, own []int) {
 }
 
 // fill reads the keys at positions idx from the database into out: PREPARE (when
-// useCache), then, after it, a fenced read of the keys with a fence ticket and a plain
-// consistent read of the rest, in parallel, then POPULATE where the tickets allow.
+// useCache), the database read, then RECORD of every key read, storing it where the
+// ticket allows. Only then may the read answer; if the cache could not record, it waits
+// out the horizon first (unrecorded).
 func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int, out []Item, useCache bool) error {
-	var tickets []Ticket
+	var tickets []string
 	if useCache {
 		mckeys := make([]string, len(idx))
-		hot := make([]bool, len(idx))
-		now := s.clock.Now()
 		for j, i := range idx {
 			mckeys[j] = ckeys[i]
-			hot[j] = s.recent.hot(ckeys[i], now)
 		}
 		var err error
-		if tickets, err = s.cache.Prepare(ctx, mckeys, hot); err != nil {
+		if tickets, err = s.cache.Prepare(ctx, mckeys); err != nil {
+			s.logger.DebugContext(ctx, "cache prepare failed; reading without tickets", "err", err)
 			tickets = nil
 		}
 	}
-	var plain, fenced []int // positions in idx
-	for j := range idx {
-		if tickets != nil && tickets[j].Fence {
-			fenced = append(fenced, j)
-		} else {
-			plain = append(plain, j)
-		}
+	rkeys := make([]Key, len(idx))
+	for j, i := range idx {
+		rkeys[j] = keys[i]
 	}
-	var plainItems, fencedItems map[Key]Item
-	var fenceErr error
-	g, gctx := errgroup.WithContext(ctx)
-	if len(fenced) > 0 {
-		g.Go(func() error {
-			fkeys := make([]Key, len(fenced))
-			for n, j := range fenced {
-				fkeys[n] = keys[idx[j]]
-			}
-			// A failed fence is no failed read: read those keys plainly, not populating.
-			fencedItems, fenceErr = s.db.FencedRead(gctx, fkeys)
-			if fenceErr == nil {
-				s.cfg.Metrics.FencedReads(ctx, len(fkeys))
-				return nil
-			}
-			s.logger.DebugContext(ctx, "fenced read failed; reading plainly", "err", fenceErr)
-			var err error
-			fencedItems, err = s.db.GetItems(gctx, fkeys)
-			return err
-		})
-	}
-	if len(plain) > 0 {
-		g.Go(func() error {
-			pkeys := make([]Key, len(plain))
-			for n, j := range plain {
-				pkeys[n] = keys[idx[j]]
-			}
-			var err error
-			plainItems, err = s.db.GetItems(gctx, pkeys)
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	items, err := s.reads.get(ctx, rkeys)
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	var pops []Publication
-	refused := 0
+	readAt := time.Now()
+	recs := make([]Publication, len(idx))
+	ticketed := 0
 	for j, i := range idx {
-		items := plainItems
-		fence := tickets != nil && tickets[j].Fence
-		if fence {
-			items = fencedItems
-		}
 		it, ok := items[keys[i]]
 		if !ok {
 			it = Item{Key: keys[i]}
 		}
 		out[i] = it
-		switch {
-		case tickets == nil:
-		case tickets[j].ID == "":
-			refused++
-		case fence && (!ok || fenceErr != nil):
-			// Nothing fenced an absent key (nothing was created), so a writer that lost
-			// its token may still create it: no populate.
-			refused++
-		default:
-			// An absent item is cached too (version 0, no data), so unknown keys stay cheap.
-			pops = append(pops, Publication{Key: ckeys[i], Token: tickets[j].ID, Version: it.Version, Data: it.Data})
+		// An absent item is recorded too (version 0, no data), so unknown keys stay cheap.
+		recs[j] = Publication{Key: ckeys[i], Version: it.Version, Data: it.Data}
+		if tickets != nil && tickets[j] != "" {
+			recs[j].Token = tickets[j]
+			ticketed++
 		}
 	}
-	if len(pops) > 0 {
-		stored, err := s.cache.Populate(ctx, pops)
-		if err != nil {
-			s.logger.DebugContext(ctx, "cache populate failed", "err", err)
+	stored, err := s.cache.Record(ctx, recs)
+	if err != nil {
+		s.logger.DebugContext(ctx, "cache record failed; waiting out the horizon", "err", err)
+		stored = 0
+		if err := s.unrecorded(ctx, recs, readAt); err != nil {
+			return err
 		}
-		refused += len(pops) - stored
-		s.cfg.Metrics.Populates(ctx, stored, refused)
-	} else if refused > 0 {
-		s.cfg.Metrics.Populates(ctx, 0, refused)
 	}
+	s.cfg.Metrics.Populates(ctx, stored, len(idx)-stored)
 	return nil
+}
+
+// unrecorded holds a read whose versions the cache could not record until the horizon
+// has passed since its database read returned, trying to record them meanwhile. A value
+// readers stored provisionally, older than what this read returns, is served only until
+// its horizon, which ends before then (see the package doc); answering sooner could let
+// a later read see an older value. It fails if ctx ends first.
+func (s *Store) unrecorded(ctx context.Context, recs []Publication, readAt time.Time) error {
+	s.cfg.Metrics.Unrecorded(ctx, len(recs))
+	until := readAt.Add(s.cfg.Horizon)
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = 20*time.Millisecond, 200*time.Millisecond
+	for {
+		wait := min(b.NextBackOff(), time.Until(until))
+		if wait <= 0 {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w: the cache could not record the read and the horizon had not passed: %w", ErrUnavailable, ctx.Err())
+		case <-t.C:
+		}
+		if time.Until(until) <= 0 {
+			return nil
+		}
+		if _, err := s.cache.Record(ctx, recs); err == nil {
+			return nil
+		}
+	}
 }

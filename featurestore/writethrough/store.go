@@ -58,9 +58,8 @@ func CacheKeys(keys []Key) []string {
 // Item is one stored item.
 type Item struct {
 	Key Key
-	// Version increases with every successful write, and with every fenced read, and never
-	// goes backwards in the database; a read may report a lower version for the same data
-	// after overlapping fences (see the package doc, "Replicated caches").
+	// Version increases with every successful write and never goes backwards, also
+	// across deletion.
 	Version int64
 	// Data is the caller's encoding; empty means the item holds nothing (a tombstone).
 	Data []byte
@@ -144,11 +143,6 @@ type Database interface {
 	// its stored version equals its prevVersion; if any differs nothing is stored and
 	// ErrConflict is returned. Errors as PutItem.
 	PutItems(ctx context.Context, items []Item, prevVersions []int64) error
-	// FencedRead raises the version of every key that exists by at least one, atomically
-	// with reading it, and returns the items as they are afterwards; absent keys are
-	// absent from the map and nothing is created. Any conditional write that read the
-	// item before the fence fails its condition afterwards. Duplicates are not allowed.
-	FencedRead(ctx context.Context, keys []Key) (map[Key]Item, error)
 }
 
 // CacheState is the state of a cache entry as a reader sees it.
@@ -171,7 +165,7 @@ type CacheEntry struct {
 }
 
 // Publication carries a committed version to the cache. Token is the writer's token for
-// Publish and the reader's ticket for Populate.
+// Publish and the reader's ticket for Record ("" for none).
 type Publication struct {
 	Key     string
 	Token   string
@@ -181,30 +175,23 @@ type Publication struct {
 
 // Cache is the write-through cache. Each method works on many keys in one pipelined
 // round trip, and updates each key atomically on its own. Implementations keep the
-// guarantees the package doc relies on: MARK, PUBLISH, PREPARE and POPULATE as described
-// there, with Get reporting DIRTY for any entry that is not a servable VALUE.
+// guarantees the package doc relies on: MARK, ASSERT, PUBLISH, PREPARE and RECORD as
+// described there, with Get reporting DIRTY for any entry that may not be served.
 type Cache interface {
 	Get(ctx context.Context, keys []string) ([]CacheEntry, error)
 	Mark(ctx context.Context, keys []string, token string, lease time.Duration) error
 	Publish(ctx context.Context, pubs []Publication) error
 	// Prepare returns, per key, the ticket under which a value read from the database
-	// afterwards may be populated. hot[i] says the reader's replica served keys[i] from
-	// the cache lately: on a missing key, it is granted a fence ticket at once.
-	Prepare(ctx context.Context, keys []string, hot []bool) (tickets []Ticket, err error)
-	// Populate returns how many of pops were stored; the rest were refused.
-	Populate(ctx context.Context, pops []Publication) (stored int, err error)
+	// afterwards may be stored by Record, or "" where none may.
+	Prepare(ctx context.Context, keys []string) (tickets []string, err error)
+	// Record records versions read from the database before a reader answers with them,
+	// storing them where the ticket in Token allows, and returns how many it stored. Only
+	// a nil error says every version was recorded.
+	Record(ctx context.Context, recs []Publication) (stored int, err error)
 	// Assert makes sure a writer's token is still on every key, adding it back (as Mark
 	// does) where the entry was lost, and returns how many needed it. On error the
 	// tokens may be missing.
 	Assert(ctx context.Context, keys []string, token string, lease time.Duration) (lost int, err error)
-}
-
-// Ticket is what Prepare grants a reader for one key. With no ID the reader may not
-// populate; with Fence it may populate only an item returned by a fenced read that
-// started after Prepare.
-type Ticket struct {
-	ID    string
-	Fence bool
 }
 
 // Clock tells the time; tests inject their own.
@@ -216,18 +203,20 @@ type Clock interface {
 type Metrics interface {
 	// CacheLookups counts keys a read found servable (hits), dirty, or missing.
 	CacheLookups(ctx context.Context, hits, dirty, missing int)
-	// Populates counts keys a read put back into the cache, and those the cache refused.
+	// Populates counts keys a read stored in the cache after reading the database, and
+	// those it could not store (no ticket, or the ticket was void by then).
 	Populates(ctx context.Context, stored, refused int)
 	// PublishRepairs counts background repairs of failed publishes, by outcome.
 	PublishRepairs(ctx context.Context, ok bool)
 	// Coalesced counts keys a read served from the cache after waiting for another read
 	// of the same replica to heal them, instead of reading the database itself.
 	Coalesced(ctx context.Context, n int)
-	// FencedReads counts keys read from the database with a fence (a version raise).
-	FencedReads(ctx context.Context, n int)
 	// LostTokens counts keys whose writer found its token lost before its put and
 	// added it back.
 	LostTokens(ctx context.Context, n int)
+	// Unrecorded counts keys a read served from the database without the cache having
+	// recorded them; such a read waits out the horizon first (see the package doc).
+	Unrecorded(ctx context.Context, n int)
 }
 
 // NopMetrics discards everything.
@@ -237,33 +226,45 @@ func (NopMetrics) CacheLookups(context.Context, int, int, int) {}
 func (NopMetrics) Populates(context.Context, int, int)         {}
 func (NopMetrics) PublishRepairs(context.Context, bool)        {}
 func (NopMetrics) Coalesced(context.Context, int)              {}
-func (NopMetrics) FencedReads(context.Context, int)            {}
 func (NopMetrics) LostTokens(context.Context, int)             {}
+func (NopMetrics) Unrecorded(context.Context, int)             {}
 
 // Config tunes a Store. Zero fields take the defaults of DefaultConfig.
 type Config struct {
 	// WriteTimeout bounds a write's COMMIT, counted from before MARK. It must be shorter
 	// than Lease, so that no commit lands after its writer's lease has ended.
 	WriteTimeout time.Duration
-	// Lease is how long a writer's token keeps a key dirty; the cache's horizon must be
-	// at least as long.
+	// Lease is how long a writer's token keeps a key dirty.
 	Lease time.Duration
+	// PutWindow bounds each conditional put, counted from before the ASSERT that precedes
+	// it: a put that cannot land within it is abandoned (its outcome unknown). Default:
+	// half the horizon.
+	PutWindow time.Duration
+	// Horizon is how long after a key was lost (flushed, evicted, restarted) a writer
+	// whose token the loss took may still land a put: PutWindow plus a margin for a put
+	// the database applies after its caller gave up. What readers store before it is
+	// provisional, and a read the cache cannot record waits it out. The cache must use
+	// the same horizon: zero takes the cache's if it tells it (a Horizon method), else
+	// one second.
+	Horizon time.Duration
 	// PublishTimeout bounds PUBLISH, which runs even when the caller has gone away.
 	PublishTimeout time.Duration
 	// MaxCommitAttempts bounds the retries of a conditional write that lost a race.
 	MaxCommitAttempts int
 	// Parallelism bounds the keys committed one by one at once by one update.
 	Parallelism int
-	// HotWindow: a key this replica served from the cache within it is hot, and its first
-	// reader after a loss reads it with a fence (see Read). Default one minute.
-	HotWindow time.Duration
+	// ReadFlights bounds the database reads this replica's readers have in flight at
+	// once; readers that find them all busy share the next one, which starts after they
+	// arrived (see Read).
+	ReadFlights int
 	// Metrics receives cache and repair counts (default: discarded).
 	Metrics Metrics
 }
 
 // DefaultConfig is the configuration used for zero fields.
 func DefaultConfig() Config {
-	return Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second, PublishTimeout: time.Second, MaxCommitAttempts: 8, Parallelism: 16, HotWindow: time.Minute}
+	return Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second, Horizon: time.Second, PutWindow: 500 * time.Millisecond,
+		PublishTimeout: time.Second, MaxCommitAttempts: 8, Parallelism: 16, ReadFlights: 4}
 }
 
 func (c Config) withDefaults() Config {
@@ -274,6 +275,12 @@ func (c Config) withDefaults() Config {
 	if c.Lease <= 0 {
 		c.Lease = d.Lease
 	}
+	if c.Horizon <= 0 {
+		c.Horizon = d.Horizon
+	}
+	if c.PutWindow <= 0 {
+		c.PutWindow = c.Horizon / 2
+	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = d.PublishTimeout
 	}
@@ -283,8 +290,8 @@ func (c Config) withDefaults() Config {
 	if c.Parallelism <= 0 {
 		c.Parallelism = d.Parallelism
 	}
-	if c.HotWindow <= 0 {
-		c.HotWindow = d.HotWindow
+	if c.ReadFlights <= 0 {
+		c.ReadFlights = d.ReadFlights
 	}
 	if c.Metrics == nil {
 		c.Metrics = NopMetrics{}
@@ -308,14 +315,25 @@ type Store struct {
 	flightsMu sync.Mutex
 	flights   map[string]*flight // by cache key: reads healing it on this replica
 
-	recent *recentHits // keys served from the cache lately
+	reads *readBatcher
 }
 
-// New returns a Store. It fails if the write timeout is not shorter than the lease.
+// New returns a Store. It fails if the write timeout is not shorter than the lease, the
+// put window not shorter than the horizon, or the horizon not the cache's.
 func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger) (*Store, error) {
+	if h, ok := cache.(interface{ Horizon() time.Duration }); ok {
+		if cfg.Horizon == 0 {
+			cfg.Horizon = h.Horizon()
+		} else if cfg.Horizon != h.Horizon() {
+			return nil, fmt.Errorf("horizon %v differs from the cache's %v", cfg.Horizon, h.Horizon())
+		}
+	}
 	cfg = cfg.withDefaults()
 	if cfg.WriteTimeout >= cfg.Lease {
 		return nil, fmt.Errorf("write timeout %v must be shorter than the lease %v", cfg.WriteTimeout, cfg.Lease)
+	}
+	if cfg.PutWindow >= cfg.Horizon {
+		return nil, fmt.Errorf("put window %v must be shorter than the horizon %v", cfg.PutWindow, cfg.Horizon)
 	}
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -323,7 +341,7 @@ func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger)
 	}
 	return &Store{db: db, cache: cache, clock: clock, cfg: cfg, logger: logger,
 		tokenPrefix: hex.EncodeToString(b[:]), repairs: make(chan []Publication, 1024), flights: map[string]*flight{},
-		recent: newRecentHits(cfg.HotWindow)}, nil
+		reads: &readBatcher{db: db, slots: cfg.ReadFlights}}, nil
 }
 
 // Config returns the effective configuration.

@@ -221,12 +221,17 @@ func commitOne[R any](ctx context.Context, s *Store, w *writer, keys []Key, i in
 		if !put {
 			return
 		}
-		// Earlier attempts lost their races: nothing of this update is written yet.
+		// Earlier attempts lost their races: nothing of this update is written yet. The
+		// put's window counts from before its ASSERT.
+		pctx, cancel := s.putWindow(ctx)
 		if err := s.assert(ctx, w, []int{i}); err != nil {
+			cancel()
 			out.Err = err
 			return
 		}
-		err = s.db.PutItem(ctx, next, cur.Version)
+		err = s.db.PutItem(pctx, next, cur.Version)
+		err = commitCause(pctx, err)
+		cancel()
 		switch {
 		case err == nil:
 			out.Item, out.Exists, out.Written = next, true, true
@@ -237,7 +242,7 @@ func commitOne[R any](ctx context.Context, s *Store, w *writer, keys []Key, i in
 			out.known, out.Err = true, fmt.Errorf("%w: %w", ErrNotWritten, err)
 			return
 		default:
-			out.known, out.Err = false, fmt.Errorf("%w: %w", ErrOutcomeUnknown, commitCause(ctx, err))
+			out.known, out.Err = false, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 			return
 		}
 	}
@@ -278,14 +283,6 @@ func commitGroup[R any](ctx context.Context, s *Store, w *writer, keys []Key, mu
 			}
 		}
 	}
-	if len(pending) > 0 {
-		if err := s.assert(ctx, w, pending); err != nil {
-			for _, i := range pending {
-				outs[i].Err = err
-			}
-			return nil
-		}
-	}
 	var retry []int
 	for _, part := range groups(pending, nexts) {
 		batch := make([]Item, len(part))
@@ -293,7 +290,17 @@ func commitGroup[R any](ctx context.Context, s *Store, w *writer, keys []Key, mu
 		for j, i := range part {
 			batch[j], bprev[j] = nexts[i], prevs[i]
 		}
-		err := s.db.PutItems(ctx, batch, bprev)
+		// Each transaction has its own ASSERT, and its window counts from before it.
+		pctx, cancel := s.putWindow(ctx)
+		if err := s.assert(ctx, w, part); err != nil {
+			cancel()
+			for _, i := range part {
+				outs[i].Err = err
+			}
+			continue
+		}
+		err := commitCause(pctx, s.db.PutItems(pctx, batch, bprev))
+		cancel()
 		switch {
 		case err == nil:
 			for _, i := range part {
@@ -307,7 +314,7 @@ func commitGroup[R any](ctx context.Context, s *Store, w *writer, keys []Key, mu
 			}
 		default:
 			for _, i := range part {
-				outs[i].known, outs[i].Err = false, fmt.Errorf("%w: %w", ErrOutcomeUnknown, commitCause(ctx, err))
+				outs[i].known, outs[i].Err = false, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 			}
 		}
 	}
@@ -346,14 +353,27 @@ func groups(pending []int, items []Item) [][]int {
 	return out
 }
 
-// commitCause names the write timeout when it is why a database call failed, so callers
-// can tell the server's own deadline from the client's.
+// commitCause names the write timeout or the put window when it is why a database call
+// failed, so callers can tell the server's own deadlines from the client's.
 func commitCause(ctx context.Context, err error) error {
-	if cause := context.Cause(ctx); errors.Is(cause, ErrWriteTimeout) {
-		return fmt.Errorf("%w (%w)", err, ErrWriteTimeout)
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrWriteTimeout) || errors.Is(cause, ErrPutWindow) {
+		return fmt.Errorf("%w (%w)", err, cause)
 	}
 	return err
 }
+
+// putWindow is the context of one conditional put: it ends PutWindow from now, or with
+// ctx. Call it before the ASSERT that precedes the put (see the package doc).
+func (s *Store) putWindow(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, s.cfg.PutWindow, ErrPutWindow)
+}
+
+// ErrPutWindow marks a conditional put abandoned because it could not land within
+// Config.PutWindow of its ASSERT.
+var ErrPutWindow = errors.New("the put window elapsed")
 
 // ErrWriteTimeout marks a database call cut short by the store's own write timeout
 // rather than by the caller's deadline.

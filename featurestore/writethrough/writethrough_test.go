@@ -20,24 +20,23 @@ import (
 	"github.com/dsfeatures/featurestore/internal/memdb"
 )
 
-// Short leases keep the tests fast; the protocol does not depend on their size.
-var cfg = writethrough.Config{WriteTimeout: 400 * time.Millisecond, Lease: 600 * time.Millisecond}
+// Short leases and horizons keep the tests fast; the protocol does not depend on their
+// size.
+var cfg = writethrough.Config{WriteTimeout: 400 * time.Millisecond, Lease: 600 * time.Millisecond, Horizon: 300 * time.Millisecond}
 
-// countingDB counts database reads, plain and fenced, so tests can tell cache hits from
-// misses.
+// countingDB counts database reads (keys and calls), so tests can tell cache hits from
+// misses, and can delay them.
 type countingDB struct {
 	writethrough.Database
-	reads, fenced atomic.Int64
+	reads, calls atomic.Int64
+	delay        time.Duration
 }
 
 func (c *countingDB) GetItems(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
 	c.reads.Add(int64(len(keys)))
+	c.calls.Add(1)
+	time.Sleep(c.delay)
 	return c.Database.GetItems(ctx, keys)
-}
-
-func (c *countingDB) FencedRead(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
-	c.fenced.Add(int64(len(keys)))
-	return c.Database.FencedRead(ctx, keys)
 }
 
 type env struct {
@@ -50,7 +49,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	st := devstack.NewMemoryStack(t, cfg.Lease, devstack.ValkeyOptions{}, memdb.Options{})
+	st := devstack.NewMemoryStack(t, cfg.Horizon, devstack.ValkeyOptions{}, memdb.Options{})
 	e := &env{vk: st.Valkey, cache: st.Cache, mem: st.DB.(*memdb.DB)}
 	e.db = &countingDB{Database: e.mem}
 	e.store = e.newStore(t, e.cache)
@@ -140,8 +139,8 @@ func (e *env) del(t *testing.T, k writethrough.Key) {
 	}
 }
 
-// settle waits past the lease (and so the horizon) so that recreated keys may be served
-// from the cache.
+// settle waits past the lease (and so the horizon): provisional entries have ended, and
+// the next read stores a VALUE for good.
 func settle() { time.Sleep(cfg.Lease + 100*time.Millisecond) }
 
 func TestWriteThenReadFromCache(t *testing.T) {
@@ -174,118 +173,113 @@ func TestWriteThenReadFromCache(t *testing.T) {
 	}
 }
 
-// TestMissFallsBackAndPopulatesAfterTheHorizon: a key this replica never served from
-// its cache (cold) reads plainly after a loss and is not put back until the horizon.
-func TestMissFallsBackAndPopulatesAfterTheHorizon(t *testing.T) {
+// TestLostKeyHealsAtItsFirstMiss: after an eviction the first read reads the database
+// once and puts the key back at once, provisionally: the next read is served from the
+// cache. Once the horizon has passed, one more read stores it for good.
+func TestLostKeyHealsAtItsFirstMiss(t *testing.T) {
 	e := newEnv(t)
 	k := key("a")
-	v := put(t, e.store, k, "five") // published, never read: cold
+	v := put(t, e.store, k, "five")
 	settle()
+	read(t, e.store, k)
 	e.del(t, k) // an eviction
 	e.db.reads.Store(0)
-	if got := read(t, e.store, k); string(got.Data) != "five" {
+	if got := read(t, e.store, k); string(got.Data) != "five" || got.Version != v {
 		t.Fatalf("read after eviction: %+v", got)
 	}
 	if n := e.db.reads.Load(); n != 1 {
 		t.Fatalf("read after eviction did %d database reads, want 1", n)
 	}
-	// Within the horizon the key must not be populated: a writer whose marker was evicted
-	// may still be committing.
-	if env, ok := e.envelope(t, k); !ok || !env.Dirty {
-		t.Fatalf("within the horizon: envelope %+v (present %v), want DIRTY", env, ok)
+	if env, ok := e.envelope(t, k); !ok || !env.Provisional() || env.Version != v {
+		t.Fatalf("within the horizon: envelope %+v (present %v), want provisional at version %d", env, ok, v)
+	}
+	if got := read(t, e.store, k); string(got.Data) != "five" {
+		t.Fatalf("second read after eviction: %+v", got)
+	}
+	if n := e.db.reads.Load(); n != 1 {
+		t.Fatalf("the second read after eviction went to the database (%d reads in all)", n)
 	}
 	settle()
 	read(t, e.store, k)
 	if env, ok := e.envelope(t, k); !ok || env.Dirty || env.Version != v {
 		t.Fatalf("after the horizon: envelope %+v, want VALUE at version %d", env, v)
 	}
+	if n := e.db.reads.Load(); n != 2 {
+		t.Fatalf("%d database reads in all, want 2 (one per horizon)", n)
+	}
 }
 
-// TestHotKeysHealAtTheirFirstMiss: keys this replica served from its cache are fenced
-// by their first reader after a loss and put back at once, one database operation each,
-// whether one key was evicted or the whole cache flushed; a cold key is not. Another
-// replica, which never served them, treats them as cold.
-func TestHotKeysHealAtTheirFirstMiss(t *testing.T) {
+// TestFlushHealsEveryKeyWithOneRead: after a FLUSHALL, many concurrent readers of one
+// replica read each lost key from the database once, and share batched reads.
+func TestFlushHealsEveryKeyWithOneRead(t *testing.T) {
 	e := newEnv(t)
-	hot := []writethrough.Key{key("h1"), key("h2"), key("h3")}
-	cold := key("c")
-	versions := map[writethrough.Key]int64{}
-	for _, k := range append([]writethrough.Key{cold}, hot...) {
-		versions[k] = put(t, e.store, k, "v-"+k.PK)
+	keys := make([]writethrough.Key, 50)
+	for i := range keys {
+		keys[i] = key(fmt.Sprintf("h%02d", i))
+		put(t, e.store, keys[i], "v-"+keys[i].PK)
 	}
 	settle()
-	// The first read puts the keys in the cache (their writes' tokens were early: the
-	// keys were new); the second serves them from it, which makes them hot.
-	for range 2 {
-		if _, err := e.store.Read(context.Background(), hot); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := e.store.Read(context.Background(), keys); err != nil {
+		t.Fatal(err)
 	}
-
-	e.del(t, hot[0]) // an eviction
-	e.db.reads.Store(0)
-	if got := read(t, e.store, hot[0]); string(got.Data) != "v-h1" {
-		t.Fatalf("read after eviction: %+v", got)
-	}
-	if r, f := e.db.reads.Load(), e.db.fenced.Load(); r != 0 || f != 1 {
-		t.Fatalf("first read of an evicted hot key: %d plain and %d fenced database reads, want 0 and 1", r, f)
-	}
-	if env, ok := e.envelope(t, hot[0]); !ok || env.Dirty || env.Version <= versions[hot[0]] {
-		t.Fatalf("after the fenced read: envelope %+v (present %v), want a VALUE above version %d", env, ok, versions[hot[0]])
-	}
-
-	other := e.newStore(t, e.cache)
-	if err := e.cache.Client().Do(context.Background(), e.cache.Client().B().Flushall().Build()).Error(); err != nil {
+	c := e.cache.Client()
+	if err := c.Do(context.Background(), c.B().Flushall().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	e.db.reads.Store(0)
-	e.db.fenced.Store(0)
-	items, err := e.store.Read(context.Background(), append([]writethrough.Key{cold}, hot...))
-	if err != nil {
+	e.db.calls.Store(0)
+	e.db.delay = 20 * time.Millisecond
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for r := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := keys[r%len(keys)]
+			items, err := e.store.Read(context.Background(), []writethrough.Key{k})
+			if err != nil || string(items[0].Data) != "v-"+k.PK {
+				errs <- fmt.Errorf("read %s: %+v %v", k.PK, items, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := e.db.reads.Load(); n > int64(len(keys)) {
+		t.Errorf("%d keys read from the database after the flush, want at most one per key (%d)", n, len(keys))
+	}
+	if n := e.db.calls.Load(); n > int64(len(keys))/2 {
+		t.Errorf("%d database calls for %d lost keys: reads were not shared", n, len(keys))
+	}
+	e.db.reads.Store(0)
+	if _, err := e.store.Read(context.Background(), keys); err != nil {
 		t.Fatal(err)
 	}
-	for i, k := range append([]writethrough.Key{cold}, hot...) {
-		if string(items[i].Data) != "v-"+k.PK {
-			t.Fatalf("read of %s after the flush: %+v", k.PK, items[i])
-		}
+	if n := e.db.reads.Load(); n != 0 {
+		t.Fatalf("the healed keys: %d database reads, want none", n)
 	}
-	if r, f := e.db.reads.Load(), e.db.fenced.Load(); r != 1 || f != int64(len(hot)) {
-		t.Fatalf("first read after a flush: %d plain and %d fenced database reads, want 1 (the cold key) and %d", r, f, len(hot))
-	}
-	e.db.reads.Store(0)
-	e.db.fenced.Store(0)
-	if _, err := e.store.Read(context.Background(), hot); err != nil {
-		t.Fatal(err)
-	}
-	if r, f := e.db.reads.Load(), e.db.fenced.Load(); r != 0 || f != 0 {
-		t.Fatalf("second read of the healed hot keys: %d plain and %d fenced database reads, want none", r, f)
-	}
-	if env, ok := e.envelope(t, cold); !ok || !env.Dirty {
-		t.Fatalf("the cold key after its first read: envelope %+v (present %v), want DIRTY", env, ok)
-	}
+}
 
-	// An absent item served from the cache does not make its key hot: it cannot be
-	// fenced, so its fence would be a write that always fails.
-	absent := key("never-written")
-	for range 3 { // cached as absent once past its horizon, then served
-		read(t, e.store, absent)
-		settle()
+// TestUnrecordedReadWaitsOutTheHorizon: with the cache down, a read answers from the
+// database only once the horizon has passed since its read (a provisional entry older
+// than what it read may be served until then), and fails if its deadline comes first.
+func TestUnrecordedReadWaitsOutTheHorizon(t *testing.T) {
+	e := newEnv(t)
+	put(t, e.store, key("a"), "four")
+	e.vk.Kill()
+	start := time.Now()
+	if got := read(t, e.store, key("a")); string(got.Data) != "four" {
+		t.Fatalf("read with the cache down: %+v", got)
 	}
-	e.del(t, absent)
-	e.db.reads.Store(0)
-	e.db.fenced.Store(0)
-	read(t, e.store, absent)
-	if r, f := e.db.reads.Load(), e.db.fenced.Load(); r != 1 || f != 0 {
-		t.Fatalf("first read of a lost absent item: %d plain and %d fenced, want 1 and 0", r, f)
+	if d := time.Since(start); d < cfg.Horizon {
+		t.Fatalf("a read the cache could not record answered after %v, before the horizon %v", d, cfg.Horizon)
 	}
-
-	// To a replica that never served it, a lost key is cold: a plain read first.
-	e.del(t, hot[1])
-	e.db.reads.Store(0)
-	e.db.fenced.Store(0)
-	read(t, other, hot[1])
-	if r, f := e.db.reads.Load(), e.db.fenced.Load(); r != 1 || f != 0 {
-		t.Fatalf("another replica's first read of a lost key: %d plain and %d fenced, want 1 and 0", r, f)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Horizon/3)
+	defer cancel()
+	if _, err := e.store.Read(ctx, []writethrough.Key{key("a")}); !errors.Is(err, writethrough.ErrUnavailable) {
+		t.Fatalf("a read whose deadline ends within the horizon: %v, want ErrUnavailable", err)
 	}
 }
 
@@ -494,9 +488,9 @@ func (d slowDB) PutItem(ctx context.Context, it writethrough.Item, prev int64) e
 }
 
 // TestWriteTimeoutIsOutcomeUnknown: a write that applied but whose answer arrived after
-// the store's own write timeout reports ErrOutcomeUnknown, marked as the store's timeout
-// (ErrWriteTimeout) so callers can tell it from their own deadline, and keeps its token:
-// readers go to the database, which has the write.
+// the store's own put window reports ErrOutcomeUnknown, marked as the store's deadline
+// (ErrPutWindow) so callers can tell it from their own, and keeps its token: readers go
+// to the database, which has the write.
 func TestWriteTimeoutIsOutcomeUnknown(t *testing.T) {
 	e := newEnv(t)
 	s, err := writethrough.New(slowDB{e.mem}, e.cache, clock{}, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
@@ -506,8 +500,9 @@ func TestWriteTimeoutIsOutcomeUnknown(t *testing.T) {
 	_, err = writethrough.Update(context.Background(), s, []writethrough.Key{key("a")}, func(int, writethrough.Current) (writethrough.Change, struct{}, error) {
 		return writethrough.Change{Put: true, Data: []byte("late")}, struct{}{}, nil
 	})
-	if !errors.Is(err, writethrough.ErrOutcomeUnknown) || !errors.Is(err, writethrough.ErrWriteTimeout) {
-		t.Fatalf("err %v, want ErrOutcomeUnknown and ErrWriteTimeout", err)
+	// The put window (half the horizon) ends before the write timeout.
+	if !errors.Is(err, writethrough.ErrOutcomeUnknown) || !errors.Is(err, writethrough.ErrPutWindow) {
+		t.Fatalf("err %v, want ErrOutcomeUnknown and ErrPutWindow", err)
 	}
 	if env, _ := e.envelope(t, key("a")); !env.Dirty || len(env.Tokens) != 1 {
 		t.Fatalf("envelope %+v, want DIRTY with the writer's token", env)

@@ -60,16 +60,18 @@ type Config struct {
 	// Faults to draw from (default: all kinds of the backend) and the mean time between them.
 	Faults     []string
 	FaultEvery time.Duration
-	// WriteTimeout and Lease configure every replica.
+	// WriteTimeout, Lease, PutWindow and Horizon configure every replica (and the cache).
 	WriteTimeout time.Duration
 	Lease        time.Duration
+	PutWindow    time.Duration
+	Horizon      time.Duration
 	// PopulatePause, if set, pauses every read on every replica this long between its
-	// database read and its POPULATE for the whole run, as the reader-pause fault does for
+	// database read and its RECORD for the whole run, as the reader-pause fault does for
 	// one replica at a time.
 	PopulatePause time.Duration
 	// CommitPause, if set, holds every put of the in-memory database up to this long
 	// after the writer's read and ASSERT, for the whole run, so that cache losses and
-	// fenced reads fall inside writes.
+	// readers' stores fall inside writes.
 	CommitPause time.Duration
 	// PublishLoss, if set, is the chance that any write's replica dies between COMMIT and
 	// PUBLISH (as the replica-crash fault makes every write of one replica do for a while).
@@ -121,6 +123,11 @@ func (c Config) withDefaults() Config {
 	if c.Lease == 0 {
 		c.Lease = 700 * time.Millisecond
 	}
+	if c.Horizon == 0 {
+		// Over the put window (half of it by default), a margin for a put that a slow
+		// proxy delivers after its writer gave up (ddb-latency: 120 ms at most).
+		c.Horizon = 400 * time.Millisecond
+	}
 	if c.OutDir == "" {
 		c.OutDir = filepath.Join(os.TempDir(), "featurestore-chaos")
 	}
@@ -138,8 +145,9 @@ type Report struct {
 	Unknown    int // writes and deletes with an unknown outcome
 	Faults     map[string]int
 	Lanes      map[string]int // writes by lane
-	// Protocol counts what the replicas' stores did: fenced reads, lost tokens put back,
-	// coalesced keys, populates stored and refused. It shows the rules under test ran.
+	// Protocol counts what the replicas' stores did: reads that could not record and
+	// waited out the horizon, lost tokens put back, coalesced keys, populates stored and
+	// refused. It shows the rules under test ran.
 	Protocol   map[string]int
 	Violations int
 	// Inconclusive counts histories the checker could not decide in time.

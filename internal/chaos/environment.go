@@ -44,10 +44,10 @@ type environment struct {
 // protocolCounts is every replica's writethrough.Metrics: what the protocol did.
 type protocolCounts struct {
 	writethrough.NopMetrics
-	fenced, lost, coalesced, stored, refused atomic.Int64
+	unrecorded, lost, coalesced, stored, refused atomic.Int64
 }
 
-func (p *protocolCounts) FencedReads(_ context.Context, n int) { p.fenced.Add(int64(n)) }
+func (p *protocolCounts) Unrecorded(_ context.Context, n int) { p.unrecorded.Add(int64(n)) }
 func (p *protocolCounts) LostTokens(_ context.Context, n int)  { p.lost.Add(int64(n)) }
 func (p *protocolCounts) Coalesced(_ context.Context, n int)   { p.coalesced.Add(int64(n)) }
 func (p *protocolCounts) Populates(_ context.Context, stored, refused int) {
@@ -56,7 +56,7 @@ func (p *protocolCounts) Populates(_ context.Context, stored, refused int) {
 }
 
 func (p *protocolCounts) snapshot() map[string]int {
-	return map[string]int{"fenced": int(p.fenced.Load()), "lost-tokens": int(p.lost.Load()), "coalesced": int(p.coalesced.Load()),
+	return map[string]int{"unrecorded": int(p.unrecorded.Load()), "lost-tokens": int(p.lost.Load()), "coalesced": int(p.coalesced.Load()),
 		"populated": int(p.stored.Load()), "populate-refused": int(p.refused.Load())}
 }
 
@@ -103,7 +103,7 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 		e.defer_(e.valkey.Stop)
 		cacheAddrs = []string{e.valkey.Addr}
 	}
-	if e.direct, err = valkey.Dial(ctx, cacheAddrs, valkey.Options{Horizon: cfg.Lease}); err != nil {
+	if e.direct, err = valkey.Dial(ctx, cacheAddrs, valkey.Options{Horizon: cfg.Horizon}); err != nil {
 		return nil, err
 	}
 	e.defer_(e.direct.Close)
@@ -132,7 +132,7 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 	seeds := rand.New(rand.NewSource(cfg.Seed ^ 0x5eed))
 	for i := 0; i < cfg.Replicas; i++ {
 		r := &replica{}
-		addrs, opts := cacheAddrs, valkey.Options{Horizon: cfg.Lease, Timeout: 300 * time.Millisecond, Replicas: cfg.ValkeyReplicas}
+		addrs, opts := cacheAddrs, valkey.Options{Horizon: cfg.Horizon, Timeout: 300 * time.Millisecond, Replicas: cfg.ValkeyReplicas}
 		if cfg.Mutation == "no-wait" {
 			opts.Replicas = 0
 		}
@@ -149,7 +149,7 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 		}
 		e.defer_(cache.Close)
 		var base writethrough.Cache = cache
-		if cfg.Mutation != "" && cfg.Mutation != "fence-without-bump" && cfg.Mutation != "no-wait" {
+		if cfg.Mutation != "" && cfg.Mutation != "no-wait" {
 			if base, err = mutate(cfg.Mutation, cache, cache.Client()); err != nil {
 				return nil, err
 			}
@@ -159,10 +159,6 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 		var db devstack.Database
 		if mem != nil {
 			r.db = &faultyDB{DB: mem, rng: rand.New(rand.NewSource(seeds.Int63())), commitPause: cfg.CommitPause}
-			r.db.fencedRead = mem.FencedRead
-			if cfg.Mutation == "fence-without-bump" {
-				r.db.fencedRead = mem.GetItems
-			}
 			db = r.db
 		} else {
 			if r.ddbProxy, err = px.add(fmt.Sprintf("ddb-%d", i), "127.0.0.1:"+strconv.Itoa(shared.DynamoDB.Port)); err != nil {
@@ -171,7 +167,7 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 			e.defer_(r.ddbProxy.Stop)
 			db = dynamo.New(dynamo.NewClient(dynamo.LocalConfig(), "http://"+r.ddbProxy.Listen), tables)
 		}
-		svc, store, err := devstack.NewService(db, r.cache, nil, writethrough.Config{WriteTimeout: cfg.WriteTimeout, Lease: cfg.Lease, Metrics: e.counts}, logger)
+		svc, store, err := devstack.NewService(db, r.cache, nil, writethrough.Config{WriteTimeout: cfg.WriteTimeout, Lease: cfg.Lease, PutWindow: cfg.PutWindow, Horizon: cfg.Horizon, Metrics: e.counts}, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -217,7 +213,7 @@ type faultyCache struct {
 	// crashing: the replica dies between COMMIT and PUBLISH for every write that reaches
 	// PUBLISH now; such a writer never publishes, not even through the repair loop.
 	crashing atomic.Bool
-	// pause delays POPULATE after the database read, in nanoseconds (0: none).
+	// pause delays RECORD after the database read, in nanoseconds (0: none).
 	pause atomic.Int64
 	// publishLoss is the chance that a write's replica dies between COMMIT and PUBLISH,
 	// whatever the faults (Config.PublishLoss); rng draws it.
@@ -253,14 +249,14 @@ func (c *faultyCache) Publish(ctx context.Context, pubs []writethrough.Publicati
 	return c.Cache.Publish(ctx, pubs)
 }
 
-func (c *faultyCache) Populate(ctx context.Context, pops []writethrough.Publication) (int, error) {
+func (c *faultyCache) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
 	if d := time.Duration(c.pause.Load()); d > 0 {
 		select {
 		case <-ctx.Done():
 		case <-time.After(d):
 		}
 	}
-	return c.Cache.Populate(ctx, pops)
+	return c.Cache.Record(ctx, recs)
 }
 
 // faultyDB decorates the in-memory database with what a slow or failing network to
@@ -268,8 +264,6 @@ func (c *faultyCache) Populate(ctx context.Context, pops []writethrough.Publicat
 // connections reset before or after a write applied.
 type faultyDB struct {
 	*memdb.DB
-	// fencedRead is the database's FencedRead, or a mutation's.
-	fencedRead  func(context.Context, []writethrough.Key) (map[writethrough.Key]writethrough.Item, error)
 	commitPause time.Duration
 	latency     atomic.Int64 // nanoseconds of delay, up to, per call
 	lateAnswers atomic.Bool  // writes apply, answers come after the deadline
@@ -354,22 +348,8 @@ func (d *faultyDB) PutItems(ctx context.Context, items []writethrough.Item, prev
 	return d.write(ctx, func() error { return d.DB.PutItems(ctx, items, prevs) })
 }
 
-// FencedRead is a write to the database, and fails as writes do.
-func (d *faultyDB) FencedRead(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
-	var out map[writethrough.Key]writethrough.Item
-	err := d.write(ctx, func() error {
-		var err error
-		out, err = d.fencedRead(ctx, keys)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // commitDelay holds a put for up to the configured commit pause: a writer slow between
-// its read (and ASSERT) and its put, so that cache losses and fenced reads fall between.
+// its read (and ASSERT) and its put, so that cache losses and readers' stores fall between.
 func (d *faultyDB) commitDelay(ctx context.Context) error {
 	return d.sleepUpTo(ctx, d.commitPause)
 }

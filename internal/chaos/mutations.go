@@ -16,31 +16,50 @@ import (
 // shows that the checker and the faults can catch the bug each rule of the protocol
 // prevents.
 var Mutations = []string{
-	// POPULATE as a plain SET: a reader's late populate overwrites a newer value.
+	// RECORD as a plain SET: a reader's late store overwrites a newer value.
 	"plain-populate",
 	// PUBLISH stores the writer's own version once its token is gone, instead of the
 	// newest carried in the marker: the first writer to commit may publish last.
 	"publish-own",
 	// ASSERT does nothing: a writer whose token was lost in a flush puts anyway, after a
-	// reader fenced and populated the key.
+	// reader stored what it read before the put.
 	"no-assert",
-	// A fenced read does not raise the version (the in-memory database only): a writer
-	// that read before the fence still commits after the reader populated.
-	"fence-without-bump",
+	// Readers record nothing but their own store: a reader answers with a version read
+	// from the database, and another reader's older read, stored afterwards, is served.
+	"no-record",
 	// Writes on a replicated cluster do not WAIT for a replica to have their MARK: a
-	// failover can lose a write's fence and serve the value from before it.
+	// failover can lose a write's marker and serve the value from before it.
 	"no-wait",
-	// A hot key's reader (its replica served the key lately) populates after a plain
-	// read where it was granted a fence: the first reader after a flush heals the key at
-	// once, but without the version raise a writer whose token the flush took still
-	// commits after the populate.
-	"hot-plain",
 }
 
 // plainPopulateLua stores what a reader read, whatever the key holds now.
 const plainPopulateLua = `
 redis.call('SET', KEYS[1], value(tonumber(ARGV[2]), ARGV[3]), 'PX', ARGV[4])
 return 1
+`
+
+// storeOnlyLua is RECORD without the record: it stores under a live ticket as the real
+// one does, but a reader without one, or whose ticket is void, raises nothing.
+const storeOnlyLua = `
+local now = now_ms()
+local d = parse(redis.call('GET', KEYS[1]))
+local ver = tonumber(ARGV[2])
+if d == nil or d.kind == 'V' or provisional(d) then return 0 end
+if ARGV[1] == '' or d.ticket ~= ARGV[1] or #d.tokens > 0 then return 0 end
+if ver > d.ver then
+  d.ver = ver
+  d.payload = ARGV[3]
+end
+if d.horizon == 0 then
+  redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ARGV[4])
+  return 1
+end
+if now < d.horizon then
+  d.ticket = 'P:' .. d.ticket
+  redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
+  return 1
+end
+return 0
 `
 
 // publishOwnLua removes the writer's token and, when no token is left, stores the
@@ -81,14 +100,15 @@ func mutate(name string, cache writethrough.Cache, client vk.Client) (writethrou
 	switch name {
 	case "plain-populate":
 		m.script = valkey.EnvelopeLua + plainPopulateLua
-		return populateMutation{m}, nil
+		return recordMutation{m}, nil
+	case "no-record":
+		m.script = valkey.EnvelopeLua + storeOnlyLua
+		return recordMutation{m}, nil
 	case "publish-own":
 		m.script = valkey.EnvelopeLua + publishOwnLua
 		return publishMutation{m}, nil
 	case "no-assert":
 		return noAssert{m}, nil
-	case "hot-plain":
-		return hotPlain{m}, nil
 	}
 	return nil, fmt.Errorf("unknown mutation %q (known: %v)", name, Mutations)
 }
@@ -112,10 +132,10 @@ func (m *mutatedCache) run(ctx context.Context, pubs []writethrough.Publication)
 	return stored, nil
 }
 
-type populateMutation struct{ *mutatedCache }
+type recordMutation struct{ *mutatedCache }
 
-func (m populateMutation) Populate(ctx context.Context, pops []writethrough.Publication) (int, error) {
-	return m.run(ctx, pops)
+func (m recordMutation) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
+	return m.run(ctx, recs)
 }
 
 type publishMutation struct{ *mutatedCache }
@@ -128,17 +148,3 @@ func (m publishMutation) Publish(ctx context.Context, pubs []writethrough.Public
 type noAssert struct{ *mutatedCache }
 
 func (noAssert) Assert(context.Context, []string, string, time.Duration) (int, error) { return 0, nil }
-
-type hotPlain struct{ *mutatedCache }
-
-// Prepare grants what the real one does, but hot keys' fence tickets as plain ones:
-// the ticket still matches at POPULATE, and the read that precedes it raises nothing.
-func (m hotPlain) Prepare(ctx context.Context, keys []string, hot []bool) ([]writethrough.Ticket, error) {
-	tickets, err := m.Cache.Prepare(ctx, keys, hot)
-	for i := range tickets {
-		if hot[i] {
-			tickets[i].Fence = false
-		}
-	}
-	return tickets, err
-}

@@ -41,7 +41,6 @@ func Run(t *testing.T, newDB func(t *testing.T) DB) {
 		{"TransactionAllOrNothing", testTransaction},
 		{"SizeLimits", testSizeLimits},
 		{"LongKeysRefused", testLongKeys},
-		{"FencedRead", testFencedRead},
 		{"TablesAreSeparate", testTables},
 		{"SubjectIndex", testIndex},
 		{"ListPages", testList},
@@ -219,48 +218,6 @@ func testSizeLimits(t *testing.T, db DB) {
 		if _, ok := get(t, db, row(pk)); ok {
 			t.Fatalf("%s was stored by a refused write", pk)
 		}
-	}
-}
-
-// testFencedRead: a fenced read returns the item with a higher version and the same
-// data, makes a put conditional on the version read before it fail, and creates nothing.
-func testFencedRead(t *testing.T, db DB) {
-	ctx := context.Background()
-	if err := db.PutItem(ctx, item("a", 5, "a5"), 0); err != nil {
-		t.Fatal(err)
-	}
-	tomb := writethrough.Item{Key: row("gone"), Version: 9}
-	if err := db.PutItem(ctx, tomb, 0); err != nil {
-		t.Fatal(err)
-	}
-	got, err := db.FencedRead(ctx, []writethrough.Key{row("a"), row("absent"), row("gone")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, ok := got[row("a")]
-	if !ok || a.Version <= 5 || string(a.Data) != "a5" {
-		t.Fatalf("fenced a = %+v (present %v), want version > 5 and data a5", a, ok)
-	}
-	if g, ok := got[row("gone")]; !ok || g.Version <= 9 || len(g.Data) != 0 {
-		t.Fatalf("fenced tombstone = %+v (present %v), want version > 9, no data", g, ok)
-	}
-	if _, ok := got[row("absent")]; ok {
-		t.Fatal("a fenced read returned an absent key")
-	}
-	if _, ok := get(t, db, row("absent")); ok {
-		t.Fatal("a fenced read created an absent key")
-	}
-	if stored, _ := get(t, db, row("a")); stored.Version != a.Version {
-		t.Fatalf("stored version %d, fenced read returned %d", stored.Version, a.Version)
-	}
-	if err := db.PutItem(ctx, item("a", 6, "late"), 5); !errors.Is(err, writethrough.ErrConflict) {
-		t.Fatalf("put conditional on the version before the fence: %v, want ErrConflict", err)
-	}
-	if err := db.PutItems(ctx, []writethrough.Item{item("a", a.Version+1, "tx")}, []int64{5}); !errors.Is(err, writethrough.ErrConflict) {
-		t.Fatalf("transaction conditional on the version before the fence: %v, want ErrConflict", err)
-	}
-	if err := db.PutItem(ctx, item("a", a.Version+1, "next"), a.Version); err != nil {
-		t.Fatalf("put conditional on the fenced version: %v", err)
 	}
 }
 

@@ -76,11 +76,6 @@ func clone(it writethrough.Item) writethrough.Item {
 
 // GetItems implements writethrough.Database.
 func (d *DB) GetItems(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
-	return d.read(ctx, keys, false)
-}
-
-// read returns the items of keys that exist, raising each one's version first if fence.
-func (d *DB) read(ctx context.Context, keys []writethrough.Key, fence bool) (map[writethrough.Key]writethrough.Item, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -94,10 +89,6 @@ func (d *DB) read(ctx context.Context, keys []writethrough.Key, fence bool) (map
 	out := make(map[writethrough.Key]writethrough.Item, len(keys))
 	for _, k := range keys {
 		if it, ok := d.items[k]; ok {
-			if fence {
-				it.Version++
-				d.items[k] = it
-			}
 			out[k] = clone(it)
 		}
 	}
@@ -130,11 +121,6 @@ func (d *DB) store(item writethrough.Item) {
 	if len(h) == 0 || h[len(h)-1].subject != item.Subject {
 		d.subjects[item.Key.PK] = append(h, indexEntry{at: d.clock.Now(), subject: item.Subject})
 	}
-}
-
-// FencedRead implements writethrough.Database.
-func (d *DB) FencedRead(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
-	return d.read(ctx, keys, true)
 }
 
 // PutItem implements writethrough.Database.
