@@ -34,7 +34,8 @@ type Options struct {
 	// Horizon is how long a key recreated after it went missing (evicted, expired, or lost
 	// in a flush or restart) stays under suspicion: writers whose tokens the loss took may
 	// still land a put until then (writethrough.Config.Horizon). What readers store before
-	// it is provisional and served only until it passes. Required.
+	// it is provisional: served until half a horizon after it, and renewed for good by a
+	// read after it. Required.
 	Horizon time.Duration
 	// Timeout bounds every cache call, so that a stalled or dead cache costs reads a
 	// bounded delay before they fall back to the database. Default 500ms.
@@ -208,14 +209,25 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]writethrough.CacheEnt
 		}
 		if e.Dirty {
 			out[i] = writethrough.CacheEntry{State: writethrough.CacheDirty, Version: e.Version}
-			if e.Provisional() && c.before(ctx, e.HorizonMs) {
-				out[i] = writethrough.CacheEntry{State: writethrough.CacheValue, Version: e.Version, Data: e.Payload}
+			if e.Provisional() {
+				out[i] = c.provisional(ctx, e)
 			}
 		} else {
 			out[i] = writethrough.CacheEntry{State: writethrough.CacheValue, Version: e.Version, Data: e.Payload}
 		}
 	}
 	return out, nil
+}
+
+// provisional is what Get reports of a provisional entry: servable until half a horizon
+// after its own (the grace the store's readers wait out too), and to be renewed once the
+// horizon has surely passed, when a read from the database may store it for good.
+func (c *Cache) provisional(ctx context.Context, e Envelope) writethrough.CacheEntry {
+	lo, hi, ok := c.bounds(ctx)
+	if !ok || hi >= e.HorizonMs+c.opts.Horizon.Milliseconds()/2 {
+		return writethrough.CacheEntry{State: writethrough.CacheDirty, Version: e.Version}
+	}
+	return writethrough.CacheEntry{State: writethrough.CacheValue, Version: e.Version, Data: e.Payload, Renew: lo >= e.HorizonMs}
 }
 
 // Mark adds token with lease to every key. An error means some keys may be marked; they

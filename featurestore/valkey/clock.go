@@ -7,21 +7,21 @@ import (
 	"time"
 )
 
-// serverClock bounds the ValKey server's clock from above, so that Get can tell whether
-// a provisional entry's horizon (written in the server's clock by the scripts) is still
-// ahead without a script of its own. A sample of TIME taken between a local send at s and
-// the reply is at most the server's time at s plus the round trip, so at any later local
-// monotonic time m the server's clock reads at most sample + (m - s): the bound never
-// needs the two clocks to agree, only the server's to run steadily (as the lease and
-// horizon already require). The sample is renewed every sampleAge, so that the rates of
-// the two clocks cannot drift apart by more than the margin.
+// serverClock bounds the ValKey server's clock, so that Get can tell where a provisional
+// entry's horizon (written in the server's clock by the scripts) stands without a script
+// of its own. TIME answers with the server's clock at some moment between the local send
+// s and receipt r, so at a later local monotonic time m the server's clock reads between
+// sample + (m - r) and sample + (m - s): the bounds never need the two clocks to agree,
+// only the server's to run steadily (as the leases and the horizon already require). The
+// sample is renewed every sampleAge, so that the two clocks' rates cannot drift apart by
+// more than the margin.
 type serverClock struct {
 	sample atomic.Pointer[clockSample]
 }
 
 type clockSample struct {
-	serverMs int64     // TIME, rounded up to the millisecond
-	sent     time.Time // local, monotonic: when TIME was sent
+	serverMs       int64     // TIME, in milliseconds (floor)
+	sent, received time.Time // local, monotonic
 }
 
 const (
@@ -29,32 +29,34 @@ const (
 	clockMargin = 2 * time.Millisecond
 )
 
-// before reports whether the server's clock is surely still before ms. It fails closed:
-// without a fresh sample (and none can be taken), it says no.
-func (c *Cache) before(ctx context.Context, ms int64) bool {
+// bounds returns the least and the most the server's clock can read now, in
+// milliseconds; ok is false when no sample could be taken.
+func (c *Cache) bounds(ctx context.Context) (lo, hi int64, ok bool) {
 	s := c.clock.sample.Load()
 	if s == nil || time.Since(s.sent) > sampleAge {
 		var err error
 		if s, err = c.sampleClock(ctx); err != nil {
-			return false
+			return 0, 0, false
 		}
 	}
-	upper := s.serverMs + (time.Since(s.sent) + clockMargin).Milliseconds() + 1
-	return upper < ms
+	lo = s.serverMs + (time.Since(s.received) - clockMargin).Milliseconds()
+	hi = s.serverMs + (time.Since(s.sent) + clockMargin).Milliseconds() + 1
+	return lo, hi, true
 }
 
 func (c *Cache) sampleClock(ctx context.Context) (*clockSample, error) {
-	sent := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	sent := time.Now()
 	t, err := c.client.Do(ctx, c.client.B().Time().Build()).AsIntSlice()
+	received := time.Now()
 	if err != nil {
 		return nil, err
 	}
 	if len(t) != 2 {
 		return nil, fmt.Errorf("valkey TIME: %d fields, want 2", len(t))
 	}
-	s := &clockSample{serverMs: t[0]*1000 + (t[1]+999)/1000, sent: sent}
+	s := &clockSample{serverMs: t[0]*1000 + t[1]/1000, sent: sent, received: received}
 	c.clock.sample.Store(s)
 	return s, nil
 }

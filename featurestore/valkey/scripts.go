@@ -179,9 +179,10 @@ return 2
 // provisional until the horizon). Nothing is granted while a live token remains. Expired
 // tokens are dropped here, and only here: the database read that follows starts after
 // their leases ended, so it sees whatever those writers committed. Once the horizon has
-// passed it is cleared with a new generation, so tickets granted before it are void and
-// a provisional entry is no longer servable. Readers share a generation: any of them may
-// store what it read, since RECORD keeps the newest. Every grant writes the entry, so a
+// passed, a provisional entry grants its own name as a ticket to renew it (it stays
+// servable meanwhile), and any other entry clears the horizon with a new generation, so
+// tickets granted before it are void. Readers share a generation: any of them may store
+// what it read, since RECORD keeps the newest. Every grant writes the entry, so a
 // WAIT after PREPARE covers the state the ticket was granted on.
 const prepareScript = prelude + `
 local now = now_ms()
@@ -197,6 +198,12 @@ for _, t in ipairs(d.tokens) do
 end
 d.tokens = {}
 if d.horizon > 0 and now >= d.horizon then
+  if provisional(d) then
+    -- A read from now on sees every put a loss's writers could land: it may renew the
+    -- entry for good, while it is still served.
+    redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
+    return d.ticket
+  end
   d.horizon = 0
   d.ticket = 'g' .. ARGV[1]
 elseif provisional(d) then
@@ -216,7 +223,10 @@ return d.ticket
 // servable entry older than it becomes DIRTY). A reader whose ticket still names the
 // entry's generation (no MARK, loss or newer record since PREPARE) then stores the newest
 // as a VALUE, or as a provisional entry while the horizon is ahead; a ticket granted
-// before the horizon stores nothing once it has passed. A missing key stays missing.
+// before the horizon stores nothing once it has passed. A provisional entry is stored
+// for good under a ticket granted after its horizon, if nothing newer was recorded since
+// (a newer version makes it DIRTY first, so that no servable state changes version
+// without passing through one that may not be served). A missing key stays missing.
 const recordScript = prelude + unserveLua + `
 local now = now_ms()
 local d = parse(redis.call('GET', KEYS[1]))
@@ -229,6 +239,10 @@ if d.kind == 'V' then
 end
 if provisional(d) then
   if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[5]) end
+  if ARGV[1] == d.ticket and now >= d.horizon then
+    redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ARGV[4])
+    return 1
+  end
   if ARGV[6] == '1' then redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL') end
   return 0
 end

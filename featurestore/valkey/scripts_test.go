@@ -107,9 +107,27 @@ func TestScripts(t *testing.T) {
 		{"a missing key's first reader stores at once, provisionally until the horizon", []step{
 			{op: "prepare", ticket: "granted", want: "dirty:0"},
 			{op: "record", version: 7, want: "prov:7"},
+			{op: "prepare", ticket: "none", want: "prov:7"},
 			past,
-			{op: "prepare", ticket: "granted", want: "dirty:7"},
+			{op: "prepare", ticket: "granted", want: "prov:7"},
 			{op: "record", version: 7, want: "value:7"},
+		}},
+		{"a renewal that read a newer version makes the entry dirty first", []step{
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 7, want: "prov:7"},
+			past,
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 8, want: "dirty:8"},
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 8, want: "value:8"},
+		}},
+		{"a renewal ticket dies with a mark", []step{
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 7, want: "prov:7"},
+			past,
+			{op: "prepare", ticket: "granted"},
+			{op: "mark", token: "w", lease: lease},
+			{op: "record", version: 7, want: "dirty:7"},
 		}},
 		{"readers share a ticket, and the newest of their reads stays", []step{
 			{op: "prepare", ticket: "granted"},
@@ -281,7 +299,8 @@ func TestScripts(t *testing.T) {
 }
 
 // TestGetServesProvisionalUntilTheHorizon: Get serves a provisional entry as a VALUE
-// while the server's clock is surely before its horizon, and as DIRTY once it may not be.
+// while the server's clock is surely before its horizon, then, for half a horizon more,
+// as a VALUE to renew, and as DIRTY once that may have passed.
 func TestGetServesProvisionalUntilTheHorizon(t *testing.T) {
 	c := startCache(t)
 	ctx := context.Background()
@@ -296,14 +315,21 @@ func TestGetServesProvisionalUntilTheHorizon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0].State != writethrough.CacheValue || got[0].Version != 7 || string(got[0].Data) != "p" {
-		t.Fatalf("before the horizon: %+v, want a servable value 7", got[0])
+	if got[0].State != writethrough.CacheValue || got[0].Version != 7 || string(got[0].Data) != "p" || got[0].Renew {
+		t.Fatalf("before the horizon: %+v, want a servable value 7, not yet to renew", got[0])
 	}
-	time.Sleep(horizon)
+	time.Sleep(horizon + 20*time.Millisecond)
+	if got, err = c.Get(ctx, []string{"k"}); err != nil {
+		t.Fatal(err)
+	}
+	if got[0].State != writethrough.CacheValue || !got[0].Renew {
+		t.Fatalf("past the horizon: %+v, want a servable value to renew", got[0])
+	}
+	time.Sleep(horizon / 2)
 	if got, err = c.Get(ctx, []string{"k"}); err != nil {
 		t.Fatal(err)
 	}
 	if got[0].State != writethrough.CacheDirty {
-		t.Fatalf("at the horizon: %+v, want dirty", got[0])
+		t.Fatalf("half a horizon later: %+v, want dirty", got[0])
 	}
 }

@@ -127,6 +127,7 @@ type flight struct{ done chan struct{} }
 // maps entries to positions in keys (nil: the identity). It counts the lookups.
 func (s *Store) serve(ctx context.Context, keys []Key, ckeys []string, entries []CacheEntry, idx []int, out []Item) []int {
 	var miss []int
+	var renew []Key
 	dirty := 0
 	for j, e := range entries {
 		i := j
@@ -135,6 +136,9 @@ func (s *Store) serve(ctx context.Context, keys []Key, ckeys []string, entries [
 		}
 		if e.State == CacheValue {
 			out[i] = Item{Key: keys[i], Version: e.Version, Data: e.Data}
+			if e.Renew {
+				renew = append(renew, keys[i])
+			}
 			continue
 		}
 		miss = append(miss, i)
@@ -143,6 +147,9 @@ func (s *Store) serve(ctx context.Context, keys []Key, ckeys []string, entries [
 		}
 	}
 	s.cfg.Metrics.CacheLookups(ctx, len(entries)-len(miss), dirty, len(miss)-dirty)
+	if renew != nil {
+		s.renew(renew)
+	}
 	return miss
 }
 
@@ -228,14 +235,15 @@ func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int,
 	return nil
 }
 
-// unrecorded holds a read whose versions the cache could not record until the horizon
-// has passed since its database read returned, trying to record them meanwhile. A value
-// readers stored provisionally, older than what this read returns, is served only until
-// its horizon, which ends before then (see the package doc); answering sooner could let
-// a later read see an older value. It fails if ctx ends first.
+// unrecorded holds a read whose versions the cache could not record until one and a half
+// horizons have passed since its database read returned, trying to record them
+// meanwhile. A value readers stored provisionally, older than what this read returns, is
+// served only until half a horizon after its own horizon, which ends before then (see the
+// package doc); answering sooner could let a later read see an older value. It fails if
+// ctx ends first.
 func (s *Store) unrecorded(ctx context.Context, recs []Publication, readAt time.Time) error {
 	s.cfg.Metrics.Unrecorded(ctx, len(recs))
-	until := readAt.Add(s.cfg.Horizon)
+	until := readAt.Add(s.cfg.Horizon + s.cfg.Horizon/2)
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval = 20*time.Millisecond, 200*time.Millisecond
 	for {
@@ -256,5 +264,57 @@ func (s *Store) unrecorded(ctx context.Context, recs []Publication, readAt time.
 		if _, err := s.cache.Record(ctx, recs); err == nil {
 			return nil
 		}
+	}
+}
+
+// renew hands keys served from provisional entries past their horizon to Run, which reads
+// them from the database and stores them for good while the entries are still served:
+// without it, every such key would miss once when its entry ends.
+func (s *Store) renew(keys []Key) {
+	s.renewMu.Lock()
+	fresh := keys[:0:0]
+	for _, k := range keys {
+		if _, ok := s.renewing[k]; !ok {
+			s.renewing[k] = struct{}{}
+			fresh = append(fresh, k)
+		}
+	}
+	s.renewMu.Unlock()
+	if len(fresh) == 0 {
+		return
+	}
+	select {
+	case s.renewals <- fresh:
+	default: // Run is behind: the entries end, and readers heal them
+		s.renewDone(fresh)
+	}
+}
+
+func (s *Store) renewDone(keys []Key) {
+	s.renewMu.Lock()
+	for _, k := range keys {
+		delete(s.renewing, k)
+	}
+	s.renewMu.Unlock()
+}
+
+// renewAll reads keys as a reader would, through PREPARE (which clears a horizon that has
+// passed) and RECORD, which then stores what it read for good.
+func (s *Store) renewAll(ctx context.Context, keys []Key) {
+	defer s.renewDone(keys)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Horizon/2)
+	defer cancel()
+	ckeys := CacheKeys(keys)
+	all := make([]int, len(keys))
+	for i := range all {
+		all[i] = i
+	}
+	own, _ := s.claim(ckeys, all)
+	if len(own) == 0 {
+		return
+	}
+	defer s.release(ckeys, own)
+	if err := s.fill(ctx, keys, ckeys, own, make([]Item, len(keys)), true); err != nil {
+		s.logger.DebugContext(ctx, "renewing provisional entries failed; readers heal them", "err", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"golang.org/x/sync/errgroup"
 )
 
 // Table names a group of items, such as one DynamoDB table. It prefixes cache keys, so
@@ -162,6 +163,9 @@ type CacheEntry struct {
 	State   CacheState
 	Version int64
 	Data    []byte
+	// Renew: a servable entry stored provisionally whose horizon has passed; a read from
+	// the database now would store it for good (see Run).
+	Renew bool
 }
 
 // Publication carries a committed version to the cache. Token is the writer's token for
@@ -243,7 +247,8 @@ type Config struct {
 	// Horizon is how long after a key was lost (flushed, evicted, restarted) a writer
 	// whose token the loss took may still land a put: PutWindow plus a margin for a put
 	// the database applies after its caller gave up. What readers store before it is
-	// provisional, and a read the cache cannot record waits it out. The cache must use
+	// provisional: served until half a horizon after it, and renewed by Run meanwhile. A
+	// read the cache cannot record waits one and a half horizons. The cache must use
 	// the same horizon: zero takes the cache's if it tells it (a Horizon method), else
 	// one second.
 	Horizon time.Duration
@@ -264,7 +269,7 @@ type Config struct {
 // DefaultConfig is the configuration used for zero fields.
 func DefaultConfig() Config {
 	return Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second, Horizon: time.Second, PutWindow: 500 * time.Millisecond,
-		PublishTimeout: time.Second, MaxCommitAttempts: 8, Parallelism: 16, ReadFlights: 4}
+		PublishTimeout: time.Second, MaxCommitAttempts: 8, Parallelism: 16, ReadFlights: 2}
 }
 
 func (c Config) withDefaults() Config {
@@ -316,6 +321,10 @@ type Store struct {
 	flights   map[string]*flight // by cache key: reads healing it on this replica
 
 	reads *readBatcher
+
+	renewMu  sync.Mutex
+	renewing map[Key]struct{} // keys handed to Run for renewal
+	renewals chan []Key
 }
 
 // New returns a Store. It fails if the write timeout is not shorter than the lease, the
@@ -341,7 +350,7 @@ func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger)
 	}
 	return &Store{db: db, cache: cache, clock: clock, cfg: cfg, logger: logger,
 		tokenPrefix: hex.EncodeToString(b[:]), repairs: make(chan []Publication, 1024), flights: map[string]*flight{},
-		reads: &readBatcher{db: db, slots: cfg.ReadFlights}}, nil
+		reads: &readBatcher{db: db, slots: cfg.ReadFlights}, renewing: map[Key]struct{}{}, renewals: make(chan []Key, 256)}, nil
 }
 
 // Config returns the effective configuration.
@@ -351,17 +360,42 @@ func (s *Store) newToken() string {
 	return s.tokenPrefix + strconv.FormatUint(s.tokenSeq.Add(1), 16)
 }
 
-// Run repairs publishes that failed, with backoff, until ctx ends. A failed publish
-// leaves keys dirty (readers go to the database) until the repair or the lease heals them.
+// Run repairs publishes that failed, with backoff, and renews provisional entries whose
+// horizon has passed, until ctx ends. A failed publish leaves keys dirty (readers go to
+// the database) until the repair or the lease heals them; an entry not renewed misses once
+// when it ends.
 func (s *Store) Run(ctx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case pubs := <-s.repairs:
-			s.repair(ctx, pubs)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case pubs := <-s.repairs:
+				s.repair(ctx, pubs)
+			}
 		}
-	}
+	})
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case keys := <-s.renewals:
+				// Renew in one batch whatever else is waiting.
+				for more := true; more; {
+					select {
+					case k := <-s.renewals:
+						keys = append(keys, k...)
+					default:
+						more = false
+					}
+				}
+				s.renewAll(ctx, keys)
+			}
+		}
+	})
+	return g.Wait()
 }
 
 func (s *Store) repair(ctx context.Context, pubs []Publication) {

@@ -73,6 +73,10 @@ type Config struct {
 	// after the writer's read and ASSERT, for the whole run, so that cache losses and
 	// readers' stores fall inside writes.
 	CommitPause time.Duration
+	// ReadDelay, if set, delays every read of the in-memory database by up to this long,
+	// for the whole run: a reader slow between its PREPARE and its database read reads
+	// after writes that landed meanwhile.
+	ReadDelay time.Duration
 	// PublishLoss, if set, is the chance that any write's replica dies between COMMIT and
 	// PUBLISH (as the replica-crash fault makes every write of one replica do for a while).
 	PublishLoss float64

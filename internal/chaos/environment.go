@@ -158,7 +158,7 @@ func newEnvironment(ctx context.Context, shared *devstack.Shared, cfg Config) (_
 		r.cache.pause.Store(int64(cfg.PopulatePause))
 		var db devstack.Database
 		if mem != nil {
-			r.db = &faultyDB{DB: mem, rng: rand.New(rand.NewSource(seeds.Int63())), commitPause: cfg.CommitPause}
+			r.db = &faultyDB{DB: mem, rng: rand.New(rand.NewSource(seeds.Int63())), commitPause: cfg.CommitPause, readDelay: cfg.ReadDelay}
 			db = r.db
 		} else {
 			if r.ddbProxy, err = px.add(fmt.Sprintf("ddb-%d", i), "127.0.0.1:"+strconv.Itoa(shared.DynamoDB.Port)); err != nil {
@@ -265,6 +265,7 @@ func (c *faultyCache) Record(ctx context.Context, recs []writethrough.Publicatio
 type faultyDB struct {
 	*memdb.DB
 	commitPause time.Duration
+	readDelay   time.Duration
 	latency     atomic.Int64 // nanoseconds of delay, up to, per call
 	lateAnswers atomic.Bool  // writes apply, answers come after the deadline
 	resets      atomic.Bool  // calls fail, writes maybe after applying
@@ -302,6 +303,9 @@ func (d *faultyDB) coin() bool {
 
 func (d *faultyDB) GetItems(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
 	if err := d.delay(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.sleepUpTo(ctx, d.readDelay); err != nil {
 		return nil, err
 	}
 	if d.resets.Load() && d.coin() {
