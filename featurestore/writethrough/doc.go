@@ -10,112 +10,135 @@
 // An Item has a Version that increases with every successful write and never goes
 // backwards, also across deletion: a write stores max(previous + 1, now in microseconds),
 // and a deleted item is replaced by a tombstone (no data) at a higher version. Every
-// database write is conditional on the version it read.
+// database write is conditional on the version it read, so versions are ordered as the
+// puts landed.
 //
 // # Cache entries
 //
 // A cache key holds a VALUE (a committed version and its data, servable) or a DIRTY
 // marker: the writer tokens in flight with their lease expiries, the newest committed
-// (version, data) any writer has published, a horizon before which the entry may not turn
-// back into a VALUE, and at most one reader's ticket. All times are the cache server's
-// clock, so replicas' clock skew does not matter.
+// (version, data) anyone recorded, a horizon, and a generation that names the entry's
+// state for readers (any MARK, loss, newer record or cleared horizon gives it a new one).
+// A DIRTY marker whose generation says "provisional" is servable, as a VALUE of its
+// newest, until half a horizon after its horizon. All times are the cache server's
+// clock; Get judges a provisional entry's horizon by bounds of that clock taken from a
+// TIME sample, never by the reader's own clock.
 //
 // # Update (MARK, COMMIT, PUBLISH)
 //
 //  1. MARK adds the writer's token with a lease to every key. A VALUE becomes DIRTY,
 //     remembering it as the newest. A missing key (never cached, evicted, expired, or lost
 //     in a flush or restart) may have lost the tokens of writers still in flight, so it
-//     becomes DIRTY with a horizon one maximum lease away, and tokens added before the
-//     horizon are "early": they cannot turn the key back into a VALUE. If MARK fails,
-//     nothing was written (ErrNotWritten).
+//     becomes DIRTY with a horizon Config.Horizon away, and tokens added before the
+//     horizon are "early". If MARK fails, nothing was written (ErrNotWritten).
 //  2. COMMIT reads the current items consistently, asks the mutation for the next ones,
-//     runs ASSERT (below), and writes them conditionally on the versions read: one
-//     PutItem for one key, or transactions of up to MaxGroupItems puts (and
-//     MaxGroupBytes) for many, falling back to one key at a time for keys whose
-//     transaction lost a race. A lost race is retried with a fresh read (and ASSERT), a
-//     bounded number of times (ErrContention). The commit's deadline counts from before
-//     MARK and is shorter than the lease, so no commit can land after its writer's lease
-//     has ended. An SDK retry of a conditional put whose first attempt applied fails its
-//     condition; when the stored item is not exactly ours, the outcome is unknown
-//     (ErrOutcomeUnknown), never "lost the race".
-//     ASSERT, between the read and the put, checks that the writer's token is still on
-//     each key and, where the entry was lost since MARK (flush, eviction, restart), adds
-//     it back as MARK would: early if the entry is recreated, and clearing any reader's
-//     ticket. If ASSERT fails, nothing is put (ErrNotWritten).
+//     and writes them conditionally on the versions read: one PutItem for one key, or
+//     transactions of up to MaxGroupItems puts (and MaxGroupBytes) for many, falling back
+//     to one key at a time for keys whose transaction lost a race. A lost race is retried
+//     with a fresh read, a bounded number of times (ErrContention). The commit's deadline
+//     counts from before MARK and is shorter than the lease. An SDK retry of a conditional
+//     put whose first attempt applied fails its condition; when the stored item is not
+//     exactly ours, the outcome is unknown (ErrOutcomeUnknown), never "lost the race".
+//     Before each put (each transaction) ASSERT checks that the writer's token is still
+//     on its keys and, where the entry was lost since, adds it back as MARK would (early,
+//     with a new generation). The put must land within Config.PutWindow of the moment
+//     before that ASSERT, or it is abandoned (ErrOutcomeUnknown, ErrPutWindow); the
+//     horizon is the put window plus a margin for a put the database applies after its
+//     caller gave up. If ASSERT fails, nothing is put (ErrNotWritten).
 //  3. PUBLISH removes the writer's token and records newest = max(marker's newest, own).
-//     The key becomes a VALUE (the newest) only when the writer's own token was still
-//     there, no other token remains (an expired one may belong to a writer that
-//     committed and died), and the horizon has passed; otherwise it stays DIRTY. A
-//     missing key stays missing. Every write publishes, even one whose mutation changed
-//     nothing, so a retry repairs the cache. The last writer out therefore stores the
-//     newest version, not its own: with two overlapping writers the first to commit may
-//     publish last.
+//     A writer whose own token was still there, with no other token left (an expired one
+//     may belong to a writer that committed and died), makes the key servable: a VALUE of
+//     the newest if its token was not early, a provisional entry if it was and the
+//     horizon is still ahead; otherwise the key stays DIRTY. A writer whose token is gone
+//     and whose version is newer than a servable entry makes it DIRTY. A missing key stays
+//     missing. Every write publishes, even one whose mutation changed nothing, so a retry
+//     repairs the cache. The last writer out therefore stores the newest version, not its
+//     own: with two overlapping writers the first to commit may publish last.
 //  4. The write is acknowledged only after PUBLISH. If PUBLISH fails the item is durable,
 //     the write answers ErrUnpublished (the caller cannot tell it succeeded), and a
 //     background loop (Run) keeps publishing with backoff; until it succeeds, or the
 //     lease ends, readers go to the database.
 //
-// # Read (GET, PREPARE, POPULATE)
+// # Read (GET, PREPARE, database read, RECORD)
 //
-// A read GETs every key in one pipelined round trip and serves VALUEs. For the rest it
-// runs PREPARE, then reads the database consistently in one wave of batched reads, and
-// POPULATEs each ticketed key: the value is stored only if the ticket is still there (no
-// MARK since PREPARE) or the entry holds an older VALUE, never over a missing key (whose
-// state may have been lost since PREPARE). PREPARE grants:
+// A read GETs every key in one pipelined round trip and serves what is servable. For the
+// rest it runs PREPARE, reads the database consistently, and runs RECORD for every key it
+// read before it answers. PREPARE grants a ticket (the entry's generation), or none:
 //
-//   - nothing while a live token remains;
-//   - on a missing key, which it recreates DIRTY with a fresh horizon (its reader is the
-//     first since the loss), a fence ticket if the key is hot, and otherwise nothing;
-//   - past the horizon, a plain ticket;
-//   - before the horizon, a fence ticket to a reader that is hot or not the first since
-//     the entry was recreated or marked (the first records that it came), at most one
-//     per fence window. The reader must then read with a fence: the database raises the
-//     item's version atomically with reading it (FencedRead), and only that item may be
-//     populated. Absent items are not fenced (nothing is created), so they wait for the
-//     horizon.
+//   - none while a live token remains, and none on a provisional entry before its horizon
+//     (nothing to heal);
+//   - on a missing key, which it recreates DIRTY with a horizon, a ticket at once;
+//   - once a horizon has passed, a provisional entry's own name (a renewal), and any other
+//     entry a new generation with the horizon cleared;
+//   - otherwise the entry's generation, which every reader of it shares.
 //
-// A key is hot for a reader when the reader's replica served it from the cache within
-// Config.HotWindow. A fence is a database write, so a key read once (cold) first reads
-// plainly; a hot key will be read again, and fencing at its first miss heals it with one
-// database operation instead of a plain read and then a fence, and with no second
-// round of readers waiting. This is what keeps a flush, a restart or an eviction of hot
-// keys from sending their readers to the database.
+// RECORD raises the entry's newest to the version read (a servable entry older than it
+// becomes DIRTY). Under a ticket that still names the entry's generation (no MARK, loss
+// or newer record since PREPARE) it then stores the newest: a VALUE if the horizon was
+// clear when the ticket was granted, a provisional entry while the horizon is ahead, and
+// nothing once a horizon that was ahead has passed. A renewal stores a provisional entry
+// for good, if nothing newer was recorded. A missing key stays missing. Run renews
+// provisional entries that readers are served past their horizon, so a cache loss costs
+// each hot key one miss, not two.
+//
+// A read whose RECORD fails (the cache is down, or unreachable from this replica) waits
+// until one and a half horizons have passed since its database read returned, retrying
+// RECORD meanwhile, and only then answers; its context may end first (ErrUnavailable).
+// Reads need only the database, but without the cache they pay that wait.
 //
 // Expired tokens are dropped by PREPARE only: the database read that follows starts after
-// their leases ended, so it sees whatever their writers committed. A read whose cache GET
-// fails reads the database: reads need only the database; writes need both.
-//
-// Reads of one replica coalesce: a reader that finds another read of this replica
-// between PREPARE and POPULATE on a key waits for it and GETs the key again, serving the
-// VALUE if the other read stored one (any VALUE is servable, whenever it was stored), and
-// otherwise goes on itself (a bounded number of times). No database read is shared, so no
-// reader is answered from a read that began before it did.
+// their leases ended, so it sees whatever their writers committed. The database reads of
+// one replica's readers are shared: up to Config.ReadFlights run at once, and a reader
+// that finds them all busy joins the next one, which starts after it arrived. Reads of one
+// key on one replica coalesce: a reader that finds another read of this replica between
+// PREPARE and RECORD on a key waits for it and GETs the key again, serving it if it is
+// servable, and otherwise goes on itself (a bounded number of times). So no reader is
+// answered from a database read that began before it did.
 //
 // # Why reads are linearizable
 //
-// While any writer that may still commit is in flight, its key is DIRTY: its own token
-// is there, or, if the marker was lost, the recreated entry's horizon outlasts every
-// lease granted before the loss. A DIRTY key is never served from the cache, so readers
-// see the database, which holds every commit. A VALUE therefore equals the newest
-// committed version whenever it is served, and POPULATE cannot store a version older than
-// one a reader or writer has already exposed: its ticket dies with any MARK or loss, and
-// it never goes below the newest recorded in the marker.
+// A reader that answers from its own database read is linearizable at that read. What
+// needs proof is that a servable entry never holds a version older than one exposed
+// before the read that serves it began (acknowledged by a writer, or returned by a
+// reader). Three facts carry it.
 //
-// A fence ticket lets a reader populate before the horizon, while a writer W whose token
-// was lost may still be in flight. Let the reader's PREPARE be at p, its fenced read at f
-// (after p) and its POPULATE at q, stored only if no MARK or loss came between p and q.
-// Then at p no live token remained and the loss that took W's token came before p. W's
-// put is conditional on the version W read. If W read before f, the fence changed the
-// version: W's put either landed before f (and the fence returned it) or fails after f
-// and W reads again. If W read after f, W's ASSERT runs after f, finds its token gone and
-// puts it back: if that is before q it clears the reader's ticket (no populate); if after
-// q, it turns the VALUE back into DIRTY before W's put can land. Either way no VALUE is
-// served that is older than a committed write. Writers that marked after the loss have a
-// live token at p (no ticket), or their lease ended before p (no commit after it).
-// Nothing here depends on the reader not being the first since the loss, so the fence
-// ticket a hot key's first reader gets is covered too. TestMutationsAreCaught shows the
-// checker finds the violations when ASSERT or the version raise is taken out, and when a
-// hot key's reader populates after a plain read.
+// Lost writers end at the horizon. Call a writer lost for an entry if one of its puts can
+// land while its token is not in the entry. Tokens leave an entry by their writer's
+// PUBLISH (after its puts), by PREPARE once expired (after every put of theirs, since the
+// commit's deadline is shorter than the lease), or by a loss. Each put follows an ASSERT
+// that found or restored its token, so a lost writer's put follows an ASSERT made before
+// the loss and lands within the put window of it: before the horizon of any entry
+// recreated after that loss. After an entry's horizon, every put that can land on its key
+// belongs to a writer whose token is in it.
+//
+// VALUEs are exact. A VALUE is stored by a non-early writer's PUBLISH (its token added
+// after any horizon, no other token left), by RECORD under a ticket granted with no
+// horizon ahead, or by a renewal granted after the horizon. In each case every version
+// committed before the store is at most the value's: a newer put would come from a writer
+// whose token was in the entry, which either is still there (no store), published (and
+// raised the newest), or, for RECORD, was added after the ticket (a new generation voids
+// it) or expired before it (its puts landed before the database read). While a VALUE
+// stands, no put can land: a writer MARKs first (the key becomes DIRTY), and no lost
+// writer remains past the horizon. A VALUE is therefore the newest committed version
+// whenever it is served.
+//
+// Provisional entries are never behind what was exposed. A provisional entry is stored
+// after the loss that recreated its entry, from a database read made after that, so it
+// holds every version committed before. Only a lost writer can commit a newer one before
+// the horizon, and its version is exposed in one of three ways: by its own
+// acknowledgement, after a PUBLISH that raises the newest or makes the entry DIRTY; by a
+// reader that recorded it first, which does the same; or by a read the cache could not
+// record, which answers one and a half horizons after its database read, itself after the
+// put and so after the entry's recreation: the entry is no longer served by then. Writers
+// that are not lost hold a token, which makes the entry DIRTY before they put.
+//
+// Get serves a provisional entry only while an upper bound of the server's clock is
+// before its end. The bound comes from one TIME sample (at most the sample plus the time
+// since it was sent), so only the server's clock must run steadily; the wait of a read
+// the cache could not record is measured on the reader's own monotonic clock.
+// TestMutationsAreCaught shows the checker finds the violations when readers do not
+// record, when populates are plain SETs, when the last writer out stores its own version,
+// and when a replicated cache does not WAIT.
 //
 // A deleted item keeps its version as a fence of its own: the cache stores an empty
 // VALUE at the tombstone's version (with a short TTL that outlasts the longest read), so
@@ -127,23 +150,17 @@
 // # Replicated caches
 //
 // A replica promoted after a failover holds what it had received, which may be older
-// than what its primary held. The argument above survives that if every MARK and ASSERT
-// reached the replica before the writer's put: the cache answers them only after WAIT
-// (valkey.Options.Replicas) and refuses otherwise (nothing is put). Then the promoted
-// replica holds every acknowledged write's token or a later state, and whatever it lacks
-// is a PUBLISH, a POPULATE, a PREPARE or a reader's ticket: a missing PUBLISH leaves the
-// key DIRTY (served from the database), and a missing POPULATE, PREPARE or ticket only
-// takes away something a reader was allowed to store, whose POPULATE then finds no
-// ticket and stores nothing. With several replicas per primary, WAIT must cover the one
-// that will be promoted: set Replicas to the number each primary has. Lease expiries and
-// horizons are written in the old primary's clock and judged by the new one's, so with
-// replicas the clocks of ValKey nodes must agree to within the margin between the lease
-// and the write timeout (NTP keeps them within milliseconds); a single node needs only a
-// steady clock.
-//
-// A fence raises the item's version without changing its data, so when two fences of
-// one key overlap (a slow fenced read outlasting its window), or a writer whose mutation
-// changed nothing publishes after a fence, the cache may hold the same data under a
-// lower version than the database. Reads then return that data with the lower version:
-// the data never goes backwards, but the version Read reports can, by fences only.
+// than what its primary held. The argument above survives that if the promoted replica
+// never holds a servable entry older than one the primary served or a reader recorded.
+// With valkey.Options.Replicas set, MARK, ASSERT, PUBLISH, PREPARE and RECORD answer only
+// after WAIT (each writes the entry, and a primary replicates in one ordered stream, so
+// the WAIT covers what they saw). No servable entry changes version in place: a newer
+// version first makes it DIRTY. A new servable entry is stored only on a state a WAIT
+// covered (the MARK before its writer's PUBLISH, the PREPARE before a reader's RECORD),
+// so a promoted replica holds that non-servable state, or the servable entry itself. And
+// every record a reader answered after reached the replica. With several replicas per
+// primary, WAIT must cover the one that will be promoted: set Replicas to the number each
+// primary has. Leases and horizons are written in the old primary's clock and judged by
+// the new one's, so with replicas the clocks of ValKey nodes must agree to within the
+// margins (NTP keeps them within milliseconds); a single node needs only a steady clock.
 package writethrough

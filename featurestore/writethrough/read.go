@@ -58,6 +58,7 @@ func dedupe(keys []Key) ([]Key, []int) {
 }
 
 func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
+	arrived := time.Now()
 	ckeys := CacheKeys(keys)
 	out := make([]Item, len(keys))
 	entries, cerr := s.cache.Get(ctx, ckeys)
@@ -67,21 +68,24 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 		for i := range all {
 			all[i] = i
 		}
-		return out, s.fill(ctx, keys, ckeys, all, out, false)
+		_, err := s.fill(ctx, keys, ckeys, all, out, false)
+		return out, err
 	}
 	miss := s.serve(ctx, keys, ckeys, entries, nil, out)
-	// Keys another read of this replica is healing: wait for it, then look in the cache
-	// again, rather than send the database one more read of the same key. Any VALUE the
-	// cache holds may be served, whenever it was stored, so this shares no database read
-	// (one that started before this read began could miss a write acknowledged since).
+	// Keys another read of this replica is healing: wait for it, rather than send the
+	// database one more read of the same key. Its answer may be shared only if its
+	// database read started after this read began (one that started before could miss a
+	// write acknowledged since) and was recorded; otherwise look in the cache again: any
+	// servable entry may be served, whenever it was stored.
 	for round := 0; len(miss) > 0; round++ {
 		if round == maxWaitRounds {
-			return out, s.fill(ctx, keys, ckeys, miss, out, true)
+			_, err := s.fill(ctx, keys, ckeys, miss, out, true)
+			return out, err
 		}
 		own, waits := s.claim(ckeys, miss)
 		if len(own) > 0 {
-			err := s.fill(ctx, keys, ckeys, own, out, true)
-			s.release(ckeys, own)
+			start, err := s.fill(ctx, keys, ckeys, own, out, true)
+			s.release(ckeys, own, out, start, err == nil)
 			if err != nil {
 				return nil, err
 			}
@@ -97,8 +101,19 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 			}
 		}
 		miss = make([]int, 0, len(waits))
-		for i := range waits {
+		shared := 0
+		for i, f := range waits {
+			if f.ok && arrived.Before(f.start) {
+				out[i] = f.item
+				out[i].Key = keys[i]
+				shared++
+				continue
+			}
 			miss = append(miss, i)
+		}
+		s.cfg.Metrics.Coalesced(ctx, shared)
+		if len(miss) == 0 {
+			return out, nil
 		}
 		sub := make([]string, len(miss))
 		for j, i := range miss {
@@ -106,7 +121,8 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 		}
 		again, err := s.cache.Get(ctx, sub)
 		if err != nil {
-			return out, s.fill(ctx, keys, ckeys, miss, out, false)
+			_, err := s.fill(ctx, keys, ckeys, miss, out, false)
+			return out, err
 		}
 		before := len(miss)
 		miss = s.serve(ctx, keys, ckeys, again, miss, out)
@@ -119,9 +135,15 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 // database itself.
 const maxWaitRounds = 3
 
-// flight is a read of some keys by one reader of this replica: from PREPARE to
-// POPULATE. Readers of the same keys wait for done and then look in the cache again.
-type flight struct{ done chan struct{} }
+// flight is a read of some keys by one reader of this replica: from PREPARE to RECORD.
+// Readers of the same key wait for done; then, if ok, item is the key's as recorded
+// from a database read that started no earlier than start.
+type flight struct {
+	done  chan struct{}
+	item  Item
+	start time.Time
+	ok    bool
+}
 
 // serve copies the servable entries to out and returns the positions that are not; idx
 // maps entries to positions in keys (nil: the identity). It counts the lookups.
@@ -172,12 +194,15 @@ func (s *Store) claim(ckeys []string, idx []int) (own []int, waits map[int]*flig
 	return own, waits
 }
 
-// release ends the flights claim registered for positions own.
-func (s *Store) release(ckeys []string, own []int) {
+// release ends the flights claim registered for positions own, handing their waiters
+// out's items if ok (read from a database read that started at start, and recorded).
+func (s *Store) release(ckeys []string, own []int, out []Item, start time.Time, ok bool) {
 	s.flightsMu.Lock()
 	defer s.flightsMu.Unlock()
 	for _, i := range own {
-		close(s.flights[ckeys[i]].done)
+		f := s.flights[ckeys[i]]
+		f.item, f.start, f.ok = out[i], start, ok
+		close(f.done)
 		delete(s.flights, ckeys[i])
 	}
 }
@@ -185,8 +210,9 @@ func (s *Store) release(ckeys []string, own []int) {
 // fill reads the keys at positions idx from the database into out: PREPARE (when
 // useCache), the database read, then RECORD of every key read, storing it where the
 // ticket allows. Only then may the read answer; if the cache could not record, it waits
-// out the horizon first (unrecorded).
-func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int, out []Item, useCache bool) error {
+// out the horizon first (unrecorded). It returns when the database read was asked for:
+// the read itself started no earlier.
+func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int, out []Item, useCache bool) (time.Time, error) {
 	var tickets []string
 	if useCache {
 		mckeys := make([]string, len(idx))
@@ -203,9 +229,10 @@ func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int,
 	for j, i := range idx {
 		rkeys[j] = keys[i]
 	}
+	start := time.Now()
 	items, err := s.reads.get(ctx, rkeys)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return start, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	readAt := time.Now()
 	recs := make([]Publication, len(idx))
@@ -228,11 +255,11 @@ func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int,
 		s.logger.DebugContext(ctx, "cache record failed; waiting out the horizon", "err", err)
 		stored = 0
 		if err := s.unrecorded(ctx, recs, readAt); err != nil {
-			return err
+			return start, err
 		}
 	}
 	s.cfg.Metrics.Populates(ctx, stored, len(idx)-stored)
-	return nil
+	return start, nil
 }
 
 // unrecorded holds a read whose versions the cache could not record until one and a half
@@ -313,8 +340,10 @@ func (s *Store) renewAll(ctx context.Context, keys []Key) {
 	if len(own) == 0 {
 		return
 	}
-	defer s.release(ckeys, own)
-	if err := s.fill(ctx, keys, ckeys, own, make([]Item, len(keys)), true); err != nil {
+	out := make([]Item, len(keys))
+	start, err := s.fill(ctx, keys, ckeys, own, out, true)
+	s.release(ckeys, own, out, start, err == nil)
+	if err != nil {
 		s.logger.DebugContext(ctx, "renewing provisional entries failed; readers heal them", "err", err)
 	}
 }
