@@ -48,8 +48,8 @@ type protocolCounts struct {
 }
 
 func (p *protocolCounts) Unrecorded(_ context.Context, n int) { p.unrecorded.Add(int64(n)) }
-func (p *protocolCounts) LostTokens(_ context.Context, n int)  { p.lost.Add(int64(n)) }
-func (p *protocolCounts) Coalesced(_ context.Context, n int)   { p.coalesced.Add(int64(n)) }
+func (p *protocolCounts) LostTokens(_ context.Context, n int) { p.lost.Add(int64(n)) }
+func (p *protocolCounts) Coalesced(_ context.Context, n int)  { p.coalesced.Add(int64(n)) }
 func (p *protocolCounts) Populates(_ context.Context, stored, refused int) {
 	p.stored.Add(int64(stored))
 	p.refused.Add(int64(refused))
