@@ -10,7 +10,7 @@
 // in-process toxiproxy) or internal/memdb (Backend "memory", faults injected by a
 // decorator), which needs no JVM and so runs thousands of histories in plain go test.
 // Cache faults go through toxiproxy in both, plus decorators for what a network cannot
-// do: a replica that dies between COMMIT and PUBLISH, a reader paused before POPULATE.
+// do: a replica that dies between COMMIT and PUBLISH, a reader paused before RECORD.
 // Deliberately broken protocols (mutations) live here too, to show the checker finds
 // what they break.
 package chaos

@@ -50,7 +50,7 @@ var cacheFaults = []string{
 	"valkey-flush",   // FLUSHALL: the same loss, without reconnects
 	"lru-eviction",   // filler data pushes hot keys out under maxmemory
 	"replica-crash",  // writes on one replica die between COMMIT and PUBLISH
-	"reader-pause",   // reads on one replica stall between the database read and POPULATE
+	"reader-pause",   // reads on one replica stall between the database read and RECORD
 }
 
 // databaseFaults hit one replica's path to the database. The names are the same for both
