@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/dsfeatures/featurestore/featurestore/writethrough"
 )
 
 // config is everything the server reads from flags and the environment. Each field names
@@ -202,8 +204,8 @@ func (c config) validate() error {
 	if c.WriteTimeout >= c.Lease {
 		errs = append(errs, fmt.Errorf("-write-timeout (%v) must be shorter than -lease (%v)", c.WriteTimeout, c.Lease))
 	}
-	if c.PutWindow >= c.Horizon {
-		errs = append(errs, fmt.Errorf("-put-window (%v) must be shorter than -horizon (%v)", c.PutWindow, c.Horizon))
+	if c.Horizon-c.PutWindow < writethrough.MinPutMargin {
+		errs = append(errs, fmt.Errorf("-put-window (%v) must be at least %v shorter than -horizon (%v)", c.PutWindow, writethrough.MinPutMargin, c.Horizon))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("-log-format: want text or json, got %q", c.LogFormat))

@@ -71,7 +71,7 @@ type Cache struct {
 	ticketPrefix string
 	ticketSeq    atomic.Uint64
 
-	clock serverClock
+	clocks *serverClocks
 }
 
 var _ writethrough.Cache = (*Cache)(nil)
@@ -152,7 +152,7 @@ func New(client vk.Client, opts Options) (*Cache, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("ticket prefix: %w", err)
 	}
-	c := &Cache{client: client, opts: opts, ticketPrefix: hex.EncodeToString(b[:])}
+	c := &Cache{client: client, opts: opts, ticketPrefix: hex.EncodeToString(b[:]), clocks: &serverClocks{}}
 	for i, src := range []string{markScript, publishScript, prepareScript, recordScript, assertScript} {
 		sum := sha1.Sum([]byte(src))
 		c.scripts[i] = script{src: src, sha: hex.EncodeToString(sum[:])}
@@ -183,6 +183,8 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]writethrough.CacheEnt
 	res := c.client.DoMulti(ctx, cmds...)
 	end(nil)
 	out := make([]writethrough.CacheEntry, len(keys))
+	var provisional []int // positions of provisional entries, judged once their clocks are known
+	var envs []Envelope
 	misbound := 0
 	defer func() {
 		if misbound > 0 && c.opts.Metrics != nil {
@@ -210,20 +212,31 @@ func (c *Cache) Get(ctx context.Context, keys []string) ([]writethrough.CacheEnt
 		if e.Dirty {
 			out[i] = writethrough.CacheEntry{State: writethrough.CacheDirty, Version: e.Version}
 			if e.Provisional() {
-				out[i] = c.provisional(ctx, e)
+				provisional = append(provisional, i)
+				envs = append(envs, e)
 			}
 		} else {
 			out[i] = writethrough.CacheEntry{State: writethrough.CacheValue, Version: e.Version, Data: e.Payload}
 		}
 	}
+	if len(provisional) > 0 {
+		pkeys := make([]string, len(provisional))
+		for j, i := range provisional {
+			pkeys[j] = keys[i]
+		}
+		c.sampleClocks(ctx, pkeys)
+		for j, i := range provisional {
+			out[i] = c.provisional(pkeys[j], envs[j])
+		}
+	}
 	return out, nil
 }
 
-// provisional is what Get reports of a provisional entry: servable until half a horizon
-// after its own (the grace the store's readers wait out too), and to be renewed once the
-// horizon has surely passed, when a read from the database may store it for good.
-func (c *Cache) provisional(ctx context.Context, e Envelope) writethrough.CacheEntry {
-	lo, hi, ok := c.bounds(ctx)
+// provisional is what Get reports of key's provisional entry: servable until half a
+// horizon after its own (the grace the store's readers wait out too), and to be renewed
+// once the horizon has surely passed, when a read from the database may store it for good.
+func (c *Cache) provisional(key string, e Envelope) writethrough.CacheEntry {
+	lo, hi, ok := c.bounds(key)
 	if !ok || hi >= e.HorizonMs+c.opts.Horizon.Milliseconds()/2 {
 		return writethrough.CacheEntry{State: writethrough.CacheDirty, Version: e.Version}
 	}
@@ -278,7 +291,8 @@ func (c *Cache) markCalls(keys []string, token string, lease time.Duration) ([]c
 // returns only once they hold the outcome: a writer whose token a loss took may have made
 // a servable entry DIRTY, and its acknowledgement must not outlive a failover.
 func (c *Cache) Publish(ctx context.Context, pubs []writethrough.Publication) error {
-	_, err := c.runWritten(ctx, scriptPublish, c.pubCalls(pubs, nil))
+	write := c.writeFlag()
+	_, err := c.runWritten(ctx, scriptPublish, c.pubCalls(pubs, func(int) []string { return []string{ms(c.opts.Horizon), write} }))
 	return err
 }
 
@@ -287,13 +301,9 @@ func (c *Cache) Publish(ctx context.Context, pubs []writethrough.Publication) er
 // servable. With replicas it returns only once they hold what it recorded, or what was
 // there already.
 func (c *Cache) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
-	base := c.newTicket()
-	write := "0"
-	if c.opts.Replicas > 0 {
-		write = "1"
-	}
+	base, write, horizon := c.newTicket(), c.writeFlag(), ms(c.opts.Horizon)
 	res, err := c.runWritten(ctx, scriptRecord, c.pubCalls(recs, func(i int) []string {
-		return []string{base + strconv.Itoa(i), write}
+		return []string{base + strconv.Itoa(i), write, horizon}
 	}))
 	stored := 0
 	for _, r := range res {
@@ -302,6 +312,15 @@ func (c *Cache) Record(ctx context.Context, recs []writethrough.Publication) (in
 		}
 	}
 	return stored, err
+}
+
+// writeFlag tells the scripts to write the entry even when nothing changes, so that the
+// WAIT after them covers the state they saw: with replicas only.
+func (c *Cache) writeFlag() string {
+	if c.opts.Replicas > 0 {
+		return "1"
+	}
+	return "0"
 }
 
 func (c *Cache) newTicket() string {

@@ -2,21 +2,24 @@ package valkey
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"time"
+
+	vk "github.com/valkey-io/valkey-go"
 )
 
-// serverClock bounds the ValKey server's clock, so that Get can tell where a provisional
-// entry's horizon (written in the server's clock by the scripts) stands without a script
-// of its own. TIME answers with the server's clock at some moment between the local send
-// s and receipt r, so at a later local monotonic time m the server's clock reads between
-// sample + (m - r) and sample + (m - s): the bounds never need the two clocks to agree,
-// only the server's to run steadily (as the leases and the horizon already require). The
-// sample is renewed every sampleAge, so that the two clocks' rates cannot drift apart by
-// more than the margin.
-type serverClock struct {
-	sample atomic.Pointer[clockSample]
+// serverClocks bound the clock of the ValKey node that holds each slot, so that Get can
+// tell where a provisional entry's horizon (written in that node's clock by the scripts)
+// stands without a script of its own. TIME, asked of the key's own node (in a read-only
+// script on the key, so it is routed as the key is), answers with that node's clock at
+// some moment between the local send s and receipt r, so at a later local monotonic time
+// m the node's clock reads between sample + (m - r) and sample + (m - s): the bounds never
+// need the two clocks to agree, only the node's to run steadily (as the leases and the
+// horizon already require). Samples are kept per slot (a failover moves slots, and nodes'
+// clocks differ), and renewed every sampleAge so that the two clocks' rates cannot drift
+// apart by more than the margin.
+type serverClocks struct {
+	slots [16384]atomic.Pointer[clockSample]
 }
 
 type clockSample struct {
@@ -29,34 +32,54 @@ const (
 	clockMargin = 2 * time.Millisecond
 )
 
-// bounds returns the least and the most the server's clock can read now, in
-// milliseconds; ok is false when no sample could be taken.
-func (c *Cache) bounds(ctx context.Context) (lo, hi int64, ok bool) {
-	s := c.clock.sample.Load()
-	if s == nil || time.Since(s.sent) > sampleAge {
-		var err error
-		if s, err = c.sampleClock(ctx); err != nil {
-			return 0, 0, false
+// timeLua returns the clock of the node that holds KEYS[1].
+const timeLua = `return redis.call('TIME')`
+
+// sampleClocks takes a fresh sample for the slot of every key that lacks one, in one
+// pipelined round trip. Failures leave the slots without one (Get then serves nothing
+// provisional there).
+func (c *Cache) sampleClocks(ctx context.Context, keys []string) {
+	var cmds vk.Commands
+	var slots []uint16
+	seen := map[uint16]bool{}
+	for _, k := range keys {
+		s := Slot(k)
+		if seen[s] {
+			continue
 		}
+		seen[s] = true
+		if p := c.clocks.slots[s].Load(); p != nil && time.Since(p.sent) <= sampleAge {
+			continue
+		}
+		slots = append(slots, s)
+		cmds = append(cmds, c.client.B().EvalRo().Script(timeLua).Numkeys(1).Key(k).Build())
+	}
+	if len(cmds) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	sent := time.Now()
+	res := c.client.DoMulti(ctx, cmds...)
+	received := time.Now()
+	for i, r := range res {
+		t, err := r.AsIntSlice()
+		if err != nil || len(t) != 2 {
+			continue
+		}
+		c.clocks.slots[slots[i]].Store(&clockSample{serverMs: t[0]*1000 + t[1]/1000, sent: sent, received: received})
+	}
+}
+
+// bounds returns the least and the most the clock of key's node can read now, in
+// milliseconds; ok is false when there is no fresh sample for its slot.
+func (c *Cache) bounds(key string) (lo, hi int64, ok bool) {
+	s := c.clocks.slots[Slot(key)].Load()
+	if s == nil || time.Since(s.sent) > sampleAge {
+		return 0, 0, false
 	}
 	lo = s.serverMs + (time.Since(s.received) - clockMargin).Milliseconds()
 	hi = s.serverMs + (time.Since(s.sent) + clockMargin).Milliseconds() + 1
 	return lo, hi, true
 }
 
-func (c *Cache) sampleClock(ctx context.Context) (*clockSample, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	defer cancel()
-	sent := time.Now()
-	t, err := c.client.Do(ctx, c.client.B().Time().Build()).AsIntSlice()
-	received := time.Now()
-	if err != nil {
-		return nil, err
-	}
-	if len(t) != 2 {
-		return nil, fmt.Errorf("valkey TIME: %d fields, want 2", len(t))
-	}
-	s := &clockSample{serverMs: t[0]*1000 + t[1]/1000, sent: sent, received: received}
-	c.clock.sample.Store(s)
-	return s, nil
-}

@@ -60,6 +60,24 @@ local function dirty(d)
     table.concat(parts, ',') .. '|' .. d.payload
 end
 local function provisional(d) return string.sub(d.ticket, 1, 2) == 'P:' end
+-- floor recreates a lost entry as DIRTY holding ver as its newest, with a horizon and a
+-- new generation, as PREPARE recreates one: nothing older can be stored over it, and on a
+-- replicated cache it is a write that the WAIT after it covers (the eviction or flush that
+-- lost the entry is no script's write).
+local function floor(ver, payload, horizon, gen, ttl, now)
+  local d = {kind = 'D', ver = ver, horizon = now + tonumber(horizon), ticket = gen, tokens = {}, payload = payload}
+  redis.call('SET', KEYS[1], dirty(d), 'PX', ttl)
+  return 0
+end
+local function store_value(d, ttl)
+  redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ttl)
+  return 1
+end
+local function store_provisional(d)
+  d.ticket = 'P:' .. d.ticket
+  redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
+  return 1
+end
 `
 
 // markLua adds ARGV[1] with a lease of ARGV[2] ms to the entry d (nil: missing), as
@@ -120,23 +138,26 @@ local function unserve(d, ver, payload, gen)
 end
 `
 
-// publishScript: ARGV token, version, payload, value ttl ms. Returns 1 if the key may now
-// be served (a VALUE, or a provisional entry), 2 if it stays DIRTY, 3 if a servable entry
-// was made DIRTY by a newer version, 0 if nothing was stored.
+// publishScript: ARGV token, version, payload, value ttl ms, horizon ms, write (1: rewrite
+// the entry even when nothing changes). Returns 1 if the key may now be served (a VALUE,
+// or a provisional entry), 2 if it stays DIRTY, 3 if a servable entry was made DIRTY by a
+// newer version, 0 otherwise.
 // The newest committed version is carried in the marker, so the last writer out stores
 // the newest, not its own. Only a writer whose own token was still there, with no other
 // token left (an expired one may belong to a writer that committed and died), may make
 // the key servable: as a VALUE if its token was not early, as a provisional entry (until
-// the horizon) if it was and the horizon is ahead. A missing key stays missing. A writer
-// whose token a loss took may find a servable entry older than its commit: it makes it
-// DIRTY, and must wait for replicas before its acknowledgement.
+// the horizon) if it was and the horizon is ahead. A missing key is recreated DIRTY with
+// the writer's version as its newest (floor). A writer whose token a loss took may find a
+// servable entry older than its commit: it makes it DIRTY. Either way, with replicas, it
+// must wait for them before its acknowledgement.
 const publishScript = prelude + unserveLua + `
 local now = now_ms()
 local d = parse(redis.call('GET', KEYS[1]))
 local ver = tonumber(ARGV[2])
-if d == nil then return 0 end
+if d == nil then return floor(ver, ARGV[3], ARGV[5], 'g' .. ARGV[1], ARGV[4], now) end
 if d.kind == 'V' then
   if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[1]) end
+  if ARGV[6] == '1' then redis.call('SET', KEYS[1], value(d.ver, d.payload), 'KEEPTTL') end
   return 0
 end
 local mine, early, rest = false, false, {}
@@ -151,6 +172,7 @@ end
 d.tokens = rest
 if provisional(d) then
   if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[1]) end
+  if ARGV[6] == '1' then redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL') end
   return 0
 end
 if ver > d.ver then
@@ -158,15 +180,8 @@ if ver > d.ver then
   d.payload = ARGV[3]
 end
 if mine and #rest == 0 then
-  if not early and now >= d.horizon then
-    redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ARGV[4])
-    return 1
-  end
-  if now < d.horizon then
-    d.ticket = 'P:' .. d.ticket
-    redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
-    return 1
-  end
+  if not early and now >= d.horizon then return store_value(d, ARGV[4]) end
+  if now < d.horizon then return store_provisional(d) end
 end
 redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
 return 2
@@ -216,7 +231,7 @@ return d.ticket
 `
 
 // recordScript: ARGV ticket ("" for none), version, payload, value ttl ms, id, write (1:
-// rewrite the entry even when nothing changes). Returns 1 if it stored a VALUE or a
+// rewrite the entry even when nothing changes), horizon ms. Returns 1 if it stored a VALUE or a
 // provisional entry, 3 if it made a servable entry DIRTY, 0 otherwise.
 // Every reader runs it before it answers with a version read from the database, so that
 // no populate can later store anything older: the version raises the entry's newest (a
@@ -226,12 +241,14 @@ return d.ticket
 // before the horizon stores nothing once it has passed. A provisional entry is stored
 // for good under a ticket granted after its horizon, if nothing newer was recorded since
 // (a newer version makes it DIRTY first, so that no servable state changes version
-// without passing through one that may not be served). A missing key stays missing.
+// without passing through one that may not be served). A missing key is recreated DIRTY
+// with the version read as its newest (floor), never stored as servable: its state may
+// have been lost since PREPARE.
 const recordScript = prelude + unserveLua + `
 local now = now_ms()
 local d = parse(redis.call('GET', KEYS[1]))
 local ver = tonumber(ARGV[2])
-if d == nil then return 0 end
+if d == nil then return floor(ver, ARGV[3], ARGV[7], 'g' .. ARGV[5], ARGV[4], now) end
 if d.kind == 'V' then
   if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[5]) end
   if ARGV[6] == '1' then redis.call('SET', KEYS[1], value(d.ver, d.payload), 'KEEPTTL') end
@@ -239,10 +256,7 @@ if d.kind == 'V' then
 end
 if provisional(d) then
   if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[5]) end
-  if ARGV[1] == d.ticket and now >= d.horizon then
-    redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ARGV[4])
-    return 1
-  end
+  if ARGV[1] == d.ticket and now >= d.horizon then return store_value(d, ARGV[4]) end
   if ARGV[6] == '1' then redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL') end
   return 0
 end
@@ -253,15 +267,8 @@ if ver > d.ver then
   changed = true
 end
 if ARGV[1] ~= '' and d.ticket == ARGV[1] and #d.tokens == 0 then
-  if d.horizon == 0 then
-    redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ARGV[4])
-    return 1
-  end
-  if now < d.horizon then
-    d.ticket = 'P:' .. d.ticket
-    redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
-    return 1
-  end
+  if d.horizon == 0 then return store_value(d, ARGV[4]) end
+  if now < d.horizon then return store_provisional(d) end
 end
 if changed or ARGV[6] == '1' then redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL') end
 return 0

@@ -201,10 +201,13 @@ func TestScripts(t *testing.T) {
 			{op: "assert", token: "w", lease: lease, ticket: "lost", want: "dirty:5"},
 			{op: "publish", token: "w", version: 6, want: "prov:6"},
 		}},
-		{"record never recreates a missing key", []step{
+		{"record never stores over a missing key, only recreates it dirty with its version", []step{
 			{op: "prepare", ticket: "granted"},
 			{op: "del", want: "missing"},
-			{op: "record", version: 1, want: "missing"},
+			{op: "record", version: 4, want: "dirty:4"},
+			{op: "record", version: 4, want: "dirty:4"},
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 3, want: "prov:4"},
 		}},
 		{"a mark after prepare voids the ticket", []step{
 			value1,
@@ -231,8 +234,10 @@ func TestScripts(t *testing.T) {
 			{op: "sleep", sleep: 30 * time.Millisecond},
 			{op: "publish", token: "lost", version: 3, want: "dirty:3"},
 		}},
-		{"publish into a missing key stores nothing", []step{
-			{op: "publish", token: "w", version: 3, want: "missing"},
+		{"publish into a missing key recreates it dirty with the writer's version", []step{
+			{op: "publish", token: "w", version: 3, want: "dirty:3"},
+			{op: "prepare", ticket: "granted"},
+			{op: "record", version: 2, want: "prov:3"},
 		}},
 	}
 	for _, tc := range tests {

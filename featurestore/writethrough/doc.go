@@ -18,7 +18,9 @@
 // A cache key holds a VALUE (a committed version and its data, servable) or a DIRTY
 // marker: the writer tokens in flight with their lease expiries, the newest committed
 // (version, data) anyone recorded, a horizon, and a generation that names the entry's
-// state for readers (any MARK, loss, newer record or cleared horizon gives it a new one).
+// state for readers (any MARK, loss, unserving record or cleared horizon gives it a new
+// one; a record that only raises a DIRTY entry's newest keeps it, which is safe because
+// whoever stores under it stores that newest).
 // A DIRTY marker whose generation says "provisional" is servable, as a VALUE of its
 // newest, until half a horizon after its horizon. All times are the cache server's
 // clock; Get judges a provisional entry's horizon by bounds of that clock taken from a
@@ -50,14 +52,17 @@
 //     may belong to a writer that committed and died), makes the key servable: a VALUE of
 //     the newest if its token was not early, a provisional entry if it was and the
 //     horizon is still ahead; otherwise the key stays DIRTY. A writer whose token is gone
-//     and whose version is newer than a servable entry makes it DIRTY. A missing key stays
-//     missing. Every write publishes, even one whose mutation changed nothing, so a retry
+//     and whose version is newer than a servable entry makes it DIRTY. A missing key is
+//     recreated DIRTY with the writer's version as its newest. Every write publishes, even one whose mutation changed nothing, so a retry
 //     repairs the cache. The last writer out therefore stores the newest version, not its
 //     own: with two overlapping writers the first to commit may publish last.
 //  4. The write is acknowledged only after PUBLISH. If PUBLISH fails the item is durable,
 //     the write answers ErrUnpublished (the caller cannot tell it succeeded), and a
 //     background loop (Run) keeps publishing with backoff; until it succeeds, or the
-//     lease ends, readers go to the database.
+//     lease ends, readers go to the database. (A writer whose token a loss took may find
+//     a provisional entry from before its put: it stays served, until a reader records
+//     the write, the repair publishes it, or the entry ends. The write was not
+//     acknowledged, so reads of the older version until then are linearizable.)
 //
 // # Read (GET, PREPARE, database read, RECORD)
 //
@@ -77,7 +82,8 @@
 // or newer record since PREPARE) it then stores the newest: a VALUE if the horizon was
 // clear when the ticket was granted, a provisional entry while the horizon is ahead, and
 // nothing once a horizon that was ahead has passed. A renewal stores a provisional entry
-// for good, if nothing newer was recorded. A missing key stays missing. Run renews
+// for good, if nothing newer was recorded. A missing key is recreated DIRTY, with the
+// version read as its newest and a horizon, never servable. Run renews
 // provisional entries that readers are served past their horizon, so a cache loss costs
 // each hot key one miss, not two.
 //
@@ -132,10 +138,11 @@
 // put and so after the entry's recreation: the entry is no longer served by then. Writers
 // that are not lost hold a token, which makes the entry DIRTY before they put.
 //
-// Get serves a provisional entry only while an upper bound of the server's clock is
-// before its end. The bound comes from one TIME sample (at most the sample plus the time
-// since it was sent), so only the server's clock must run steadily; the wait of a read
-// the cache could not record is measured on the reader's own monotonic clock.
+// Get serves a provisional entry only while an upper bound of the clock of the node that
+// holds it is before its end. The bound comes from a TIME sample taken on that node for
+// the key's slot (at most the sample plus the time since it was sent), so only that
+// node's clock must run steadily; the wait of a read the cache could not record is
+// measured on the reader's own monotonic clock, with a little slack.
 // TestMutationsAreCaught shows the checker finds the violations when readers do not
 // record, when populates are plain SETs, when the last writer out stores its own version,
 // and when a replicated cache does not WAIT.
@@ -153,8 +160,9 @@
 // than what its primary held. The argument above survives that if the promoted replica
 // never holds a servable entry older than one the primary served or a reader recorded.
 // With valkey.Options.Replicas set, MARK, ASSERT, PUBLISH, PREPARE and RECORD answer only
-// after WAIT (each writes the entry, and a primary replicates in one ordered stream, so
-// the WAIT covers what they saw). No servable entry changes version in place: a newer
+// after WAIT (each writes the entry, also when nothing changes, and recreates a lost one;
+// a primary replicates in one ordered stream, so the WAIT covers what they saw, including
+// the eviction or flush that lost an entry). No servable entry changes version in place: a newer
 // version first makes it DIRTY. A new servable entry is stored only on a state a WAIT
 // covered (the MARK before its writer's PUBLISH, the PREPARE before a reader's RECORD),
 // so a promoted replica holds that non-servable state, or the servable entry itself. And

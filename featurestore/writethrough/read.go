@@ -270,7 +270,7 @@ func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int,
 // ctx ends first.
 func (s *Store) unrecorded(ctx context.Context, recs []Publication, readAt time.Time) error {
 	s.cfg.Metrics.Unrecorded(ctx, len(recs))
-	until := readAt.Add(s.cfg.Horizon + s.cfg.Horizon/2)
+	until := readAt.Add(s.cfg.Horizon + s.cfg.Horizon/2 + unrecordedSlack)
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval = 20*time.Millisecond, 200*time.Millisecond
 	for {
@@ -293,6 +293,11 @@ func (s *Store) unrecorded(ctx context.Context, recs []Publication, readAt time.
 		}
 	}
 }
+
+// unrecordedSlack is added to an unrecorded read's wait: the wait and a provisional
+// entry's life are both one and a half horizons, on two clocks whose rates may differ by
+// a little, and the read's start is only a database round trip after the entry's.
+const unrecordedSlack = 25 * time.Millisecond
 
 // renew hands keys served from provisional entries past their horizon to Run, which reads
 // them from the database and stores them for good while the entries are still served:

@@ -327,8 +327,12 @@ type Store struct {
 	renewals chan []Key
 }
 
+// MinPutMargin is the least the horizon must exceed the put window by: a put the database
+// applies after its caller gave up must still land before the horizon.
+const MinPutMargin = 50 * time.Millisecond
+
 // New returns a Store. It fails if the write timeout is not shorter than the lease, the
-// put window not shorter than the horizon, or the horizon not the cache's.
+// put window not MinPutMargin shorter than the horizon, or the horizon not the cache's.
 func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger) (*Store, error) {
 	if h, ok := cache.(interface{ Horizon() time.Duration }); ok {
 		if cfg.Horizon == 0 {
@@ -341,8 +345,8 @@ func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger)
 	if cfg.WriteTimeout >= cfg.Lease {
 		return nil, fmt.Errorf("write timeout %v must be shorter than the lease %v", cfg.WriteTimeout, cfg.Lease)
 	}
-	if cfg.PutWindow >= cfg.Horizon {
-		return nil, fmt.Errorf("put window %v must be shorter than the horizon %v", cfg.PutWindow, cfg.Horizon)
+	if cfg.Horizon-cfg.PutWindow < MinPutMargin {
+		return nil, fmt.Errorf("put window %v must be at least %v shorter than the horizon %v", cfg.PutWindow, MinPutMargin, cfg.Horizon)
 	}
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {

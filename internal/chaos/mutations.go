@@ -52,15 +52,8 @@ if ver > d.ver then
   d.ver = ver
   d.payload = ARGV[3]
 end
-if d.horizon == 0 then
-  redis.call('SET', KEYS[1], value(d.ver, d.payload), 'PX', ARGV[4])
-  return 1
-end
-if now < d.horizon then
-  d.ticket = 'P:' .. d.ticket
-  redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
-  return 1
-end
+if d.horizon == 0 then return store_value(d, ARGV[4]) end
+if now < d.horizon then return store_provisional(d) end
 return 0
 `
 
