@@ -82,4 +82,3 @@ func (c *Cache) bounds(key string) (lo, hi int64, ok bool) {
 	hi = s.serverMs + (time.Since(s.sent) + clockMargin).Milliseconds() + 1
 	return lo, hi, true
 }
-
