@@ -43,7 +43,7 @@ type Telemetry struct {
 	handler http.Handler
 
 	rpcRequests, cacheLookups, populates, repairs, dynamoAttempts, rows, gdprJobs, misbound metric.Int64Counter
-	coalesced, unrecorded, lostTokens                                                       metric.Int64Counter
+	coalesced, unrecorded, renewed, lostTokens                                              metric.Int64Counter
 	rpcDuration                                                                             metric.Float64Histogram
 }
 
@@ -96,6 +96,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 		{&t.populates, "featurestore.cache.populates", "keys a read put back into the cache (stored) or that the cache refused"},
 		{&t.coalesced, "featurestore.cache.coalesced", "keys a read served from the cache after waiting for another read of this replica to heal them (no DynamoDB read of its own)"},
 		{&t.unrecorded, "featurestore.cache.unrecorded", "keys a read served from DynamoDB that the cache could not record, so the read waited out the horizon after a loss first"},
+		{&t.renewed, "featurestore.cache.renewed", "keys put back provisionally after a cache loss and renewed for good past their horizon (each one read from DynamoDB once more)"},
 		{&t.lostTokens, "featurestore.cache.lost_tokens", "keys whose writer found its cache marker lost (flush, eviction, restart) before its put and put it back"},
 		{&t.repairs, "featurestore.publish.repairs", "background repairs of failed publishes, by result"},
 		{&t.dynamoAttempts, "featurestore.dynamodb.attempts", "DynamoDB attempts (retries included) by operation and result: ok, throttled, error"},
@@ -192,6 +193,9 @@ func (t *Telemetry) Coalesced(ctx context.Context, n int) { add(ctx, t.coalesced
 
 // Unrecorded implements writethrough.Metrics.
 func (t *Telemetry) Unrecorded(ctx context.Context, n int) { add(ctx, t.unrecorded, n) }
+
+// Renewed implements writethrough.Metrics.
+func (t *Telemetry) Renewed(ctx context.Context, n int) { add(ctx, t.renewed, n) }
 
 // LostTokens implements writethrough.Metrics.
 func (t *Telemetry) LostTokens(ctx context.Context, n int) { add(ctx, t.lostTokens, n) }

@@ -350,5 +350,7 @@ func (s *Store) renewAll(ctx context.Context, keys []Key) {
 	s.release(ckeys, own, out, start, err == nil)
 	if err != nil {
 		s.logger.DebugContext(ctx, "renewing provisional entries failed; readers heal them", "err", err)
+		return
 	}
+	s.cfg.Metrics.Renewed(ctx, len(own))
 }

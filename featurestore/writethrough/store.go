@@ -221,6 +221,9 @@ type Metrics interface {
 	// Unrecorded counts keys a read served from the database without the cache having
 	// recorded them; such a read waits out the horizon first (see the package doc).
 	Unrecorded(ctx context.Context, n int)
+	// Renewed counts provisional entries (keys put back after a cache loss) that Run read
+	// again past their horizon to store them for good.
+	Renewed(ctx context.Context, n int)
 }
 
 // NopMetrics discards everything.
@@ -232,6 +235,7 @@ func (NopMetrics) PublishRepairs(context.Context, bool)        {}
 func (NopMetrics) Coalesced(context.Context, int)              {}
 func (NopMetrics) LostTokens(context.Context, int)             {}
 func (NopMetrics) Unrecorded(context.Context, int)             {}
+func (NopMetrics) Renewed(context.Context, int)                {}
 
 // Config tunes a Store. Zero fields take the defaults of DefaultConfig.
 type Config struct {

@@ -209,6 +209,38 @@ func TestLostKeyHealsAtItsFirstMiss(t *testing.T) {
 	}
 }
 
+// TestProvisionalEntriesRenewWithoutAMiss: a key put back provisionally after a loss and
+// read past its horizon is still served from the cache, and the store renews it in the
+// background with one database read: it becomes a VALUE without any reader missing.
+func TestProvisionalEntriesRenewWithoutAMiss(t *testing.T) {
+	e := newEnv(t)
+	k := key("r")
+	v := put(t, e.store, k, "seven")
+	settle()
+	read(t, e.store, k)
+	e.del(t, k)
+	read(t, e.store, k) // provisional now
+	time.Sleep(cfg.Horizon + 20*time.Millisecond)
+	e.db.reads.Store(0)
+	if got := read(t, e.store, k); string(got.Data) != "seven" || got.Version != v {
+		t.Fatalf("read past the horizon: %+v", got)
+	}
+	deadline := time.Now().Add(cfg.Horizon / 2)
+	for {
+		if env, ok := e.envelope(t, k); ok && !env.Dirty && env.Version == v {
+			break
+		}
+		if time.Now().After(deadline) {
+			env, ok := e.envelope(t, k)
+			t.Fatalf("not renewed within half a horizon: envelope %+v (present %v)", env, ok)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := e.db.reads.Load(); n != 1 {
+		t.Fatalf("%d database reads past the horizon, want 1 (the renewal; the reader was served from the cache)", n)
+	}
+}
+
 // TestFlushHealsEveryKeyWithOneRead: after a FLUSHALL, many concurrent readers of one
 // replica read each lost key from the database once, and share batched reads.
 func TestFlushHealsEveryKeyWithOneRead(t *testing.T) {
