@@ -93,9 +93,10 @@ func TestResponseSizeIsBounded(t *testing.T) {
 // split and written.
 func TestDynamoDBLimitsAreTheCallersProblem(t *testing.T) {
 	// Megabytes of rows through DynamoDB Local on two busy cores (make test runs the chaos
-	// package beside this one) can take longer than the default 2 s write deadline; the
-	// limits, not the deadline, are what is tested here.
-	ts := startServerAt(t, map[string]string{"FS_WRITE_TIMEOUT": "20s", "FS_LEASE": "25s"})
+	// package beside this one) can take longer than the default 2 s write deadline, and
+	// one 4 MB transaction longer than the default 500 ms put window; the limits, not the
+	// deadlines, are what is tested here.
+	ts := startServerAt(t, map[string]string{"FS_WRITE_TIMEOUT": "20s", "FS_LEASE": "25s", "FS_PUT_WINDOW": "15s", "FS_HORIZON": "16s"})
 	c := bigClient(t, ts.addr)
 	ctx := context.Background()
 	_, err := c.WriteFeatures(ctx, &pb.WriteFeaturesRequest{FeatureSet: "big", Rows: []*pb.FeatureRow{bytesRow("e1", "b1", 10), bytesRow("e2", "b1", 500<<10)}})

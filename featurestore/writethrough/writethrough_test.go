@@ -40,6 +40,7 @@ func (c *countingDB) GetItems(ctx context.Context, keys []writethrough.Key) (map
 }
 
 type env struct {
+	cfg   writethrough.Config
 	vk    *devstack.Valkey
 	cache *valkey.Cache
 	mem   *memdb.DB
@@ -47,10 +48,13 @@ type env struct {
 	store *writethrough.Store
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, cfg) }
+
+// newEnvWith is newEnv with stores (and a cache horizon) configured by c.
+func newEnvWith(t *testing.T, c writethrough.Config) *env {
 	t.Helper()
-	st := devstack.NewMemoryStack(t, cfg.Horizon, devstack.ValkeyOptions{}, memdb.Options{})
-	e := &env{vk: st.Valkey, cache: st.Cache, mem: st.DB.(*memdb.DB)}
+	st := devstack.NewMemoryStack(t, c.Horizon, devstack.ValkeyOptions{}, memdb.Options{})
+	e := &env{vk: st.Valkey, cache: st.Cache, mem: st.DB.(*memdb.DB), cfg: c}
 	e.db = &countingDB{Database: e.mem}
 	e.store = e.newStore(t, e.cache)
 	return e
@@ -59,7 +63,7 @@ func newEnv(t *testing.T) *env {
 // newStore is another replica's store on the same database.
 func (e *env) newStore(t *testing.T, cache writethrough.Cache) *writethrough.Store {
 	t.Helper()
-	s, err := writethrough.New(e.db, cache, clock{}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := writethrough.New(e.db, cache, clock{}, e.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +453,9 @@ func TestCacheDownWritesFailCleanlyReadsServe(t *testing.T) {
 // and MaxGroupBytes, and keys whose transaction lost a race are retried one by one with a
 // fresh read, so a concurrent writer's values are merged rather than lost.
 func TestGroupCommit(t *testing.T) {
-	e := newEnv(t)
+	// Megabytes of items under the race detector on a busy machine: deadlines that fit
+	// them, since what is tested is how the keys are grouped and retried.
+	e := newEnvWith(t, writethrough.Config{WriteTimeout: 5 * time.Second, Lease: 6 * time.Second, Horizon: 4 * time.Second})
 	const n = 130
 	keys := make([]writethrough.Key, n)
 	for i := range keys {
