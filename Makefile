@@ -94,11 +94,20 @@ FUZZ_TARGETS := ./server:FuzzRPC ./featurestore:FuzzDecodeRow ./featurestore:Fuz
   ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow ./server/ui:FuzzParseSession \
   ./featurestore/client:FuzzUnmarshalColumns ./server:FuzzColumnsReply
 
+# A target whose run ends in "context deadline exceeded" with no failing input is run once
+# more: that is Go's fuzzing coordinator timing out on a worker that stalled on a busy
+# machine (CI saw it once, with no execs for the last 3 s), not a finding; a real finding
+# writes its input under testdata and fails both times.
 fuzz-short:
-	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; log=/tmp/fuzz-$$fn.log; \
 	  echo "fuzz $$fn ($(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/fuzz-$$fn.log 2>&1 || { cat /tmp/fuzz-$$fn.log; exit 1; }; \
-	  tail -n 1 /tmp/fuzz-$$fn.log; done
+	  if ! $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg > $$log 2>&1; then \
+	    if grep -q 'context deadline exceeded' $$log && ! grep -q 'Failing input' $$log; then \
+	      echo "  $$fn: the fuzzing coordinator timed out on a stalled worker; running it again"; \
+	      $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg > $$log 2>&1 || { cat $$log; exit 1; }; \
+	    else cat $$log; exit 1; fi; \
+	  fi; \
+	  tail -n 1 $$log; done
 
 ## fuzz: longer fuzzing (FUZZTIME=2m by default here)
 fuzz:
