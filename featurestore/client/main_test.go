@@ -57,7 +57,9 @@ func serve(t *testing.T, svc *featurestore.Service, opts ...grpc.ServerOption) s
 // startServer starts a stack and one server over it.
 func startServer(t *testing.T, opts ...grpc.ServerOption) string {
 	t.Helper()
-	st := shared.NewStack(t, 1500*time.Millisecond, devstack.ValkeyOptions{})
+	// A horizon whose put window (half of it) is longer than the write timeout: rows of
+	// megabytes through DynamoDB Local under the race detector may take most of it.
+	st := shared.NewStack(t, 3*time.Second, devstack.ValkeyOptions{})
 	return serve(t, newService(t, st), opts...)
 }
 
