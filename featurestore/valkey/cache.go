@@ -152,7 +152,7 @@ func New(client vk.Client, opts Options) (*Cache, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("ticket prefix: %w", err)
 	}
-	c := &Cache{client: client, opts: opts, ticketPrefix: hex.EncodeToString(b[:]), clocks: &serverClocks{}}
+	c := &Cache{client: client, opts: opts, ticketPrefix: hex.EncodeToString(b[:]), clocks: newServerClocks()}
 	for i, src := range []string{markScript, publishScript, prepareScript, recordScript, assertScript} {
 		sum := sha1.Sum([]byte(src))
 		c.scripts[i] = script{src: src, sha: hex.EncodeToString(sum[:])}
@@ -298,18 +298,28 @@ func (c *Cache) Publish(ctx context.Context, pubs []writethrough.Publication) er
 
 // Record records versions read from the database, each under the ticket Prepare
 // returned for it (Publication.Token, "" for none), and returns how many it stored as
-// servable. With replicas it returns only once they hold what it recorded, or what was
-// there already.
+// servable (RECORD answers 1 for a VALUE, 2 for a provisional entry). With replicas it
+// returns only once they hold what it recorded, or what was there already.
 func (c *Cache) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
 	base, write, horizon := c.newTicket(), c.writeFlag(), ms(c.opts.Horizon)
 	res, err := c.runWritten(ctx, scriptRecord, c.pubCalls(recs, func(i int) []string {
 		return []string{base + strconv.Itoa(i), write, horizon}
 	}))
 	stored := 0
-	for _, r := range res {
-		if n, _ := r.AsInt64(); n == 1 {
+	var provisional []string
+	for i, r := range res {
+		switch n, _ := r.AsInt64(); n {
+		case 1:
 			stored++
+		case 2:
+			stored++
+			provisional = append(provisional, recs[i].Key)
 		}
+	}
+	if provisional != nil && err == nil {
+		// Its readers' GETs need the node's clock to serve it: sample it once now,
+		// rather than in every one of them.
+		c.sampleClocks(ctx, provisional)
 	}
 	return stored, err
 }

@@ -2,6 +2,7 @@ package valkey
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,16 @@ import (
 // apart by more than the margin.
 type serverClocks struct {
 	slots [16384]atomic.Pointer[clockSample]
+
+	// sampling holds the slots being sampled: after a cache loss, hundreds of readers
+	// GET provisional entries in the same new slots at once, and one sample per slot
+	// serves them all.
+	mu       sync.Mutex
+	sampling map[uint16]chan struct{}
+}
+
+func newServerClocks() *serverClocks {
+	return &serverClocks{sampling: map[uint16]chan struct{}{}}
 }
 
 type clockSample struct {
@@ -36,12 +47,14 @@ const (
 const timeLua = `return redis.call('TIME')`
 
 // sampleClocks takes a fresh sample for the slot of every key that lacks one, in one
-// pipelined round trip. Failures leave the slots without one (Get then serves nothing
-// provisional there).
+// pipelined round trip, or waits for the sample another call is taking. Failures leave
+// the slots without one (Get then serves nothing provisional there).
 func (c *Cache) sampleClocks(ctx context.Context, keys []string) {
 	var cmds vk.Commands
 	var slots []uint16
+	var waits []chan struct{}
 	seen := map[uint16]bool{}
+	c.clocks.mu.Lock()
 	for _, k := range keys {
 		s := Slot(k)
 		if seen[s] {
@@ -51,14 +64,40 @@ func (c *Cache) sampleClocks(ctx context.Context, keys []string) {
 		if p := c.clocks.slots[s].Load(); p != nil && time.Since(p.sent) <= sampleAge {
 			continue
 		}
+		if ch, ok := c.clocks.sampling[s]; ok {
+			waits = append(waits, ch)
+			continue
+		}
+		c.clocks.sampling[s] = make(chan struct{})
 		slots = append(slots, s)
 		cmds = append(cmds, c.client.B().EvalRo().Script(timeLua).Numkeys(1).Key(k).Build())
 	}
-	if len(cmds) == 0 {
-		return
-	}
+	c.clocks.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	if len(cmds) > 0 {
+		c.takeSamples(ctx, slots, cmds)
+	}
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// takeSamples sends cmds (TIME on slots) and stores what they answer, then lets the
+// callers waiting for those slots go.
+func (c *Cache) takeSamples(ctx context.Context, slots []uint16, cmds vk.Commands) {
+	defer func() {
+		c.clocks.mu.Lock()
+		for _, s := range slots {
+			close(c.clocks.sampling[s])
+			delete(c.clocks.sampling, s)
+		}
+		c.clocks.mu.Unlock()
+	}()
 	sent := time.Now()
 	res := c.client.DoMulti(ctx, cmds...)
 	received := time.Now()

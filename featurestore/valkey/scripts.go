@@ -76,7 +76,7 @@ end
 local function store_provisional(d)
   d.ticket = 'P:' .. d.ticket
   redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
-  return 1
+  return 2
 end
 `
 

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,17 +22,27 @@ const (
 
 func startCache(t *testing.T) *valkey.Cache {
 	t.Helper()
+	return dialCache(t, startServer(t))
+}
+
+// startServer starts a valkey-server for the test and returns its address.
+func startServer(t *testing.T) string {
+	t.Helper()
 	bin, err := devstack.FindValkeyServer(os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	vk, err := devstack.StartValkey(ctx, bin, devstack.ValkeyOptions{})
+	vk, err := devstack.StartValkey(context.Background(), bin, devstack.ValkeyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(vk.Stop)
-	c, err := valkey.Dial(ctx, []string{vk.Addr}, valkey.Options{Horizon: horizon})
+	return vk.Addr
+}
+
+func dialCache(t *testing.T, addr string) *valkey.Cache {
+	t.Helper()
+	c, err := valkey.Dial(context.Background(), []string{addr}, valkey.Options{Horizon: horizon})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,5 +349,68 @@ func TestGetServesProvisionalUntilTheHorizon(t *testing.T) {
 	}
 	if got[0].State != writethrough.CacheDirty {
 		t.Fatalf("half a horizon later: %+v, want dirty", got[0])
+	}
+}
+
+// TestProvisionalEntriesNeedOneClockSample: after a loss, every reader GETs provisional
+// entries at once. The node's clock is sampled once per slot: by the RECORD that stored
+// the entry on its own replica, and by one of many concurrent GETs on another.
+func TestProvisionalEntriesNeedOneClockSample(t *testing.T) {
+	addr := startServer(t)
+	c := dialCache(t, addr)
+	ctx := context.Background()
+	keys := []string{"a", "b", "c", "d"}
+	tickets, err := c.Prepare(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]writethrough.Publication, len(keys))
+	for i, k := range keys {
+		recs[i] = writethrough.Publication{Key: k, Token: tickets[i], Version: 7, Data: []byte("p")}
+	}
+	if n, err := c.Record(ctx, recs); err != nil || n != len(keys) {
+		t.Fatalf("record: stored %d, %v", n, err)
+	}
+	timeCalls := func() int {
+		info, err := c.Client().Do(ctx, c.Client().B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_eval_ro:calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				return n
+			}
+		}
+		return 0
+	}
+	if n := timeCalls(); n != len(keys) {
+		t.Fatalf("RECORD of %d provisional entries took %d clock samples, want one per slot", len(keys), n)
+	}
+	check := func(c *valkey.Cache, who string) {
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				got, err := c.Get(ctx, keys)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for i, e := range got {
+					if e.State != writethrough.CacheValue {
+						t.Errorf("%s: %s is %+v, want servable", who, keys[i], e)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	check(c, "the recording replica")
+	if n := timeCalls(); n != len(keys) {
+		t.Fatalf("50 GETs on the replica that recorded took %d more samples, want none", n-len(keys))
+	}
+	check(dialCache(t, addr), "another replica")
+	if n := timeCalls(); n != 2*len(keys) {
+		t.Fatalf("50 concurrent GETs on another replica took %d samples, want one per slot (%d)", n-len(keys), len(keys))
 	}
 }

@@ -120,7 +120,7 @@ func (m *mutatedCache) run(ctx context.Context, pubs []writethrough.Publication)
 		if err := r.Error(); err != nil && !vk.IsValkeyNil(err) {
 			return stored, err
 		}
-		if n, _ := r.AsInt64(); n == 1 {
+		if n, _ := r.AsInt64(); n == 1 || n == 2 {
 			stored++
 		}
 	}
