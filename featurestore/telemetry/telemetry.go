@@ -43,7 +43,7 @@ type Telemetry struct {
 	handler http.Handler
 
 	rpcRequests, cacheLookups, populates, repairs, dynamoAttempts, rows, gdprJobs, misbound metric.Int64Counter
-	coalesced, unrecorded, renewed, lostTokens                                              metric.Int64Counter
+	coalesced, unrecorded, renewed, healed, lostTokens                                      metric.Int64Counter
 	rpcDuration                                                                             metric.Float64Histogram
 }
 
@@ -97,6 +97,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 		{&t.coalesced, "featurestore.cache.coalesced", "keys a read served from the cache after waiting for another read of this replica to heal them (no DynamoDB read of its own)"},
 		{&t.unrecorded, "featurestore.cache.unrecorded", "keys a read served from DynamoDB that the cache could not record, so the read waited out the horizon after a loss first"},
 		{&t.renewed, "featurestore.cache.renewed", "keys put back provisionally after a cache loss and renewed for good past their horizon (each one read from DynamoDB once more)"},
+		{&t.healed, "featurestore.cache.healed", "keys read ahead of their readers when many keys this replica served recently went missing from the cache at once (a flush, a restart), healed together in one batched read"},
 		{&t.lostTokens, "featurestore.cache.lost_tokens", "keys whose writer found its cache marker lost (flush, eviction, restart) before its put and put it back"},
 		{&t.repairs, "featurestore.publish.repairs", "background repairs of failed publishes, by result"},
 		{&t.dynamoAttempts, "featurestore.dynamodb.attempts", "DynamoDB attempts (retries included) by operation and result: ok, throttled, error"},
@@ -196,6 +197,9 @@ func (t *Telemetry) Unrecorded(ctx context.Context, n int) { add(ctx, t.unrecord
 
 // Renewed implements writethrough.Metrics.
 func (t *Telemetry) Renewed(ctx context.Context, n int) { add(ctx, t.renewed, n) }
+
+// Healed implements writethrough.Metrics.
+func (t *Telemetry) Healed(ctx context.Context, n int) { add(ctx, t.healed, n) }
 
 // LostTokens implements writethrough.Metrics.
 func (t *Telemetry) LostTokens(ctx context.Context, n int) { add(ctx, t.lostTokens, n) }

@@ -149,28 +149,42 @@ type flight struct {
 // maps entries to positions in keys (nil: the identity). It counts the lookups.
 func (s *Store) serve(ctx context.Context, keys []Key, ckeys []string, entries []CacheEntry, idx []int, out []Item) []int {
 	var miss []int
-	var renew []Key
+	var renew, hits, missing []Key
+	sample := s.loss.sample()
 	dirty := 0
 	for j, e := range entries {
 		i := j
 		if idx != nil {
 			i = idx[j]
 		}
-		if e.State == CacheValue {
+		switch e.State {
+		case CacheValue:
 			out[i] = Item{Key: keys[i], Version: e.Version, Data: e.Data}
 			if e.Renew {
 				renew = append(renew, keys[i])
 			}
+			if sample {
+				hits = append(hits, keys[i])
+			}
 			continue
+		case CacheDirty:
+			dirty++
+		default:
+			missing = append(missing, keys[i])
 		}
 		miss = append(miss, i)
-		if e.State == CacheDirty {
-			dirty++
-		}
 	}
 	s.cfg.Metrics.CacheLookups(ctx, len(entries)-len(miss), dirty, len(miss)-dirty)
 	if renew != nil {
 		s.renew(renew)
+	}
+	if hits != nil {
+		s.loss.served(hits, time.Now())
+	}
+	if missing != nil {
+		if heal := s.loss.missing(missing, time.Now(), s.cfg.Horizon); heal != nil {
+			s.heal(heal)
+		}
 	}
 	return miss
 }

@@ -224,6 +224,9 @@ type Metrics interface {
 	// Renewed counts provisional entries (keys put back after a cache loss) that Run read
 	// again past their horizon to store them for good.
 	Renewed(ctx context.Context, n int)
+	// Healed counts keys read ahead of their readers when many recent keys went missing
+	// from the cache at once (a flush, a restart): healed together in one batched read.
+	Healed(ctx context.Context, n int)
 }
 
 // NopMetrics discards everything.
@@ -236,6 +239,7 @@ func (NopMetrics) Coalesced(context.Context, int)              {}
 func (NopMetrics) LostTokens(context.Context, int)             {}
 func (NopMetrics) Unrecorded(context.Context, int)             {}
 func (NopMetrics) Renewed(context.Context, int)                {}
+func (NopMetrics) Healed(context.Context, int)                 {}
 
 // Config tunes a Store. Zero fields take the defaults of DefaultConfig.
 type Config struct {
@@ -266,6 +270,12 @@ type Config struct {
 	// once; readers that find them all busy share the next one, which starts after they
 	// arrived (see Read).
 	ReadFlights int
+	// HealTogether is how many keys this replica served from the cache recently must be
+	// found missing within 100 ms for it to take the cache as having lost them together
+	// (a flush, a restart, a node replaced) and heal all its recent keys in one batched
+	// read, ahead of their readers. Fewer missing keys are evictions, healed by their
+	// readers. Default 8; negative: never.
+	HealTogether int
 	// Metrics receives cache and repair counts (default: discarded).
 	Metrics Metrics
 }
@@ -273,7 +283,7 @@ type Config struct {
 // DefaultConfig is the configuration used for zero fields.
 func DefaultConfig() Config {
 	return Config{WriteTimeout: 2 * time.Second, Lease: 3 * time.Second, Horizon: time.Second, PutWindow: 500 * time.Millisecond,
-		PublishTimeout: time.Second, MaxCommitAttempts: 8, Parallelism: 16, ReadFlights: 2}
+		PublishTimeout: time.Second, MaxCommitAttempts: 8, Parallelism: 16, ReadFlights: 2, HealTogether: lossMisses}
 }
 
 func (c Config) withDefaults() Config {
@@ -302,6 +312,9 @@ func (c Config) withDefaults() Config {
 	if c.ReadFlights <= 0 {
 		c.ReadFlights = d.ReadFlights
 	}
+	if c.HealTogether == 0 {
+		c.HealTogether = d.HealTogether
+	}
 	if c.Metrics == nil {
 		c.Metrics = NopMetrics{}
 	}
@@ -325,6 +338,9 @@ type Store struct {
 	flights   map[string]*flight // by cache key: reads healing it on this replica
 
 	reads *readBatcher
+
+	loss  *lossWatch
+	heals chan []Key // keys lost together, for Run to heal
 
 	renewMu  sync.Mutex
 	renewing map[Key]struct{} // keys handed to Run for renewal
@@ -358,7 +374,8 @@ func New(db Database, cache Cache, clock Clock, cfg Config, logger *slog.Logger)
 	}
 	return &Store{db: db, cache: cache, clock: clock, cfg: cfg, logger: logger,
 		tokenPrefix: hex.EncodeToString(b[:]), repairs: make(chan []Publication, 1024), flights: map[string]*flight{},
-		reads: &readBatcher{db: db, slots: cfg.ReadFlights}, renewing: map[Key]struct{}{}, renewals: make(chan []Key, 256)}, nil
+		reads: &readBatcher{db: db, slots: cfg.ReadFlights}, renewing: map[Key]struct{}{}, renewals: make(chan []Key, 256),
+		loss: newLossWatch(cfg.HealTogether), heals: make(chan []Key, 1)}, nil
 }
 
 // Config returns the effective configuration.
@@ -400,6 +417,16 @@ func (s *Store) Run(ctx context.Context) error {
 					}
 				}
 				s.renewAll(ctx, keys)
+			}
+		}
+	})
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case keys := <-s.heals:
+				s.healLost(ctx, keys)
 			}
 		}
 	})

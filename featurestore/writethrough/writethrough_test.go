@@ -568,3 +568,90 @@ func TestCacheKeys(t *testing.T) {
 		}
 	}
 }
+
+// healCounter counts keys the store healed ahead of their readers.
+type healCounter struct {
+	writethrough.NopMetrics
+	healed atomic.Int64
+}
+
+func (h *healCounter) Healed(_ context.Context, n int) { h.healed.Add(int64(n)) }
+
+// TestLossOfManyKeysHealsTheRestAhead: when many keys a replica served recently go
+// missing at once (a FLUSHALL), the first few readers' misses make it heal all the others
+// in one batched read, before anyone reads them; keys evicted one at a time do not.
+func TestLossOfManyKeysHealsTheRestAhead(t *testing.T) {
+	h := &healCounter{}
+	c := cfg
+	c.Metrics = h
+	e := newEnvWith(t, c)
+	keys := make([]writethrough.Key, 40)
+	for i := range keys {
+		keys[i] = key(fmt.Sprintf("l%02d", i))
+		put(t, e.store, keys[i], "v-"+keys[i].PK)
+	}
+	settle()
+	// Served from the cache often enough that the store's sample of recent keys holds
+	// them all (a read is sampled with probability 1/8: 100 reads miss with 2e-6).
+	for range 100 {
+		if _, err := e.store.Read(context.Background(), keys); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Evictions, one key at a time, are healed by their readers alone.
+	for _, k := range keys[:3] {
+		e.del(t, k)
+		read(t, e.store, k)
+		time.Sleep(lossSpanForTest)
+	}
+	if n := h.healed.Load(); n != 0 {
+		t.Fatalf("three single evictions healed %d keys ahead of their readers, want none", n)
+	}
+	time.Sleep(cfg.Horizon + cfg.Horizon/2) // the evicted keys' provisional entries end
+	for _, k := range keys {
+		read(t, e.store, k)
+	}
+
+	cl := e.cache.Client()
+	if err := cl.Do(context.Background(), cl.B().Flushall().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	e.db.reads.Store(0)
+	e.db.calls.Store(0)
+	var wg sync.WaitGroup
+	for _, k := range keys[:10] {
+		wg.Go(func() { read(t, e.store, k) })
+	}
+	wg.Wait()
+	deadline := time.Now().Add(cfg.Horizon / 2)
+	for h.healed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := h.healed.Load(); n < int64(len(keys))-10 {
+		t.Fatalf("%d keys healed ahead of their readers, want at least the %d nobody read", n, len(keys)-10)
+	}
+	for _, k := range keys[10:] {
+		if env, ok := e.envelope(t, k); !ok || !env.Provisional() {
+			t.Fatalf("%s after the heal: envelope %+v (present %v), want provisional", k.PK, env, ok)
+		}
+	}
+	reads, calls := e.db.reads.Load(), e.db.calls.Load()
+	if reads > int64(len(keys)) {
+		t.Errorf("%d keys read from the database, want at most one per key (%d)", reads, len(keys))
+	}
+	if calls > 11 {
+		t.Errorf("%d database calls: the keys nobody read were not healed in one batch", calls)
+	}
+	for _, k := range keys {
+		if got := read(t, e.store, k); string(got.Data) != "v-"+k.PK {
+			t.Fatalf("%s after the heal: %+v", k.PK, got)
+		}
+	}
+	if n := e.db.reads.Load(); n != reads {
+		t.Fatalf("reading every key after the heal went to the database %d more times, want none", n-reads)
+	}
+}
+
+// lossSpanForTest spaces single evictions beyond the span within which many missing keys
+// mean a loss (writethrough's lossSpan, 100 ms).
+const lossSpanForTest = 120 * time.Millisecond

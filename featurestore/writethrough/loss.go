@@ -1,0 +1,164 @@
+package writethrough
+
+import (
+	"context"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+)
+
+// After a flush, a restart or a node replacement, every hot key misses at once, but each
+// key's first reader arrives at its own time: with a hundred hot keys read 50 times a
+// second each, the last ones first miss 50-100 ms after the loss. Healing each at its
+// first miss takes a dozen small database reads, in waves, and every key's readers wait
+// for its own wave. A replica that notices many keys it served recently missing at once
+// instead heals all of them together, with one batched read: readers of the others find
+// them healing (and wait for that read) or healed.
+//
+// lossWatch keeps a sample of the keys this replica served from the cache recently, and
+// notices when many of them miss within a short span. It costs a read that hits one
+// random draw, and one read in recentSample a lock.
+type lossWatch struct {
+	threshold int // lossMisses, or Config.HealTogether
+
+	mu       sync.Mutex
+	recent   map[Key]time.Time // served from the cache, sampled, with when
+	missed   map[Key]struct{}  // recent keys found missing since spanStart
+	span     time.Time
+	lastHeal time.Time
+}
+
+const (
+	// recentSample: one read in this many records the keys it was served from the cache.
+	// A key read 50 times a second is then recorded about every 160 ms.
+	recentSample = 8
+	// recentWindow: keys served within it count as recent.
+	recentWindow = 2 * time.Second
+	// recentCap bounds the keys remembered, and so one heal's read.
+	recentCap = 4096
+	// lossMisses (the default of Config.HealTogether) recent keys found missing within
+	// lossSpan mean the cache lost many keys at once; fewer are evictions, which their
+	// readers heal one by one.
+	lossMisses = 8
+	lossSpan   = 100 * time.Millisecond
+)
+
+// newLossWatch watches for threshold recent keys missing at once; below 1, it never
+// heals.
+func newLossWatch(threshold int) *lossWatch {
+	return &lossWatch{threshold: threshold, recent: map[Key]time.Time{}, missed: map[Key]struct{}{}}
+}
+
+// sample reports whether this read should record the keys it was served from the cache:
+// at random, since a counter would alias with clients that read keys in a fixed cycle.
+func (w *lossWatch) sample() bool { return rand.N(recentSample) == 0 }
+
+// served records keys served from the cache at now.
+func (w *lossWatch) served(keys []Key, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.recent)+len(keys) > recentCap {
+		for k, at := range w.recent {
+			if now.Sub(at) > recentWindow {
+				delete(w.recent, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		if _, ok := w.recent[k]; ok || len(w.recent) < recentCap {
+			w.recent[k] = now
+		}
+	}
+}
+
+// missing notes keys found missing from the cache at now. When threshold recent keys
+// have gone missing within lossSpan, and no heal started within every (the horizon), it
+// returns the keys to heal: every recent key, most recently served first. Otherwise nil.
+func (w *lossWatch) missing(keys []Key, now time.Time, every time.Duration) []Key {
+	if w.threshold < 1 {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if now.Sub(w.span) > lossSpan {
+		clear(w.missed)
+		w.span = now
+	}
+	for _, k := range keys {
+		if at, ok := w.recent[k]; ok && now.Sub(at) <= recentWindow {
+			w.missed[k] = struct{}{}
+		}
+	}
+	if len(w.missed) < w.threshold || now.Sub(w.lastHeal) < every {
+		return nil
+	}
+	w.lastHeal = now
+	clear(w.missed)
+	heal := make([]Key, 0, len(w.recent))
+	for k, at := range w.recent {
+		if now.Sub(at) <= recentWindow {
+			heal = append(heal, k)
+		}
+	}
+	sort.Slice(heal, func(i, j int) bool { return w.recent[heal[i]].After(w.recent[heal[j]]) })
+	return heal
+}
+
+// heal hands keys to Run, which heals those still missing (healLost); if Run is busy
+// with another heal, readers heal them one by one as before.
+func (s *Store) heal(keys []Key) {
+	select {
+	case s.heals <- keys:
+	default:
+	}
+}
+
+// healLost reads, through PREPARE and RECORD as a reader would, every key that is still
+// missing from the cache and that no read of this replica is healing, in one batched
+// database read; readers of them meanwhile wait for it. It changes nothing a reader
+// could not: a read whose answer only the cache keeps. The keys are claimed before they
+// are looked up, so a reader that healed one just before is seen in the cache, and one
+// that comes after waits.
+func (s *Store) healLost(ctx context.Context, keys []Key) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Horizon/2)
+	defer cancel()
+	ckeys := CacheKeys(keys)
+	all := make([]int, len(keys))
+	for i := range all {
+		all[i] = i
+	}
+	own, _ := s.claim(ckeys, all)
+	if len(own) == 0 {
+		return
+	}
+	out := make([]Item, len(keys))
+	sub := make([]string, len(own))
+	for j, i := range own {
+		sub[j] = ckeys[i]
+	}
+	entries, err := s.cache.Get(ctx, sub)
+	if err != nil {
+		s.release(ckeys, own, out, time.Time{}, false)
+		return
+	}
+	var lost, present []int
+	for j, e := range entries {
+		if e.State == CacheMissing {
+			lost = append(lost, own[j])
+		} else {
+			present = append(present, own[j])
+		}
+	}
+	s.release(ckeys, present, out, time.Time{}, false)
+	if len(lost) == 0 {
+		return
+	}
+	start, err := s.fill(ctx, keys, ckeys, lost, out, true)
+	s.release(ckeys, lost, out, start, err == nil)
+	if err != nil {
+		s.logger.DebugContext(ctx, "healing keys lost together failed; readers heal them", "err", err)
+		return
+	}
+	s.cfg.Metrics.Healed(ctx, len(lost))
+}
