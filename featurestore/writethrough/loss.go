@@ -154,7 +154,9 @@ func (s *Store) healLost(ctx context.Context, keys []Key) {
 	if len(lost) == 0 {
 		return
 	}
-	start, err := s.fill(ctx, keys, ckeys, lost, out, true)
+	// Its own database read, not queued behind the reads of the first readers to miss:
+	// every reader of these keys waits for it.
+	start, err := s.fillWith(ctx, keys, ckeys, lost, out, true, s.db.GetItems)
 	s.release(ckeys, lost, out, start, err == nil)
 	if err != nil {
 		s.logger.DebugContext(ctx, "healing keys lost together failed; readers heal them", "err", err)

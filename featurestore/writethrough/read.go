@@ -227,6 +227,12 @@ func (s *Store) release(ckeys []string, own []int, out []Item, start time.Time, 
 // out the horizon first (unrecorded). It returns when the database read was asked for:
 // the read itself started no earlier.
 func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int, out []Item, useCache bool) (time.Time, error) {
+	return s.fillWith(ctx, keys, ckeys, idx, out, useCache, s.reads.get)
+}
+
+// fillWith is fill reading the database with get.
+func (s *Store) fillWith(ctx context.Context, keys []Key, ckeys []string, idx []int, out []Item, useCache bool,
+	get func(context.Context, []Key) (map[Key]Item, error)) (time.Time, error) {
 	var tickets []string
 	if useCache {
 		mckeys := make([]string, len(idx))
@@ -244,7 +250,7 @@ func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int,
 		rkeys[j] = keys[i]
 	}
 	start := time.Now()
-	items, err := s.reads.get(ctx, rkeys)
+	items, err := get(ctx, rkeys)
 	if err != nil {
 		return start, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

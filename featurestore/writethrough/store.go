@@ -407,13 +407,20 @@ func (s *Store) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case keys := <-s.renewals:
-				// Renew in one batch whatever else is waiting.
-				for more := true; more; {
+				// Renew in one batch whatever else comes due within renewLinger: after a
+				// loss, every hot key's entry passes its horizon within a few
+				// milliseconds, and each reader that finds one hands it over alone.
+				linger := time.NewTimer(renewLinger)
+			collect:
+				for {
 					select {
 					case k := <-s.renewals:
 						keys = append(keys, k...)
-					default:
-						more = false
+					case <-linger.C:
+						break collect
+					case <-ctx.Done():
+						linger.Stop()
+						return nil
 					}
 				}
 				s.renewAll(ctx, keys)
@@ -432,6 +439,10 @@ func (s *Store) Run(ctx context.Context) error {
 	})
 	return g.Wait()
 }
+
+// renewLinger is how long Run gathers renewals before it reads them: far less than the
+// half horizon a provisional entry is still served after its horizon.
+const renewLinger = 10 * time.Millisecond
 
 func (s *Store) repair(ctx context.Context, pubs []Publication) {
 	b := backoff.NewExponentialBackOff()

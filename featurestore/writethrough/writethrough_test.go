@@ -650,6 +650,33 @@ func TestLossOfManyKeysHealsTheRestAhead(t *testing.T) {
 	if n := e.db.reads.Load(); n != reads {
 		t.Fatalf("reading every key after the heal went to the database %d more times, want none", n-reads)
 	}
+
+	// Past the horizon, readers find every entry due for renewal, one after another;
+	// Run renews them together.
+	time.Sleep(cfg.Horizon + 20*time.Millisecond)
+	e.db.calls.Store(0)
+	for _, k := range keys {
+		read(t, e.store, k)
+	}
+	deadline = time.Now().Add(cfg.Horizon / 2)
+	for {
+		renewed := 0
+		for _, k := range keys {
+			if env, ok := e.envelope(t, k); ok && !env.Dirty {
+				renewed++
+			}
+		}
+		if renewed == len(keys) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d keys renewed within half a horizon", renewed, len(keys))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := e.db.calls.Load(); n > 8 {
+		t.Errorf("%d database calls renewed %d keys read one after another: renewals were not gathered", n, len(keys))
+	}
 }
 
 // lossSpanForTest spaces single evictions beyond the span within which many missing keys
