@@ -85,7 +85,11 @@
 // for good, if nothing newer was recorded. A missing key is recreated DIRTY, with the
 // version read as its newest and a horizon, never servable. Run renews
 // provisional entries that readers are served past their horizon, so a cache loss costs
-// each hot key one miss, not two.
+// each hot key one miss, not two. When a replica finds many keys it served recently
+// missing at once (Config.HealTogether), Run also reads the others that are still missing
+// ahead of their readers, in one batch. Renewals and these heals are reads like any
+// other, claimed as a reader claims keys, through PREPARE and RECORD, whose answers only
+// the cache keeps; nothing below depends on who made a read.
 //
 // A read whose RECORD fails (the cache is down, or unreachable from this replica) waits
 // until one and a half horizons have passed since its database read returned, retrying
