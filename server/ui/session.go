@@ -31,7 +31,10 @@ type sessions struct {
 	ttl time.Duration
 }
 
-var b64 = base64.RawURLEncoding
+// b64 encodes without padding and decodes strictly: a lenient decoder accepts several
+// spellings of one value (nonzero unused bits in the last character), so one cookie or
+// token would have many forms that all verify (found by FuzzParseSession).
+var b64 = base64.RawURLEncoding.Strict()
 
 func (s sessions) mac(parts ...string) []byte {
 	m := hmac.New(sha256.New, s.key)
