@@ -73,11 +73,14 @@ func (c *Cache) sampleClocks(ctx context.Context, keys []string) {
 		cmds = append(cmds, c.client.B().EvalRo().Script(timeLua).Numkeys(1).Key(k).Build())
 	}
 	c.clocks.mu.Unlock()
+	if len(cmds) > 0 {
+		// Others wait for this sample: it must not end with this caller's context.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
+		c.takeSamples(sctx, slots, cmds)
+		cancel()
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	if len(cmds) > 0 {
-		c.takeSamples(ctx, slots, cmds)
-	}
 	for _, ch := range waits {
 		select {
 		case <-ch:

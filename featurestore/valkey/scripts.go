@@ -76,7 +76,7 @@ end
 local function store_provisional(d)
   d.ticket = 'P:' .. d.ticket
   redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL')
-  return 2
+  return 1
 end
 `
 
@@ -231,8 +231,9 @@ return d.ticket
 `
 
 // recordScript: ARGV ticket ("" for none), version, payload, value ttl ms, id, write (1:
-// rewrite the entry even when nothing changes), horizon ms. Returns 1 if it stored a VALUE or a
-// provisional entry, 3 if it made a servable entry DIRTY, 0 otherwise.
+// rewrite the entry even when nothing changes), horizon ms. Returns 1 if it stored a VALUE,
+// 2 if it stored a provisional entry (whose readers need the node's clock), 3 if it made a
+// servable entry DIRTY, 0 otherwise.
 // Every reader runs it before it answers with a version read from the database, so that
 // no populate can later store anything older: the version raises the entry's newest (a
 // servable entry older than it becomes DIRTY). A reader whose ticket still names the
@@ -268,7 +269,10 @@ if ver > d.ver then
 end
 if ARGV[1] ~= '' and d.ticket == ARGV[1] and #d.tokens == 0 then
   if d.horizon == 0 then return store_value(d, ARGV[4]) end
-  if now < d.horizon then return store_provisional(d) end
+  if now < d.horizon then
+    store_provisional(d)
+    return 2
+  end
 end
 if changed or ARGV[6] == '1' then redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL') end
 return 0

@@ -371,6 +371,7 @@ func TestProvisionalEntriesNeedOneClockSample(t *testing.T) {
 	if n, err := c.Record(ctx, recs); err != nil || n != len(keys) {
 		t.Fatalf("record: stored %d, %v", n, err)
 	}
+	recorded := time.Now()
 	timeCalls := func() int {
 		info, err := c.Client().Do(ctx, c.Client().B().Info().Section("commandstats").Build()).ToString()
 		if err != nil {
@@ -397,7 +398,9 @@ func TestProvisionalEntriesNeedOneClockSample(t *testing.T) {
 					return
 				}
 				for i, e := range got {
-					if e.State != writethrough.CacheValue {
+					// Served until 1.5 horizons after PREPARE; a slow machine may get
+					// here later, and the sample count is what this test is about.
+					if e.State != writethrough.CacheValue && time.Since(recorded) < horizon {
 						t.Errorf("%s: %s is %+v, want servable", who, keys[i], e)
 					}
 				}

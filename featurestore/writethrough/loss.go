@@ -24,8 +24,9 @@ type lossWatch struct {
 
 	mu       sync.Mutex
 	recent   map[Key]time.Time // served from the cache, sampled, with when
-	missed   map[Key]struct{}  // recent keys found missing since spanStart
+	missed   map[Key]struct{}  // recent keys found missing since span
 	span     time.Time
+	pruned   time.Time
 	lastHeal time.Time
 }
 
@@ -35,8 +36,10 @@ const (
 	recentSample = 8
 	// recentWindow: keys served within it count as recent.
 	recentWindow = 2 * time.Second
-	// recentCap bounds the keys remembered, and so one heal's read.
+	// recentCap bounds the keys remembered, and so what one heal reads.
 	recentCap = 4096
+	// healChunk: a heal reads this many keys at a time.
+	healChunk = 256
 	// lossMisses (the default of Config.HealTogether) recent keys found missing within
 	// lossSpan mean the cache lost many keys at once; fewer are evictions, which their
 	// readers heal one by one.
@@ -52,13 +55,16 @@ func newLossWatch(threshold int) *lossWatch {
 
 // sample reports whether this read should record the keys it was served from the cache:
 // at random, since a counter would alias with clients that read keys in a fixed cycle.
-func (w *lossWatch) sample() bool { return rand.N(recentSample) == 0 }
+// A watch that never heals samples nothing.
+func (w *lossWatch) sample() bool { return w.threshold > 0 && rand.N(recentSample) == 0 }
 
-// served records keys served from the cache at now.
+// served records keys served from the cache at now. A full sample is pruned of keys
+// older than recentWindow at most every recentWindow/8; until then new keys wait.
 func (w *lossWatch) served(keys []Key, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.recent)+len(keys) > recentCap {
+	if len(w.recent)+len(keys) > recentCap && now.Sub(w.pruned) >= recentWindow/8 {
+		w.pruned = now
 		for k, at := range w.recent {
 			if now.Sub(at) > recentWindow {
 				delete(w.recent, k)
@@ -120,15 +126,22 @@ func (s *Store) heal(keys []Key) {
 // could not: a read whose answer only the cache keeps. The keys are claimed before they
 // are looked up, so a reader that healed one just before is seen in the cache, and one
 // that comes after waits.
+// Keys go in chunks of healChunk, most recently served first, each claimed only when its
+// turn comes: readers of the first keys wait for one read of a few hundred, not for
+// thousands, and keys further down are meanwhile healed by their own readers if they come.
 func (s *Store) healLost(ctx context.Context, keys []Key) {
+	for len(keys) > 0 && ctx.Err() == nil {
+		n := min(len(keys), healChunk)
+		s.healChunk(ctx, keys[:n])
+		keys = keys[n:]
+	}
+}
+
+// healChunk is one chunk of healLost.
+func (s *Store) healChunk(ctx context.Context, keys []Key) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Horizon/2)
 	defer cancel()
-	ckeys := CacheKeys(keys)
-	all := make([]int, len(keys))
-	for i := range all {
-		all[i] = i
-	}
-	own, _ := s.claim(ckeys, all)
+	ckeys, own := s.claimAll(keys)
 	if len(own) == 0 {
 		return
 	}
@@ -163,4 +176,16 @@ func (s *Store) healLost(ctx context.Context, keys []Key) {
 		return
 	}
 	s.cfg.Metrics.Healed(ctx, len(lost))
+}
+
+// claimAll is claim for a background read of keys: it returns their cache keys and the
+// positions of those no read of this replica is healing, which it now owns.
+func (s *Store) claimAll(keys []Key) ([]string, []int) {
+	ckeys := CacheKeys(keys)
+	all := make([]int, len(keys))
+	for i := range all {
+		all[i] = i
+	}
+	own, _ := s.claim(ckeys, all)
+	return ckeys, own
 }

@@ -356,12 +356,7 @@ func (s *Store) renewAll(ctx context.Context, keys []Key) {
 	defer s.renewDone(keys)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Horizon/2)
 	defer cancel()
-	ckeys := CacheKeys(keys)
-	all := make([]int, len(keys))
-	for i := range all {
-		all[i] = i
-	}
-	own, _ := s.claim(ckeys, all)
+	ckeys, own := s.claimAll(keys)
 	if len(own) == 0 {
 		return
 	}

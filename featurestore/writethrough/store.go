@@ -420,6 +420,7 @@ func (s *Store) Run(ctx context.Context) error {
 						break collect
 					case <-ctx.Done():
 						linger.Stop()
+						s.renewDone(keys)
 						return nil
 					}
 				}

@@ -248,7 +248,9 @@ func TestProvisionalEntriesRenewWithoutAMiss(t *testing.T) {
 // TestFlushHealsEveryKeyWithOneRead: after a FLUSHALL, many concurrent readers of one
 // replica read each lost key from the database once, and share batched reads.
 func TestFlushHealsEveryKeyWithOneRead(t *testing.T) {
-	e := newEnv(t)
+	conf := cfg
+	conf.HealTogether = -1 // readers alone: TestLossOfManyKeysHealsTheRestAhead has the heal
+	e := newEnvWith(t, conf)
 	keys := make([]writethrough.Key, 50)
 	for i := range keys {
 		keys[i] = key(fmt.Sprintf("h%02d", i))
@@ -584,6 +586,10 @@ func TestLossOfManyKeysHealsTheRestAhead(t *testing.T) {
 	h := &healCounter{}
 	c := cfg
 	c.Metrics = h
+	// A longer horizon than the other tests': the renewal check below must read every
+	// key while its provisional entry is still served (until 1.5 horizons), on a slow
+	// machine too.
+	c.Horizon = time.Second
 	e := newEnvWith(t, c)
 	keys := make([]writethrough.Key, 40)
 	for i := range keys {
@@ -593,11 +599,14 @@ func TestLossOfManyKeysHealsTheRestAhead(t *testing.T) {
 	settle()
 	// Served from the cache often enough that the store's sample of recent keys holds
 	// them all (a read is sampled with probability 1/8: 100 reads miss with 2e-6).
-	for range 100 {
-		if _, err := e.store.Read(context.Background(), keys); err != nil {
-			t.Fatal(err)
+	serveAll := func() {
+		for range 100 {
+			if _, err := e.store.Read(context.Background(), keys); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	serveAll()
 	// Evictions, one key at a time, are healed by their readers alone.
 	for _, k := range keys[:3] {
 		e.del(t, k)
@@ -607,10 +616,11 @@ func TestLossOfManyKeysHealsTheRestAhead(t *testing.T) {
 	if n := h.healed.Load(); n != 0 {
 		t.Fatalf("three single evictions healed %d keys ahead of their readers, want none", n)
 	}
-	time.Sleep(cfg.Horizon + cfg.Horizon/2) // the evicted keys' provisional entries end
+	time.Sleep(c.Horizon + c.Horizon/2) // the evicted keys' provisional entries end
 	for _, k := range keys {
 		read(t, e.store, k)
 	}
+	serveAll() // recent again
 
 	cl := e.cache.Client()
 	if err := cl.Do(context.Background(), cl.B().Flushall().Build()).Error(); err != nil {
@@ -620,10 +630,14 @@ func TestLossOfManyKeysHealsTheRestAhead(t *testing.T) {
 	e.db.calls.Store(0)
 	var wg sync.WaitGroup
 	for _, k := range keys[:10] {
-		wg.Go(func() { read(t, e.store, k) })
+		wg.Go(func() {
+			if items, err := e.store.Read(context.Background(), []writethrough.Key{k}); err != nil || string(items[0].Data) != "v-"+k.PK {
+				t.Errorf("read %s after the flush: %+v %v", k.PK, items, err)
+			}
+		})
 	}
 	wg.Wait()
-	deadline := time.Now().Add(cfg.Horizon / 2)
+	deadline := time.Now().Add(c.Horizon / 2)
 	for h.healed.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -636,8 +650,10 @@ func TestLossOfManyKeysHealsTheRestAhead(t *testing.T) {
 		}
 	}
 	reads, calls := e.db.reads.Load(), e.db.calls.Load()
-	if reads > int64(len(keys)) {
-		t.Errorf("%d keys read from the database, want at most one per key (%d)", reads, len(keys))
+	// One per key, but each of the ten readers may read its key again if the whole heal
+	// ran between its GET and its claim.
+	if reads > int64(len(keys))+10 {
+		t.Errorf("%d keys read from the database, want about one per key (%d)", reads, len(keys))
 	}
 	if calls > 11 {
 		t.Errorf("%d database calls: the keys nobody read were not healed in one batch", calls)
@@ -653,12 +669,12 @@ func TestLossOfManyKeysHealsTheRestAhead(t *testing.T) {
 
 	// Past the horizon, readers find every entry due for renewal, one after another;
 	// Run renews them together.
-	time.Sleep(cfg.Horizon + 20*time.Millisecond)
+	time.Sleep(c.Horizon + 20*time.Millisecond)
 	e.db.calls.Store(0)
 	for _, k := range keys {
 		read(t, e.store, k)
 	}
-	deadline = time.Now().Add(cfg.Horizon / 2)
+	deadline = time.Now().Add(c.Horizon / 2)
 	for {
 		renewed := 0
 		for _, k := range keys {
