@@ -13,8 +13,8 @@ import (
 // second each, the last ones first miss 50-100 ms after the loss. Healing each at its
 // first miss takes a dozen small database reads, in waves, and every key's readers wait
 // for its own wave. A replica that notices many keys it served recently missing at once
-// instead heals all of them together, with one batched read: readers of the others find
-// them healing (and wait for that read) or healed.
+// instead heals all of them together, in batched reads of healChunk keys: readers of the
+// others find them healing (and wait for that read) or healed.
 //
 // lossWatch keeps a sample of the keys this replica served from the cache recently, and
 // notices when many of them miss within a short span. It costs a read that hits one
