@@ -285,8 +285,11 @@ func TestFlushHealsEveryKeyWithOneRead(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := e.db.reads.Load(); n > int64(len(keys)) {
-		t.Errorf("%d keys read from the database after the flush, want at most one per key (%d)", n, len(keys))
+	// One per key, give or take a reader whose key's read ended between its GET and its
+	// claim: it reads the key again (correct, and rare; seen on a loaded CI machine). A
+	// storm would be up to one per reader (200).
+	if n := e.db.reads.Load(); n > int64(len(keys))+int64(len(keys))/10 {
+		t.Errorf("%d keys read from the database after the flush, want about one per key (%d)", n, len(keys))
 	}
 	if n := e.db.calls.Load(); n > int64(len(keys))/2 {
 		t.Errorf("%d database calls for %d lost keys: reads were not shared", n, len(keys))
