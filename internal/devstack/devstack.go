@@ -154,7 +154,9 @@ type DynamoDB struct {
 }
 
 // StartDynamoDB starts DynamoDB Local from dir (see FindDynamoDBLocal) in memory on port
-// (0: a free one) and waits until it accepts connections.
+// (0: a free one), waits until it accepts connections, and warms it up (about a second)
+// so that its first real requests are not the JVM's slow first ones. It leaves no
+// tables behind.
 func StartDynamoDB(ctx context.Context, dir string, port int, logTo io.Writer) (*DynamoDB, error) {
 	if port == 0 {
 		var err error
@@ -180,7 +182,12 @@ func StartDynamoDB(ctx context.Context, dir string, port int, logTo io.Writer) (
 		p.Stop()
 		return nil, err
 	}
-	return &DynamoDB{Process: p, Endpoint: "http://127.0.0.1:" + strconv.Itoa(port), Port: port}, nil
+	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
+	if err := warm(wctx, endpoint); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return &DynamoDB{Process: p, Endpoint: endpoint, Port: port}, nil
 }
 
 // Valkey is a running valkey-server. It can be restarted on the same port, losing
