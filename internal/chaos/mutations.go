@@ -22,12 +22,12 @@ var Mutations = []string{
 	// newest carried in the marker: the first writer to commit may publish last.
 	"publish-own",
 	// ASSERT does nothing: a writer whose token was lost in a flush puts anyway, after a
-	// reader stored what it read before the put. No scenario catches it reliably (see
-	// README, "Mutations"): with records, it matters only for a write that outlives the
-	// horizon and a read the cache cannot record.
+	// reader stored what it read before the put, and that value is served after a reader
+	// without the cache answered the newer one (TestNoAssertIsCaught).
 	"no-assert",
 	// Readers record nothing but their own store: a reader answers with a version read
-	// from the database, and another reader's older read, stored afterwards, is served.
+	// from the database, and another reader's older read, stored afterwards, is served
+	// (TestNoRecordIsCaught).
 	"no-record",
 	// Writes on a replicated cluster do not WAIT for a replica to have their MARK: a
 	// failover can lose a write's marker and serve the value from before it.
