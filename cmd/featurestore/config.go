@@ -28,7 +28,7 @@ type config struct {
 	TablePrefix          string        `flag:"table-prefix" env:"FS_TABLE_PREFIX" usage:"prefix for the DynamoDB table names"`
 	CreateTables         bool          `flag:"create-tables" env:"FS_CREATE_TABLES, default=true" usage:"create missing tables, the GSIs and TTL at start-up"`
 	ValkeyAddrs          []string      `flag:"valkey" env:"FS_VALKEY_ADDRS, default=127.0.0.1:6379" usage:"comma-separated ValKey addresses (one for standalone, seed nodes for a cluster)"`
-	ValkeyReplicas       int           `flag:"valkey-replicas" env:"FS_VALKEY_REPLICAS, default=0" usage:"replicas that must acknowledge (WAIT) each cache change a failover must not lose (a write's marker before DynamoDB is written, its publish, a reader's prepare and record); set it to the replicas per primary, so a failover cannot serve a value older than an acknowledged write"`
+	ValkeyReplicas       int           `flag:"valkey-replicas" env:"FS_VALKEY_REPLICAS, default=0" usage:"replicas that must acknowledge (WAIT) each cache change a failover must not lose (a write's marker before DynamoDB is written, its publish, a reader's prepare and record); set it to the replicas per primary, so a failover cannot serve a value older than an acknowledged write (checked against ValKey at start)"`
 	ValkeyUsername       string        `flag:"valkey-username" env:"FS_VALKEY_USERNAME" usage:"ValKey ACL user (empty: the default user)"`
 	ValkeyPassword       string        `flag:"valkey-password" env:"FS_VALKEY_PASSWORD" usage:"ValKey password; prefer the variable or -valkey-password-file to a flag"`
 	ValkeyPasswordFile   string        `flag:"valkey-password-file" env:"FS_VALKEY_PASSWORD_FILE" usage:"file holding the ValKey password (e.g. a mounted secret)"`

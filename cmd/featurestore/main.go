@@ -79,6 +79,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("valkey unreachable (is it running? -valkey / FS_VALKEY_ADDRS): %w", err)
 	}
 	defer cache.Close()
+	if err := checkReplicas(sctx, cache, cfg.ValkeyReplicas, logger); err != nil {
+		return err
+	}
 
 	awsCfg, err := dynamo.LoadConfig(sctx, cfg.Region, cfg.DynamoDBEndpoint)
 	if err != nil {
@@ -252,4 +255,21 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, o))
 	}
 	return slog.New(slog.NewTextHandler(w, o))
+}
+
+// checkReplicas refuses to start when -valkey-replicas does not fit ValKey's replicas:
+// too many, and every write would fail waiting for them; too few, and a failover could
+// serve a value older than an acknowledged write. When ValKey does not say (an ACL
+// without CLUSTER SHARDS and INFO), it logs a warning and goes on.
+func checkReplicas(ctx context.Context, cache *valkey.Cache, want int, logger *slog.Logger) error {
+	r, err := cache.Replication(ctx)
+	if err != nil {
+		logger.WarnContext(ctx, "could not check -valkey-replicas against ValKey's replicas", "valkey_replicas", want, "err", err)
+		return nil
+	}
+	if err := r.Check(want); err != nil {
+		return fmt.Errorf("-valkey-replicas (FS_VALKEY_REPLICAS) %d: %w", want, err)
+	}
+	logger.InfoContext(ctx, "valkey replication checked", "topology", r.String(), "valkey_replicas", want)
+	return nil
 }

@@ -356,6 +356,9 @@ func TestStartupErrorsAreClear(t *testing.T) {
 		{"bad duration", map[string]string{"FS_LEASE": "soon"}, "FS_LEASE"},
 		{"auth without a GDPR hash key", map[string]string{"FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint, "FS_AUTH_POLICY": writePolicy(t, "rules: {}\n")}, "GDPR hash key is required"},
 		{"short GDPR hash key", map[string]string{"FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint, "FS_GDPR_HASH_KEY": "short"}, "at least 32 bytes"},
+		// Every cache change would wait for a replica that does not exist.
+		{"replicas ValKey lacks", map[string]string{"FS_DYNAMODB_ENDPOINT": shared.DynamoDB.Endpoint, "FS_VALKEY_REPLICAS": "1"},
+			"-valkey-replicas (FS_VALKEY_REPLICAS) 1: the replicas to wait for do not match ValKey's replicas: waiting for 1 replica, but the standalone primary has 0 replicas"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
