@@ -10,10 +10,9 @@
 // otherwise. A bearer token is never sent over plaintext to a non-loopback target
 // without that opt-in.
 //
-// Retries: idempotent calls (GetFeatures, GetFeatureColumns, GetFeatureSet,
-// ListFeatureSets, GetDeletion, and ApplyFeatureSet, which changes nothing when the
-// stored definition is applied again) are retried on UNAVAILABLE by gRPC's own retry
-// policy (service config), as the Python SDK retries them. Write retries UNAVAILABLE itself, because the caller must learn when
+// Retries: idempotent reads (GetFeatures, GetFeatureColumns, GetFeatureSet,
+// ListFeatureSets, GetDeletion) are retried on UNAVAILABLE by gRPC's own retry policy
+// (service config). Write retries UNAVAILABLE itself, because the caller must learn when
 // a retry made the outcome ambiguous (see OutcomeUnknownError). StreamWriter reconnects
 // and resends what was not acknowledged. Nothing else is retried.
 package client
@@ -265,13 +264,12 @@ func serviceConfig(opts Options) (string, error) {
 			BackoffMultiplier:    2,
 			RetryableStatusCodes: []string{"UNAVAILABLE"},
 		}}
-		// The idempotent calls: the reads, and ApplyFeatureSet, since applying the stored
-		// definition again changes nothing. Writes are retried by Write itself, so it can
-		// tell the caller when a retry made the outcome ambiguous.
+		// The idempotent reads. Writes are retried by Write itself, so it can tell the
+		// caller when a retry made the outcome ambiguous.
 		fsService, gdprService := pb.FeatureStoreService_ServiceDesc.ServiceName, pb.GdprService_ServiceDesc.ServiceName
 		mc.Name = []name{
 			{fsService, "GetFeatures"}, {fsService, "GetFeatureColumns"}, {fsService, "GetFeatureSet"},
-			{fsService, "ListFeatureSets"}, {fsService, "ApplyFeatureSet"}, {gdprService, "GetDeletion"},
+			{fsService, "ListFeatureSets"}, {gdprService, "GetDeletion"},
 		}
 		sc.MethodConfig = []methodConfig{mc}
 	}
@@ -323,14 +321,14 @@ func (c *Client) Close() error { return c.conn.Close() }
 func (c *Client) Target() string { return c.conn.Target() }
 
 // API returns the generated client for calls this package does not wrap. Calls made
-// through it get the same transport, token, balancing and retries of idempotent calls.
+// through it get the same transport, token, balancing and read retries.
 func (c *Client) API() pb.FeatureStoreServiceClient { return c.fs }
 
 // GdprAPI returns the generated GdprService client.
 func (c *Client) GdprAPI() pb.GdprServiceClient { return c.gdpr }
 
 // ApplyFeatureSet creates or evolves a feature set and returns it as stored (with its
-// version). Applying an identical set is a no-op, so it is retried on UNAVAILABLE.
+// version). Applying an identical set is a no-op. It is not retried.
 func (c *Client) ApplyFeatureSet(ctx context.Context, fs *pb.FeatureSet) (*pb.FeatureSet, error) {
 	resp, err := c.fs.ApplyFeatureSet(ctx, &pb.ApplyFeatureSetRequest{FeatureSet: fs})
 	return resp.GetFeatureSet(), err

@@ -162,9 +162,8 @@ func TestServiceConfig(t *testing.T) {
 	for _, n := range got.MethodConfig[0].Name {
 		methods = append(methods, n["method"])
 	}
-	// Writes of rows must not be among them: their retries are explicit, so ambiguity is
-	// reported. ApplyFeatureSet is idempotent.
-	if diff := cmp.Diff([]string{"GetFeatures", "GetFeatureColumns", "GetFeatureSet", "ListFeatureSets", "ApplyFeatureSet", "GetDeletion"}, methods); diff != "" {
+	// Writes must not be among them: their retries are explicit, so ambiguity is reported.
+	if diff := cmp.Diff([]string{"GetFeatures", "GetFeatureColumns", "GetFeatureSet", "ListFeatureSets", "GetDeletion"}, methods); diff != "" {
 		t.Errorf("retried methods (-want +got):\n%s", diff)
 	}
 	one, err := serviceConfig(Options{MaxAttempts: 1})
@@ -307,36 +306,5 @@ func TestReadsRetriedByServiceConfig(t *testing.T) {
 	}
 	if n := seen.get(pb.FeatureStoreService_GetFeatures_FullMethodName) - before; n != 3 {
 		t.Errorf("%d attempts with MaxAttempts 3", n)
-	}
-}
-
-// TestApplyRetriedByServiceConfig: ApplyFeatureSet is idempotent (applying the stored
-// definition again changes nothing), so an UNAVAILABLE answer, which a put the database
-// did not confirm in time gets, is retried like the reads, and the set is stored once.
-func TestApplyRetriedByServiceConfig(t *testing.T) {
-	var seen calls
-	addr := startServer(t, grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		n := seen.add(info.FullMethod)
-		if info.FullMethod != pb.FeatureStoreService_ApplyFeatureSet_FullMethodName || n > 2 {
-			return h(ctx, req)
-		}
-		// The first attempt is applied and its answer lost; the second fails outright.
-		if n == 1 {
-			if _, err := h(ctx, req); err != nil {
-				return nil, err
-			}
-		}
-		return nil, status.Error(codes.Unavailable, "injected: the database did not confirm the write")
-	}))
-	c := dial(t, addr, Options{BaseBackoff: time.Millisecond})
-	fs, err := c.ApplyFeatureSet(testCtx(t), &pb.FeatureSet{Name: "s", EntityType: "e", Features: []*pb.FeatureSpec{{Name: "n", Type: pb.ValueType_VALUE_TYPE_INT64}}})
-	if err != nil {
-		t.Fatalf("ApplyFeatureSet after two UNAVAILABLE answers: %v", err)
-	}
-	if n := seen.get(pb.FeatureStoreService_ApplyFeatureSet_FullMethodName); n != 3 {
-		t.Errorf("%d attempts, want 3", n)
-	}
-	if fs.GetVersion() != 1 {
-		t.Errorf("after a retried apply: version %d, want 1", fs.GetVersion())
 	}
 }
