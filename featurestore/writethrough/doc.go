@@ -147,9 +147,10 @@
 // the key's slot (at most the sample plus the time since it was sent), so only that
 // node's clock must run steadily; the wait of a read the cache could not record is
 // measured on the reader's own monotonic clock, with a little slack.
-// TestMutationsAreCaught shows the checker finds the violations when readers do not
-// record, when populates are plain SETs, when the last writer out stores its own version,
-// and when a replicated cache does not WAIT.
+// The chaos harness shows the checker finds the violations when populates are plain
+// SETs, when the last writer out stores its own version, and when a replicated cache does
+// not WAIT (TestMutationsAreCaught), and, with scripted interleavings, when readers do
+// not record and when writers do not ASSERT (TestNoRecordIsCaught, TestNoAssertIsCaught).
 //
 // A deleted item keeps its version as a fence of its own: the cache stores an empty
 // VALUE at the tombstone's version (with a short TTL that outlasts the longest read), so

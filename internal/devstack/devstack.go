@@ -183,9 +183,14 @@ func StartDynamoDB(ctx context.Context, dir string, port int, logTo io.Writer) (
 		return nil, err
 	}
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
+	// Best effort: a request the warm-up could not make costs only the JIT time it would
+	// have saved, and a DynamoDB Local that is really broken fails its first user loudly.
 	if err := warm(wctx, endpoint); err != nil {
-		p.Stop()
-		return nil, err
+		w := logTo
+		if w == nil {
+			w = os.Stderr
+		}
+		fmt.Fprintf(w, "devstack: %v (going on without it)\n", err)
 	}
 	return &DynamoDB{Process: p, Endpoint: endpoint, Port: port}, nil
 }

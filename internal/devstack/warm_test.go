@@ -11,8 +11,8 @@ import (
 	"github.com/dsfeatures/featurestore/featurestore/dynamo"
 )
 
-// TestStartDynamoDBWarmsUpWithoutLeavingTables: the warm-up runs every kind of request
-// (it fails the start if one is answered wrongly) on tables of its own, and drops them,
+// TestStartDynamoDBWarmsUpWithoutLeavingTables: the warm-up runs each kind of request
+// (it fails if one is answered wrongly) on tables of its own, and drops them,
 // so a fresh stack lists no tables; warming a server that does not answer is an error.
 func TestStartDynamoDBWarmsUpWithoutLeavingTables(t *testing.T) {
 	dir, err := FindDynamoDBLocal(os.Getenv)
@@ -24,6 +24,11 @@ func TestStartDynamoDBWarmsUpWithoutLeavingTables(t *testing.T) {
 	ddb, err := StartDynamoDB(ctx, dir, 0, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(ddb.Stop)
+	// StartDynamoDB goes on without a failed warm-up; the warm-up itself must succeed.
+	if err := warm(ctx, ddb.Endpoint); err != nil {
+		t.Fatalf("a second warm-up: %v", err)
 	}
 	out, err := dynamo.NewClient(dynamo.LocalConfig(), ddb.Endpoint).ListTables(ctx, &dynamodb.ListTablesInput{})
 	if err != nil {
