@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +24,7 @@ import (
 type pausePoint struct {
 	armed            atomic.Bool
 	reached, release chan struct{}
+	at               time.Time // when it was reached; read it after reached is closed
 }
 
 func newPausePoint() *pausePoint {
@@ -34,6 +37,7 @@ func (s *pausePoint) pass(ctx context.Context) {
 	if s == nil || !s.armed.CompareAndSwap(true, false) {
 		return
 	}
+	s.at = time.Now()
 	close(s.reached)
 	select {
 	case <-s.release:
@@ -113,7 +117,7 @@ func newScript(t *testing.T, mutation string, horizon time.Duration) *script {
 	st := devstack.NewMemoryStack(t, horizon, devstack.ValkeyOptions{}, memdb.Options{})
 	s := &script{t: t, ctx: ctx, horizon: horizon, db: st.DB, cache: st.Cache, raw: st.Cache,
 		key: writethrough.Key{Table: featurestore.RowsTable, PK: "k"},
-		cfg: writethrough.Config{WriteTimeout: 2500 * time.Millisecond, Lease: 3 * time.Second, Horizon: horizon, PutWindow: horizon / 2,
+		cfg: writethrough.Config{WriteTimeout: 5 * time.Second, Lease: 6 * time.Second, Horizon: horizon, PutWindow: horizon / 2,
 			HealTogether: -1}}
 	if mutation != "" {
 		var err error
@@ -262,7 +266,7 @@ func (s *script) verdict(stale, want bool) {
 	}
 	history := append([]op(nil), s.history...)
 	for _, o := range s.pending {
-		o.Return = s.now()
+		o.Return = math.MaxInt64
 		history = append(history, o)
 	}
 	var rep Report
@@ -298,7 +302,7 @@ func TestNoRecordIsCaught(t *testing.T) {
 			name = "correct protocol"
 		}
 		t.Run(name, func(t *testing.T) {
-			s := newScript(t, tc.mutation, 2*time.Second)
+			s := newScript(t, tc.mutation, 4*time.Second)
 			wdb := &heldDB{Database: s.db, land: newPausePoint(), landed: newPausePoint()}
 			wdb.land.armed.Store(false) // the first put, of v1, goes through
 			wdb.landed.armed.Store(false)
@@ -323,7 +327,10 @@ func TestNoRecordIsCaught(t *testing.T) {
 			s.flush()
 			cAnswer := s.readLater(c)
 			ccache.record.await(t, "reader C's RECORD")
-			// 4.
+			// 4. The put window counts from before the ASSERT, a moment before land.at.
+			if d := time.Since(wdb.land.at); d > s.cfg.PutWindow/2 {
+				t.Fatalf("steps 2 and 3 took %v, more than half the put window %v: the machine is too slow for this script", d, s.cfg.PutWindow)
+			}
 			close(wdb.land.release)
 			wdb.landed.await(t, "the writer's put to land")
 			// 5.
@@ -336,6 +343,14 @@ func TestNoRecordIsCaught(t *testing.T) {
 			close(ccache.record.release)
 			if it := cAnswer("reader C"); it.Version != v1 {
 				t.Fatalf("reader C, whose read ended before the put landed: version %d, want %d", it.Version, v1)
+			}
+			// C stored under its ticket: the newest B recorded, or, without the record, v1.
+			want := bItem.Version
+			if tc.wantStale {
+				want = v1
+			}
+			if e, ok := s.envelope(); !ok || !e.Dirty || !strings.HasPrefix(e.Ticket, "P:") || e.Version != want {
+				t.Fatalf("after C's RECORD the entry is %+v (present %v), want provisional at version %d", e, ok, want)
 			}
 			// 7.
 			dItem := s.read(d, "reader D")
@@ -401,7 +416,9 @@ func TestNoAssertIsCaught(t *testing.T) {
 			wdb.read.await(t, "the writer's read before its put")
 			// 2.
 			s.flush()
-			for deadline := time.Now().Add(20 * s.horizon); ; {
+			// The writer's read is held within its commit's deadline (the write timeout,
+			// from before MARK): the heal must end well before it.
+			for deadline := wdb.read.at.Add(s.cfg.WriteTimeout / 2); ; {
 				if it := s.read(d, "reader healing the key"); it.Version != v1 {
 					t.Fatalf("healing reader: version %d, want %d", it.Version, v1)
 				}
@@ -409,13 +426,17 @@ func TestNoAssertIsCaught(t *testing.T) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatal("v1 was not stored for good past the horizon")
+					t.Fatalf("v1 was not stored for good within %v: the machine is too slow for this script", s.cfg.WriteTimeout/2)
 				}
 				time.Sleep(s.horizon / 4)
 			}
 			// 3.
 			close(wdb.read.release)
 			wdb.landed.await(t, "the writer's put to land")
+			// ASSERT put the token back, making the entry DIRTY; without it, v1 stays a VALUE.
+			if e, ok := s.envelope(); !ok || e.Dirty != !tc.wantStale || (tc.wantStale && e.Version != v1) || (!tc.wantStale && len(e.Tokens) == 0) {
+				t.Fatalf("after the put landed the entry is %+v (present %v), want DIRTY with the writer's token (or, without ASSERT, VALUE v1)", e, ok)
+			}
 			// 4.
 			xItem := s.read(x, "reader without the cache")
 			if xItem.Version <= v1 {
