@@ -105,6 +105,8 @@ func TestKubernetesProbes(t *testing.T) {
 	var secret [16]byte
 	_, _ = rand.Read(secret[:])
 	vkAddr := valkeyWithACL(t, vkPKI, hex.EncodeToString(secret[:]))
+	// With a replica, as the ConfigMap's FS_VALKEY_REPLICAS says (checked at start).
+	attachReplica(t, vkPKI, vkAddr, hex.EncodeToString(secret[:]))
 	files := map[string]string{
 		"FS_AUTH_POLICY":          writeTestFile(t, dir, "policy.yaml", "rules: {}\n"),
 		"FS_TLS_CERT":             p.serverCert,

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"io"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dsfeatures/featurestore/featurestore"
+	"github.com/dsfeatures/featurestore/featurestore/valkey"
 	"github.com/dsfeatures/featurestore/internal/devstack"
 	"github.com/dsfeatures/featurestore/internal/testpki"
 	pb "github.com/dsfeatures/featurestore/proto/featurestore/v1"
@@ -130,6 +133,58 @@ func valkeyWithACL(t *testing.T, pki *testpki.PKI, password string) string {
 	}
 	t.Cleanup(v.Stop)
 	return v.Addr
+}
+
+// attachReplica starts a replica of the primary valkeyWithACL started at addr, as
+// deploy/valkey configures one (TLS, the replication user of users.acl), and waits until
+// the primary reports it connected, as the feature store's start-up check reads it.
+func attachReplica(t *testing.T, pki *testpki.PKI, addr, password string) {
+	t.Helper()
+	port, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, pport, _ := strings.Cut(addr, ":")
+	// The primary checks a certificate a client presents: the replica's must be for clients.
+	clientCert, clientKey := pki.Issue(t, "replica", x509.ExtKeyUsageClientAuth)
+	r, err := devstack.StartValkey(context.Background(), shared.ValkeyBin, devstack.ValkeyOptions{Port: port, Extra: []string{
+		"--port", "0", "--tls-port", strconv.Itoa(port),
+		"--tls-cert-file", pki.ServerCert, "--tls-key-file", pki.ServerKey, "--tls-ca-cert-file", pki.CAFile,
+		"--tls-client-cert-file", clientCert, "--tls-client-key-file", clientKey,
+		"--tls-replication", "yes", "--replicaof", host, pport,
+		"--masteruser", "replication", "--masterauth", password + "_REPLICATION",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	roots := x509.NewCertPool()
+	ca, err := os.ReadFile(pki.CAFile)
+	if err != nil || !roots.AppendCertsFromPEM(ca) {
+		t.Fatalf("read the CA %s: %v", pki.CAFile, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := valkey.Dial(ctx, []string{addr}, valkey.Options{Horizon: time.Second, Username: "featurestore", Password: password,
+		TLS: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, ServerName: "localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for {
+		rep, err := c.Replication(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.MinReplicas == 1 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the replica did not connect to its primary: %s", rep)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // TestValkeyOverTLSWithACLUser: the server reaches a ValKey that takes only TLS and the
