@@ -276,6 +276,19 @@ func (s *script) verdict(stale, want bool) {
 	}
 }
 
+// scriptCase is one run of a script: with the correct protocol (mutation "", where no
+// read may be stale) or with a mutation (where the last read must be).
+type scriptCase struct {
+	mutation  string
+	wantStale bool
+}
+
+// withAndWithout runs script with the correct protocol and then with mutation.
+func withAndWithout(t *testing.T, mutation string, script func(t *testing.T, tc scriptCase)) {
+	t.Run("correct protocol", func(t *testing.T) { script(t, scriptCase{}) })
+	t.Run(mutation, func(t *testing.T) { script(t, scriptCase{mutation: mutation, wantStale: true}) })
+}
+
 // TestNoRecordIsCaught catches the "no-record" mutation (readers record nothing unless
 // they may store) every time, with one scripted interleaving against a real
 // valkey-server, where a random scenario needs luck (TestMutationsAreCaught's found it in
@@ -293,71 +306,62 @@ func (s *script) verdict(stale, want bool) {
 //  7. Reader D, which starts after B answered v2, must not see v1. With the record, B
 //     raised the entry's newest to v2, so C stores v2; without it, C stores v1.
 func TestNoRecordIsCaught(t *testing.T) {
-	for _, tc := range []struct {
-		mutation  string
-		wantStale bool
-	}{{"", false}, {"no-record", true}} {
-		name := tc.mutation
-		if name == "" {
-			name = "correct protocol"
+	withAndWithout(t, "no-record", func(t *testing.T, tc scriptCase) {
+		s := newScript(t, tc.mutation, 4*time.Second)
+		wdb := &heldDB{Database: s.db, land: newPausePoint(), landed: newPausePoint()}
+		wdb.land.armed.Store(false) // the first put, of v1, goes through
+		wdb.landed.armed.Store(false)
+		bdb := &heldDB{Database: s.db, read: newPausePoint()}
+		ccache := &heldCache{Cache: s.cache, record: newPausePoint()}
+		w, b, c, d := s.replica(wdb, s.cache), s.replica(bdb, s.cache), s.replica(s.db, ccache), s.replica(s.db, s.cache)
+		v1 := s.write(w, "v1")
+		if it := s.read(d, "warming read"); it.Version != v1 {
+			t.Fatalf("warming read: version %d, want %d", it.Version, v1)
 		}
-		t.Run(name, func(t *testing.T) {
-			s := newScript(t, tc.mutation, 4*time.Second)
-			wdb := &heldDB{Database: s.db, land: newPausePoint(), landed: newPausePoint()}
-			wdb.land.armed.Store(false) // the first put, of v1, goes through
-			wdb.landed.armed.Store(false)
-			bdb := &heldDB{Database: s.db, read: newPausePoint()}
-			ccache := &heldCache{Cache: s.cache, record: newPausePoint()}
-			w, b, c, d := s.replica(wdb, s.cache), s.replica(bdb, s.cache), s.replica(s.db, ccache), s.replica(s.db, s.cache)
-			v1 := s.write(w, "v1")
-			if it := s.read(d, "warming read"); it.Version != v1 {
-				t.Fatalf("warming read: version %d, want %d", it.Version, v1)
-			}
 
-			// 1.
-			wdb.land.armed.Store(true)
-			wdb.landed.armed.Store(true)
-			s.writeLater(w, "v2", wdb.landed)
-			wdb.land.await(t, "the writer's put")
-			// 2.
-			s.flush()
-			bAnswer := s.readLater(b)
-			bdb.read.await(t, "reader B's database read")
-			// 3.
-			s.flush()
-			cAnswer := s.readLater(c)
-			ccache.record.await(t, "reader C's RECORD")
-			// 4. The put window counts from before the ASSERT, a moment before land.at.
-			if d := time.Since(wdb.land.at); d > s.cfg.PutWindow/2 {
-				t.Fatalf("steps 2 and 3 took %v, more than half the put window %v: the machine is too slow for this script", d, s.cfg.PutWindow)
-			}
-			close(wdb.land.release)
-			wdb.landed.await(t, "the writer's put to land")
-			// 5.
-			close(bdb.read.release)
-			bItem := bAnswer("reader B")
-			if bItem.Version <= v1 {
-				t.Fatalf("reader B, whose read began after the put landed: version %d, want newer than %d", bItem.Version, v1)
-			}
-			// 6.
-			close(ccache.record.release)
-			if it := cAnswer("reader C"); it.Version != v1 {
-				t.Fatalf("reader C, whose read ended before the put landed: version %d, want %d", it.Version, v1)
-			}
-			// C stored under its ticket: the newest B recorded, or, without the record, v1.
-			want := bItem.Version
-			if tc.wantStale {
-				want = v1
-			}
-			if e, ok := s.envelope(); !ok || !e.Dirty || !strings.HasPrefix(e.Ticket, "P:") || e.Version != want {
-				t.Fatalf("after C's RECORD the entry is %+v (present %v), want provisional at version %d", e, ok, want)
-			}
-			// 7.
-			dItem := s.read(d, "reader D")
-			t.Logf("B answered version %d; D, after it, version %d (v1 is %d)", bItem.Version, dItem.Version, v1)
-			s.verdict(dItem.Version < bItem.Version, tc.wantStale)
-		})
-	}
+		// 1.
+		wdb.land.armed.Store(true)
+		wdb.landed.armed.Store(true)
+		s.writeLater(w, "v2", wdb.landed)
+		wdb.land.await(t, "the writer's put")
+		// 2.
+		s.flush()
+		bAnswer := s.readLater(b)
+		bdb.read.await(t, "reader B's database read")
+		// 3.
+		s.flush()
+		cAnswer := s.readLater(c)
+		ccache.record.await(t, "reader C's RECORD")
+		// 4. The put window counts from before the ASSERT, a moment before land.at.
+		if d := time.Since(wdb.land.at); d > s.cfg.PutWindow/2 {
+			t.Fatalf("steps 2 and 3 took %v, more than half the put window %v: the machine is too slow for this script", d, s.cfg.PutWindow)
+		}
+		close(wdb.land.release)
+		wdb.landed.await(t, "the writer's put to land")
+		// 5.
+		close(bdb.read.release)
+		bItem := bAnswer("reader B")
+		if bItem.Version <= v1 {
+			t.Fatalf("reader B, whose read began after the put landed: version %d, want newer than %d", bItem.Version, v1)
+		}
+		// 6.
+		close(ccache.record.release)
+		if it := cAnswer("reader C"); it.Version != v1 {
+			t.Fatalf("reader C, whose read ended before the put landed: version %d, want %d", it.Version, v1)
+		}
+		// C stored under its ticket: the newest B recorded, or, without the record, v1.
+		want := bItem.Version
+		if tc.wantStale {
+			want = v1
+		}
+		if e, ok := s.envelope(); !ok || !e.Dirty || !strings.HasPrefix(e.Ticket, "P:") || e.Version != want {
+			t.Fatalf("after C's RECORD the entry is %+v (present %v), want provisional at version %d", e, ok, want)
+		}
+		// 7.
+		dItem := s.read(d, "reader D")
+		t.Logf("B answered version %d; D, after it, version %d (v1 is %d)", bItem.Version, dItem.Version, v1)
+		s.verdict(dItem.Version < bItem.Version, tc.wantStale)
+	})
 }
 
 // unreachableCache is a replica's view of a cache it cannot reach: every read-side call
@@ -392,60 +396,51 @@ func (unreachableCache) Record(context.Context, []writethrough.Publication) (int
 //  5. A reader after it must not be served v1. ASSERT made the entry DIRTY before the put;
 //     without it, the VALUE v1 is served.
 func TestNoAssertIsCaught(t *testing.T) {
-	for _, tc := range []struct {
-		mutation  string
-		wantStale bool
-	}{{"", false}, {"no-assert", true}} {
-		name := tc.mutation
-		if name == "" {
-			name = "correct protocol"
-		}
-		t.Run(name, func(t *testing.T) {
-			s := newScript(t, tc.mutation, 300*time.Millisecond)
-			wdb := &heldDB{Database: s.db, read: newPausePoint(), landed: newPausePoint()}
-			wdb.read.armed.Store(false) // the first put, of v1, goes through
-			wdb.landed.armed.Store(false)
-			w, d, x := s.replica(wdb, s.cache), s.replica(s.db, s.cache), s.replica(s.db, unreachableCache{s.cache})
-			v1 := s.write(w, "v1")
-			s.read(d, "warming read")
+	withAndWithout(t, "no-assert", func(t *testing.T, tc scriptCase) {
+		s := newScript(t, tc.mutation, 300*time.Millisecond)
+		wdb := &heldDB{Database: s.db, read: newPausePoint(), landed: newPausePoint()}
+		wdb.read.armed.Store(false) // the first put, of v1, goes through
+		wdb.landed.armed.Store(false)
+		w, d, x := s.replica(wdb, s.cache), s.replica(s.db, s.cache), s.replica(s.db, unreachableCache{s.cache})
+		v1 := s.write(w, "v1")
+		s.read(d, "warming read")
 
-			// 1.
-			wdb.read.armed.Store(true)
-			wdb.landed.armed.Store(true)
-			s.writeLater(w, "v2", wdb.landed)
-			wdb.read.await(t, "the writer's read before its put")
-			// 2.
-			s.flush()
-			// The writer's read is held within its commit's deadline (the write timeout,
-			// from before MARK): the heal must end well before it.
-			for deadline := wdb.read.at.Add(s.cfg.WriteTimeout / 2); ; {
-				if it := s.read(d, "reader healing the key"); it.Version != v1 {
-					t.Fatalf("healing reader: version %d, want %d", it.Version, v1)
-				}
-				if e, ok := s.envelope(); ok && !e.Dirty && e.Version == v1 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("v1 was not stored for good within %v: the machine is too slow for this script", s.cfg.WriteTimeout/2)
-				}
-				time.Sleep(s.horizon / 4)
+		// 1.
+		wdb.read.armed.Store(true)
+		wdb.landed.armed.Store(true)
+		s.writeLater(w, "v2", wdb.landed)
+		wdb.read.await(t, "the writer's read before its put")
+		// 2.
+		s.flush()
+		// The writer's read is held within its commit's deadline (the write timeout,
+		// from before MARK): the heal must end well before it.
+		for deadline := wdb.read.at.Add(s.cfg.WriteTimeout / 2); ; {
+			if it := s.read(d, "reader healing the key"); it.Version != v1 {
+				t.Fatalf("healing reader: version %d, want %d", it.Version, v1)
 			}
-			// 3.
-			close(wdb.read.release)
-			wdb.landed.await(t, "the writer's put to land")
-			// ASSERT put the token back, making the entry DIRTY; without it, v1 stays a VALUE.
-			if e, ok := s.envelope(); !ok || e.Dirty != !tc.wantStale || (tc.wantStale && e.Version != v1) || (!tc.wantStale && len(e.Tokens) == 0) {
-				t.Fatalf("after the put landed the entry is %+v (present %v), want DIRTY with the writer's token (or, without ASSERT, VALUE v1)", e, ok)
+			if e, ok := s.envelope(); ok && !e.Dirty && e.Version == v1 {
+				break
 			}
-			// 4.
-			xItem := s.read(x, "reader without the cache")
-			if xItem.Version <= v1 {
-				t.Fatalf("reader without the cache, after the put landed: version %d, want newer than %d", xItem.Version, v1)
+			if time.Now().After(deadline) {
+				t.Fatalf("v1 was not stored for good within %v: the machine is too slow for this script", s.cfg.WriteTimeout/2)
 			}
-			// 5.
-			dItem := s.read(d, "reader after it")
-			t.Logf("the reader without the cache answered version %d; the next, version %d (v1 is %d)", xItem.Version, dItem.Version, v1)
-			s.verdict(dItem.Version < xItem.Version, tc.wantStale)
-		})
-	}
+			time.Sleep(s.horizon / 4)
+		}
+		// 3.
+		close(wdb.read.release)
+		wdb.landed.await(t, "the writer's put to land")
+		// ASSERT put the token back, making the entry DIRTY; without it, v1 stays a VALUE.
+		if e, ok := s.envelope(); !ok || e.Dirty != !tc.wantStale || (tc.wantStale && e.Version != v1) || (!tc.wantStale && len(e.Tokens) == 0) {
+			t.Fatalf("after the put landed the entry is %+v (present %v), want DIRTY with the writer's token (or, without ASSERT, VALUE v1)", e, ok)
+		}
+		// 4.
+		xItem := s.read(x, "reader without the cache")
+		if xItem.Version <= v1 {
+			t.Fatalf("reader without the cache, after the put landed: version %d, want newer than %d", xItem.Version, v1)
+		}
+		// 5.
+		dItem := s.read(d, "reader after it")
+		t.Logf("the reader without the cache answered version %d; the next, version %d (v1 is %d)", xItem.Version, dItem.Version, v1)
+		s.verdict(dItem.Version < xItem.Version, tc.wantStale)
+	})
 }
