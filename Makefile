@@ -90,7 +90,7 @@ breaking:
 	  if ! git cat-file -e "$$base:$(PROTO)" 2>/dev/null; then echo "buf breaking: the proto has no earlier version in this clone (shallow?); run from a full clone"; exit 1; fi; \
 	  buf breaking --against ".git#ref=$$(git rev-parse $$base)" && echo "buf breaking: compatible with $$(git rev-parse --short $$base)"
 
-FUZZ_TARGETS := ./server:FuzzRPC ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzValidateRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope \
+FUZZ_TARGETS := ./server:FuzzRPC ./featurestore:FuzzDecodeRow ./featurestore:FuzzLookupCells ./featurestore:FuzzValidateRow ./featurestore:FuzzParseFeatureRef ./featurestore/valkey:FuzzDecodeEnvelope ./featurestore/valkey:FuzzStandaloneReplication \
   ./ingest:FuzzParseEventTime ./ingest:FuzzJSONLRow ./server/ui:FuzzParseSession \
   ./featurestore/client:FuzzUnmarshalColumns ./server:FuzzColumnsReply
 

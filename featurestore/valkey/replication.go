@@ -132,7 +132,7 @@ func standaloneReplication(info string) (Replication, error) {
 		return Replication{}, fmt.Errorf("%w: the server's role is %q, not a primary", ErrReplicationUnknown, role)
 	}
 	n, err := strconv.Atoi(fields["connected_slaves"])
-	if err != nil {
+	if err != nil || n < 0 {
 		return Replication{}, fmt.Errorf("%w: INFO replication connected_slaves %q", ErrReplicationUnknown, fields["connected_slaves"])
 	}
 	return Replication{Primaries: 1, MinReplicas: n, MaxReplicas: n}, nil
