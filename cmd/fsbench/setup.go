@@ -219,7 +219,7 @@ func entity(pool string, i int) string { return pool + strconv.Itoa(i) }
 // cold key read twice misses twice, as the cold scenarios require.
 type neverStores struct{ writethrough.Cache }
 
-func (c neverStores) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
+func (c neverStores) Record(ctx context.Context, recs []writethrough.Publication) ([]writethrough.Recorded, error) {
 	bare := make([]writethrough.Publication, len(recs))
 	for i, r := range recs {
 		r.Token = ""

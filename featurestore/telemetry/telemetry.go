@@ -94,7 +94,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 		{&t.cacheLookups, "featurestore.cache.lookups", "keys read from the cache, by result: hit, dirty (read from DynamoDB), miss"},
 		{&t.misbound, "featurestore.cache.misbound", "cache entries found under a key they are not bound to (copied or renamed there), read from DynamoDB instead"},
 		{&t.populates, "featurestore.cache.populates", "keys a read put back into the cache (stored) or that the cache refused"},
-		{&t.coalesced, "featurestore.cache.coalesced", "keys a read served from the cache after waiting for another read of this replica to heal them (no DynamoDB read of its own)"},
+		{&t.coalesced, "featurestore.cache.coalesced", "keys a read answered after waiting for another read of this replica to heal them, with its item or from the cache (no DynamoDB read of its own)"},
 		{&t.unrecorded, "featurestore.cache.unrecorded", "keys a read served from DynamoDB that the cache could not record, so the read waited out the horizon after a loss first"},
 		{&t.renewed, "featurestore.cache.renewed", "keys put back provisionally after a cache loss and renewed for good past their horizon (each one read from DynamoDB once more)"},
 		{&t.healed, "featurestore.cache.healed", "keys read ahead of their readers when many keys this replica served recently went missing from the cache at once (a flush, a restart), healed together in one batched read"},

@@ -297,31 +297,33 @@ func (c *Cache) Publish(ctx context.Context, pubs []writethrough.Publication) er
 }
 
 // Record records versions read from the database, each under the ticket Prepare
-// returned for it (Publication.Token, "" for none), and returns how many it stored as
-// servable (RECORD answers 1 for a VALUE, 2 for a provisional entry). With replicas it
-// returns only once they hold what it recorded, or what was there already.
-func (c *Cache) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
+// returned for it (Publication.Token, "" for none), and returns what it did with each
+// (see recordScript). With replicas it returns only once they hold what it recorded, or
+// what was there already. On error it returns no results: any record may have failed.
+func (c *Cache) Record(ctx context.Context, recs []writethrough.Publication) ([]writethrough.Recorded, error) {
 	base, write, horizon := c.newTicket(), c.writeFlag(), ms(c.opts.Horizon)
+	sent := time.Now()
 	res, err := c.runWritten(ctx, scriptRecord, c.pubCalls(recs, func(i int) []string {
 		return []string{base + strconv.Itoa(i), write, horizon}
 	}))
-	stored := 0
-	var provisional []string
+	received := time.Now()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]writethrough.Recorded, len(recs))
 	for i, r := range res {
-		switch n, _ := r.AsInt64(); n {
-		case 1:
-			stored++
-		case 2:
-			stored++
-			provisional = append(provisional, recs[i].Key)
+		v, err := r.AsIntSlice()
+		if err != nil || len(v) != 3 {
+			return nil, fmt.Errorf("valkey record: unexpected reply %v: %w", r, err)
+		}
+		out[i] = writethrough.Recorded{Stored: v[0] == 1 || v[0] == 2, Serves: v[1] == 1}
+		if v[0] == 2 {
+			// Its readers' GETs need the node's clock to serve it: the script's own
+			// reading of it, taken between sent and received, is a sample for the slot.
+			c.clocks.offer(Slot(recs[i].Key), v[2], sent, received)
 		}
 	}
-	if provisional != nil && err == nil {
-		// Its readers' GETs need the node's clock to serve it: sample it once now,
-		// rather than in every one of them.
-		c.sampleClocks(ctx, provisional)
-	}
-	return stored, err
+	return out, nil
 }
 
 // writeFlag tells the scripts to write the entry even when nothing changes, so that the

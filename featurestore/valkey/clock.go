@@ -113,6 +113,16 @@ func (c *Cache) takeSamples(ctx context.Context, slots []uint16, cmds vk.Command
 	}
 }
 
+// offer keeps a reading serverMs of slot's node clock, taken between local times sent
+// and received, as the slot's sample if it has no fresh one (a fresh one is kept: it
+// may bound the clock more tightly).
+func (c *serverClocks) offer(slot uint16, serverMs int64, sent, received time.Time) {
+	if p := c.slots[slot].Load(); p != nil && time.Since(p.sent) <= sampleAge {
+		return
+	}
+	c.slots[slot].Store(&clockSample{serverMs: serverMs, sent: sent, received: received})
+}
+
 // bounds returns the least and the most the clock of key's node can read now, in
 // milliseconds; ok is false when there is no fresh sample for its slot.
 func (c *Cache) bounds(key string) (lo, hi int64, ok bool) {

@@ -231,9 +231,12 @@ return d.ticket
 `
 
 // recordScript: ARGV ticket ("" for none), version, payload, value ttl ms, id, write (1:
-// rewrite the entry even when nothing changes), horizon ms. Returns 1 if it stored a VALUE,
-// 2 if it stored a provisional entry (whose readers need the node's clock), 3 if it made a
-// servable entry DIRTY, 0 otherwise.
+// rewrite the entry even when nothing changes), horizon ms. Returns {code, serves, now}:
+// code 1 if it stored a VALUE, 2 if it stored a provisional entry (whose readers need the
+// node's clock), 3 if it made a servable entry DIRTY, 0 otherwise; serves 1 if the entry
+// is left servable at exactly the version recorded (a GET now would serve it: readers
+// waiting for this one may take its item), else 0; now, the node's clock in ms (a clock
+// sample for the key's slot).
 // Every reader runs it before it answers with a version read from the database, so that
 // no populate can later store anything older: the version raises the entry's newest (a
 // servable entry older than it becomes DIRTY). A reader whose ticket still names the
@@ -249,17 +252,28 @@ const recordScript = prelude + unserveLua + `
 local now = now_ms()
 local d = parse(redis.call('GET', KEYS[1]))
 local ver = tonumber(ARGV[2])
-if d == nil then return floor(ver, ARGV[3], ARGV[7], 'g' .. ARGV[5], ARGV[4], now) end
+-- served: the version the entry serves after this call (nil: none).
+local function done(code, served)
+  local serves = 0
+  if served == ver then serves = 1 end
+  return {code, serves, now}
+end
+if d == nil then
+  floor(ver, ARGV[3], ARGV[7], 'g' .. ARGV[5], ARGV[4], now)
+  return done(0)
+end
 if d.kind == 'V' then
-  if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[5]) end
+  if ver > d.ver then return done(unserve(d, ver, ARGV[3], 'g' .. ARGV[5])) end
   if ARGV[6] == '1' then redis.call('SET', KEYS[1], value(d.ver, d.payload), 'KEEPTTL') end
-  return 0
+  return done(0, d.ver)
 end
 if provisional(d) then
-  if ver > d.ver then return unserve(d, ver, ARGV[3], 'g' .. ARGV[5]) end
-  if ARGV[1] == d.ticket and now >= d.horizon then return store_value(d, ARGV[4]) end
+  if ver > d.ver then return done(unserve(d, ver, ARGV[3], 'g' .. ARGV[5])) end
+  if ARGV[1] == d.ticket and now >= d.horizon then return done(store_value(d, ARGV[4]), d.ver) end
   if ARGV[6] == '1' then redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL') end
-  return 0
+  -- Served until half a horizon past its own: surely so while the horizon is ahead.
+  if now < d.horizon then return done(0, d.ver) end
+  return done(0)
 end
 local changed = false
 if ver > d.ver then
@@ -268,12 +282,12 @@ if ver > d.ver then
   changed = true
 end
 if ARGV[1] ~= '' and d.ticket == ARGV[1] and #d.tokens == 0 then
-  if d.horizon == 0 then return store_value(d, ARGV[4]) end
+  if d.horizon == 0 then return done(store_value(d, ARGV[4]), d.ver) end
   if now < d.horizon then
     store_provisional(d)
-    return 2
+    return done(2, d.ver)
   end
 end
 if changed or ARGV[6] == '1' then redis.call('SET', KEYS[1], dirty(d), 'KEEPTTL') end
-return 0
+return done(0)
 `

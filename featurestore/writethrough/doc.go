@@ -101,14 +101,23 @@
 // one replica's readers are shared: up to Config.ReadFlights run at once, and a reader
 // that finds them all busy joins the next one, which starts after it arrived. Reads of one
 // key on one replica coalesce: a reader that finds another read of this replica between
-// PREPARE and RECORD on a key waits for it and GETs the key again, serving it if it is
-// servable, and otherwise goes on itself (a bounded number of times). So no reader is
-// answered from a database read that began before it did.
+// PREPARE and RECORD on a key waits for it. It answers with that read's item if the
+// database read began after the reader arrived, or if RECORD, sent after the reader
+// arrived, reported that it left the entry servable at exactly the item's version (the
+// entry's state right after the script, which RECORD sees atomically). Otherwise it
+// GETs the key again, serving it if it is servable, and goes on itself if not (a bounded
+// number of times). So no reader is answered from a database read that began before it
+// did, except as a GET at a moment within its own read would have answered it.
 //
 // # Why reads are linearizable
 //
-// A reader that answers from its own database read is linearizable at that read. What
-// needs proof is that a servable entry never holds a version older than one exposed
+// A reader that answers from its own database read is linearizable at that read, and
+// so is one that shares a database read that began after it arrived. A reader that
+// shares an item RECORD reported servable answers what a GET would have served at the
+// moment RECORD ran, which came after the reader arrived and before it answered: it is
+// linearizable as a reader served from the cache then. (Replicated caches: the WAIT
+// after that RECORD returned before the reader answers, as for RECORD's own reader.)
+// What needs proof is that a servable entry never holds a version older than one exposed
 // before the read that serves it began (acknowledged by a writer, or returned by a
 // reader). Three facts carry it.
 //
@@ -150,7 +159,8 @@
 // The chaos harness shows the checker finds the violations when populates are plain
 // SETs, when the last writer out stores its own version, and when a replicated cache does
 // not WAIT (TestMutationsAreCaught), and, with scripted interleavings, when readers do
-// not record and when writers do not ASSERT (TestNoRecordIsCaught, TestNoAssertIsCaught).
+// not record, when writers do not ASSERT, and when waiters take an item RECORD did not
+// leave servable (TestNoRecordIsCaught, TestNoAssertIsCaught, TestShareUnservedIsCaught).
 //
 // A deleted item keeps its version as a fence of its own: the cache stores an empty
 // VALUE at the tombstone's version (with a short TTL that outlasts the longest read), so

@@ -152,7 +152,7 @@ func (s *Store) healChunk(ctx context.Context, keys []Key) {
 	}
 	entries, err := s.cache.Get(ctx, sub)
 	if err != nil {
-		s.release(ckeys, own, out, time.Time{}, false)
+		s.release(ckeys, own, out, filled{}, false)
 		return
 	}
 	var lost, present []int
@@ -163,14 +163,14 @@ func (s *Store) healChunk(ctx context.Context, keys []Key) {
 			present = append(present, own[j])
 		}
 	}
-	s.release(ckeys, present, out, time.Time{}, false)
+	s.release(ckeys, present, out, filled{}, false)
 	if len(lost) == 0 {
 		return
 	}
 	// Its own database read, not queued behind the reads of the first readers to miss:
 	// every reader of these keys waits for it.
-	start, err := s.fillWith(ctx, keys, ckeys, lost, out, true, s.db.GetItems)
-	s.release(ckeys, lost, out, start, err == nil)
+	fl, err := s.fillWith(ctx, keys, ckeys, lost, out, true, s.db.GetItems)
+	s.release(ckeys, lost, out, fl, err == nil)
 	if err != nil {
 		s.logger.DebugContext(ctx, "healing keys lost together failed; readers heal them", "err", err)
 		return

@@ -73,10 +73,12 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 	}
 	miss := s.serve(ctx, keys, ckeys, entries, nil, out)
 	// Keys another read of this replica is healing: wait for it, rather than send the
-	// database one more read of the same key. Its answer may be shared only if its
-	// database read started after this read began (one that started before could miss a
-	// write acknowledged since) and was recorded; otherwise look in the cache again: any
-	// servable entry may be served, whenever it was stored.
+	// database one more read of the same key. Its answer may be shared if its database
+	// read started after this read began (one that started before could miss a write
+	// acknowledged since) and was recorded, or if its RECORD, sent after this read began,
+	// left the entry servable at that answer's version (this read then answers as a GET
+	// at that moment would have); otherwise look in the cache again: any servable entry
+	// may be served, whenever it was stored.
 	for round := 0; len(miss) > 0; round++ {
 		if round == maxWaitRounds {
 			_, err := s.fill(ctx, keys, ckeys, miss, out, true)
@@ -84,8 +86,8 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 		}
 		own, waits := s.claim(ckeys, miss)
 		if len(own) > 0 {
-			start, err := s.fill(ctx, keys, ckeys, own, out, true)
-			s.release(ckeys, own, out, start, err == nil)
+			fl, err := s.fill(ctx, keys, ckeys, own, out, true)
+			s.release(ckeys, own, out, fl, err == nil)
 			if err != nil {
 				return nil, err
 			}
@@ -103,7 +105,7 @@ func (s *Store) read(ctx context.Context, keys []Key) ([]Item, error) {
 		miss = make([]int, 0, len(waits))
 		shared := 0
 		for i, f := range waits {
-			if f.ok && arrived.Before(f.start) {
+			if f.shareable(arrived) {
 				out[i] = f.item
 				out[i].Key = keys[i]
 				shared++
@@ -137,12 +139,32 @@ const maxWaitRounds = 3
 
 // flight is a read of some keys by one reader of this replica: from PREPARE to RECORD.
 // Readers of the same key wait for done; then, if ok, item is the key's as recorded
-// from a database read that started no earlier than start.
+// from a database read that started no earlier than start, and, unless served is zero,
+// the entry was servable at item's version just after a RECORD sent at served.
 type flight struct {
-	done  chan struct{}
-	item  Item
+	done   chan struct{}
+	item   Item
+	start  time.Time
+	served time.Time
+	ok     bool
+}
+
+// shareable reports whether a reader that arrived at arrived may answer with f's item:
+// if f's database read started after it arrived, or if f's RECORD, sent after it
+// arrived, left the entry servable at item's version (a moment within the reader's
+// read at which a GET would have served item).
+func (f *flight) shareable(arrived time.Time) bool {
+	return f.ok && (arrived.Before(f.start) || !f.served.IsZero() && arrived.Before(f.served))
+}
+
+// filled is what fill tells the readers waiting for the keys it read.
+type filled struct {
+	// start: when the database read was asked for; the read itself started no earlier.
 	start time.Time
-	ok    bool
+	// recordSent: when RECORD was sent; zero if it failed.
+	recordSent time.Time
+	// serves, by key read: RECORD left the entry servable at the version read.
+	serves []bool
 }
 
 // serve copies the servable entries to out and returns the positions that are not; idx
@@ -209,13 +231,17 @@ func (s *Store) claim(ckeys []string, idx []int) (own []int, waits map[int]*flig
 }
 
 // release ends the flights claim registered for positions own, handing their waiters
-// out's items if ok (read from a database read that started at start, and recorded).
-func (s *Store) release(ckeys []string, own []int, out []Item, start time.Time, ok bool) {
+// out's items if ok (read and recorded by fill, which reported fl on positions own, in
+// order).
+func (s *Store) release(ckeys []string, own []int, out []Item, fl filled, ok bool) {
 	s.flightsMu.Lock()
 	defer s.flightsMu.Unlock()
-	for _, i := range own {
+	for j, i := range own {
 		f := s.flights[ckeys[i]]
-		f.item, f.start, f.ok = out[i], start, ok
+		f.item, f.start, f.ok = out[i], fl.start, ok
+		if fl.serves != nil && fl.serves[j] {
+			f.served = fl.recordSent
+		}
 		close(f.done)
 		delete(s.flights, ckeys[i])
 	}
@@ -224,15 +250,16 @@ func (s *Store) release(ckeys []string, own []int, out []Item, start time.Time, 
 // fill reads the keys at positions idx from the database into out: PREPARE (when
 // useCache), the database read, then RECORD of every key read, storing it where the
 // ticket allows. Only then may the read answer; if the cache could not record, it waits
-// out the horizon first (unrecorded). It returns when the database read was asked for:
-// the read itself started no earlier.
-func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int, out []Item, useCache bool) (time.Time, error) {
+// out the horizon first (unrecorded). It reports when the database read was asked for
+// (the read itself started no earlier) and what RECORD left servable, for the keys'
+// waiters.
+func (s *Store) fill(ctx context.Context, keys []Key, ckeys []string, idx []int, out []Item, useCache bool) (filled, error) {
 	return s.fillWith(ctx, keys, ckeys, idx, out, useCache, s.reads.get)
 }
 
 // fillWith is fill reading the database with get.
 func (s *Store) fillWith(ctx context.Context, keys []Key, ckeys []string, idx []int, out []Item, useCache bool,
-	get func(context.Context, []Key) (map[Key]Item, error)) (time.Time, error) {
+	get func(context.Context, []Key) (map[Key]Item, error)) (filled, error) {
 	var tickets []string
 	if useCache {
 		mckeys := make([]string, len(idx))
@@ -249,10 +276,10 @@ func (s *Store) fillWith(ctx context.Context, keys []Key, ckeys []string, idx []
 	for j, i := range idx {
 		rkeys[j] = keys[i]
 	}
-	start := time.Now()
+	fl := filled{start: time.Now()}
 	items, err := get(ctx, rkeys)
 	if err != nil {
-		return start, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fl, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	readAt := time.Now()
 	recs := make([]Publication, len(idx))
@@ -270,16 +297,23 @@ func (s *Store) fillWith(ctx context.Context, keys []Key, ckeys []string, idx []
 			ticketed++
 		}
 	}
-	stored, err := s.cache.Record(ctx, recs)
+	sent := time.Now()
+	res, err := s.cache.Record(ctx, recs)
 	if err != nil {
 		s.logger.DebugContext(ctx, "cache record failed; waiting out the horizon", "err", err)
-		stored = 0
-		if err := s.unrecorded(ctx, recs, readAt); err != nil {
-			return start, err
+		s.cfg.Metrics.Populates(ctx, 0, len(idx))
+		return fl, s.unrecorded(ctx, recs, readAt)
+	}
+	stored := 0
+	fl.recordSent, fl.serves = sent, make([]bool, len(idx))
+	for j, r := range res {
+		if r.Stored {
+			stored++
 		}
+		fl.serves[j] = r.Serves
 	}
 	s.cfg.Metrics.Populates(ctx, stored, len(idx)-stored)
-	return start, nil
+	return fl, nil
 }
 
 // unrecorded holds a read whose versions the cache could not record until one and a half
@@ -361,8 +395,8 @@ func (s *Store) renewAll(ctx context.Context, keys []Key) {
 		return
 	}
 	out := make([]Item, len(keys))
-	start, err := s.fill(ctx, keys, ckeys, own, out, true)
-	s.release(ckeys, own, out, start, err == nil)
+	fl, err := s.fill(ctx, keys, ckeys, own, out, true)
+	s.release(ckeys, own, out, fl, err == nil)
 	if err != nil {
 		s.logger.DebugContext(ctx, "renewing provisional entries failed; readers heal them", "err", err)
 		return

@@ -177,6 +177,16 @@ type Publication struct {
 	Data    []byte
 }
 
+// Recorded is what Record did with one record.
+type Recorded struct {
+	// Stored: the record made the entry servable (a populate).
+	Stored bool
+	// Serves: once the record was done, the entry was servable at exactly the record's
+	// version, so a GET at that moment would have served the record's item. Readers
+	// waiting for the read that recorded it may answer with it (see the package doc).
+	Serves bool
+}
+
 // Cache is the write-through cache. Each method works on many keys in one pipelined
 // round trip, and updates each key atomically on its own. Implementations keep the
 // guarantees the package doc relies on: MARK, ASSERT, PUBLISH, PREPARE and RECORD as
@@ -189,9 +199,10 @@ type Cache interface {
 	// afterwards may be stored by Record, or "" where none may.
 	Prepare(ctx context.Context, keys []string) (tickets []string, err error)
 	// Record records versions read from the database before a reader answers with them,
-	// storing them where the ticket in Token allows, and returns how many it stored. Only
-	// a nil error says every version was recorded.
-	Record(ctx context.Context, recs []Publication) (stored int, err error)
+	// storing them where the ticket in Token allows, and returns what it did with each
+	// record. Only a nil error says every version was recorded; with an error the
+	// results say nothing.
+	Record(ctx context.Context, recs []Publication) ([]Recorded, error)
 	// Assert makes sure a writer's token is still on every key, adding it back (as Mark
 	// does) where the entry was lost, and returns how many needed it. On error the
 	// tokens may be missing.
@@ -212,8 +223,9 @@ type Metrics interface {
 	Populates(ctx context.Context, stored, refused int)
 	// PublishRepairs counts background repairs of failed publishes, by outcome.
 	PublishRepairs(ctx context.Context, ok bool)
-	// Coalesced counts keys a read served from the cache after waiting for another read
-	// of the same replica to heal them, instead of reading the database itself.
+	// Coalesced counts keys a read answered after waiting for another read of the same
+	// replica to heal them (with that read's item, or from the cache), instead of
+	// reading the database itself.
 	Coalesced(ctx context.Context, n int)
 	// LostTokens counts keys whose writer found its token lost before its put and
 	// added it back.

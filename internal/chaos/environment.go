@@ -253,7 +253,7 @@ func (c *faultyCache) Publish(ctx context.Context, pubs []writethrough.Publicati
 	return c.Cache.Publish(ctx, pubs)
 }
 
-func (c *faultyCache) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
+func (c *faultyCache) Record(ctx context.Context, recs []writethrough.Publication) ([]writethrough.Recorded, error) {
 	if d := time.Duration(c.pause.Load()); d > 0 {
 		select {
 		case <-ctx.Done():

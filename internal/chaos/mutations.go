@@ -32,6 +32,10 @@ var Mutations = []string{
 	// Writes on a replicated cluster do not WAIT for a replica to have their MARK: a
 	// failover can lose a write's marker and serve the value from before it.
 	"no-wait",
+	// RECORD reports every record as left servable, so readers waiting for a read answer
+	// with what it read even where RECORD stored nothing, and an older version than one
+	// already answered is shared (TestShareUnservedIsCaught).
+	"share-unserved",
 }
 
 // plainPopulateLua stores what a reader read, whatever the key holds now.
@@ -104,32 +108,36 @@ func mutate(name string, cache writethrough.Cache, client vk.Client) (writethrou
 		return publishMutation{m}, nil
 	case "no-assert":
 		return noAssert{m}, nil
+	case "share-unserved":
+		return shareUnserved{cache}, nil
 	}
 	return nil, fmt.Errorf("unknown mutation %q (known: %v)", name, Mutations)
 }
 
-// run executes the broken script once per publication, in one pipeline.
-func (m *mutatedCache) run(ctx context.Context, pubs []writethrough.Publication) (int, error) {
+// run executes the broken script once per publication, in one pipeline, and reports
+// which stored (answered 1 or 2).
+func (m *mutatedCache) run(ctx context.Context, pubs []writethrough.Publication) ([]writethrough.Recorded, error) {
 	cmds := make(vk.Commands, len(pubs))
 	for i, p := range pubs {
 		cmds[i] = m.client.B().Eval().Script(m.script).Numkeys(1).Key(p.Key).
 			Arg(p.Token, strconv.FormatInt(p.Version, 10), vk.BinaryString(p.Data), strconv.FormatInt(m.ttl.Milliseconds(), 10)).Build()
 	}
-	stored := 0
-	for _, r := range m.client.DoMulti(ctx, cmds...) {
+	out := make([]writethrough.Recorded, len(pubs))
+	for i, r := range m.client.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil && !vk.IsValkeyNil(err) {
-			return stored, err
+			return nil, err
 		}
-		if n, _ := r.AsInt64(); n == 1 || n == 2 {
-			stored++
-		}
+		// Serves stays false: waiters look in the cache again, so the mutation breaks
+		// only its own rule.
+		n, _ := r.AsInt64()
+		out[i].Stored = n == 1 || n == 2
 	}
-	return stored, nil
+	return out, nil
 }
 
 type recordMutation struct{ *mutatedCache }
 
-func (m recordMutation) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
+func (m recordMutation) Record(ctx context.Context, recs []writethrough.Publication) ([]writethrough.Recorded, error) {
 	return m.run(ctx, recs)
 }
 
@@ -143,3 +151,15 @@ func (m publishMutation) Publish(ctx context.Context, pubs []writethrough.Public
 type noAssert struct{ *mutatedCache }
 
 func (noAssert) Assert(context.Context, []string, string, time.Duration) (int, error) { return 0, nil }
+
+// shareUnserved is the real cache whose Record claims every record left its entry
+// servable at the version recorded.
+type shareUnserved struct{ writethrough.Cache }
+
+func (c shareUnserved) Record(ctx context.Context, recs []writethrough.Publication) ([]writethrough.Recorded, error) {
+	res, err := c.Cache.Record(ctx, recs)
+	for i := range res {
+		res[i].Serves = true
+	}
+	return res, err
+}

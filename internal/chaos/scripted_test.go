@@ -55,16 +55,17 @@ func (s *pausePoint) await(t *testing.T, what string) {
 	}
 }
 
-// heldDB holds a replica's first database read before it starts, and its first put
-// before it lands and again after it landed (before its writer can publish), each where
-// armed.
+// heldDB holds a replica's first database read before it starts and after it returned,
+// and its first put before it lands and again after it landed (before its writer can
+// publish), each where armed.
 type heldDB struct {
 	writethrough.Database
-	read, land, landed *pausePoint
+	read, readDone, land, landed *pausePoint
 }
 
 func (d *heldDB) GetItems(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
 	d.read.pass(ctx)
+	defer d.readDone.pass(ctx)
 	return d.Database.GetItems(ctx, keys)
 }
 
@@ -78,13 +79,29 @@ func (d *heldDB) PutItem(ctx context.Context, item writethrough.Item, prevVersio
 	return err
 }
 
-// heldCache holds a replica's first RECORD.
+// heldCache holds a replica's first RECORD, and counts its GETs.
 type heldCache struct {
 	writethrough.Cache
 	record *pausePoint
+	gets   atomic.Int32
 }
 
-func (c *heldCache) Record(ctx context.Context, recs []writethrough.Publication) (int, error) {
+func (c *heldCache) Get(ctx context.Context, keys []string) ([]writethrough.CacheEntry, error) {
+	defer c.gets.Add(1)
+	return c.Cache.Get(ctx, keys)
+}
+
+// awaitGets waits until the replica's GETs answered n times, failing t after a while.
+func (c *heldCache) awaitGets(t *testing.T, n int32, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); c.gets.Load() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (c *heldCache) Record(ctx context.Context, recs []writethrough.Publication) ([]writethrough.Recorded, error) {
 	c.record.pass(ctx)
 	return c.Cache.Record(ctx, recs)
 }
@@ -376,8 +393,8 @@ func (unreachableCache) Get(context.Context, []string) ([]writethrough.CacheEntr
 func (unreachableCache) Prepare(context.Context, []string) ([]string, error) {
 	return nil, errUnreachable
 }
-func (unreachableCache) Record(context.Context, []writethrough.Publication) (int, error) {
-	return 0, errUnreachable
+func (unreachableCache) Record(context.Context, []writethrough.Publication) ([]writethrough.Recorded, error) {
+	return nil, errUnreachable
 }
 
 // TestNoAssertIsCaught catches the "no-assert" mutation (a writer does not put its
@@ -443,4 +460,98 @@ func TestNoAssertIsCaught(t *testing.T) {
 		t.Logf("the reader without the cache answered version %d; the next, version %d (v1 is %d)", xItem.Version, dItem.Version, v1)
 		s.verdict(dItem.Version < xItem.Version, tc.wantStale)
 	})
+}
+
+// TestShareUnservedIsCaught catches the "share-unserved" mutation (RECORD claims that
+// it left every entry servable at the version it recorded, so readers waiting for the
+// read answer with it) with one scripted interleaving against a real valkey-server. The
+// correct protocol passes it.
+//
+//  1. A flush takes a key holding v1. Reader A of replica R misses, PREPAREs, reads v1
+//     and waits before RECORD (as its database read returns).
+//  2. A writer MARKs (voiding A's ticket) and its put of v2 lands; it does not publish.
+//  3. Reader C of another replica reads v2 and answers it, recording v2 as the newest.
+//  4. Reader B of replica R starts, finds the key DIRTY and waits for A's read.
+//  5. A RECORDs v1 under its void ticket, which stores nothing, and answers v1.
+//  6. B must not answer v1, which is older than C's answer. RECORD reported that it left
+//     nothing servable at v1, so B looks again and reads v2 itself; under the mutation
+//     it takes A's v1.
+func TestShareUnservedIsCaught(t *testing.T) {
+	withAndWithout(t, "share-unserved", func(t *testing.T, tc scriptCase) {
+		s := newScript(t, tc.mutation, 4*time.Second)
+		wdb := &heldDB{Database: s.db, landed: newPausePoint()}
+		wdb.landed.armed.Store(false) // the first put, of v1, goes through
+		rdb := &heldDB{Database: s.db, readDone: newPausePoint()}
+		rcache := &heldCache{Cache: s.cache}
+		w, r, c := s.replica(wdb, s.cache), s.replica(rdb, rcache), s.replica(s.db, s.cache)
+		v1 := s.write(w, "v1")
+		if it := s.read(c, "warming read"); it.Version != v1 {
+			t.Fatalf("warming read: version %d, want %d", it.Version, v1)
+		}
+
+		// 1.
+		s.flush()
+		aAnswer := s.readLater(r)
+		rdb.readDone.await(t, "reader A's database read")
+		// 2.
+		wdb.landed.armed.Store(true)
+		s.writeLater(w, "v2", wdb.landed)
+		wdb.landed.await(t, "the writer's put to land")
+		// 3.
+		cItem := s.read(c, "reader C")
+		if cItem.Version <= v1 {
+			t.Fatalf("reader C, after the put landed: version %d, want newer than %d", cItem.Version, v1)
+		}
+		// 4. B's GET is R's second; then, with no I/O in between, it joins A's read.
+		bAnswer := s.readLater(r)
+		rcache.awaitGets(t, 2, "reader B's GET")
+		time.Sleep(100 * time.Millisecond)
+		// 5.
+		close(rdb.readDone.release)
+		if it := aAnswer("reader A"); it.Version != v1 {
+			t.Fatalf("reader A, whose read ended before the put landed: version %d, want %d", it.Version, v1)
+		}
+		// A's RECORD stored nothing: the entry is DIRTY at C's v2, with the writer's token.
+		if e, ok := s.envelope(); !ok || !e.Dirty || strings.HasPrefix(e.Ticket, "P:") || e.Version != cItem.Version || len(e.Tokens) != 1 {
+			t.Fatalf("after A's RECORD the entry is %+v (present %v), want DIRTY at version %d with the writer's token", e, ok, cItem.Version)
+		}
+		// 6.
+		bItem := bAnswer("reader B")
+		t.Logf("C answered version %d; B, after it, version %d (v1 is %d)", cItem.Version, bItem.Version, v1)
+		s.verdict(bItem.Version < cItem.Version, tc.wantStale)
+	})
+}
+
+// TestWaitersTakeWhatRecordServes: a reader that waits for another read of its replica,
+// whose database read began before it arrived, answers with that read's item without
+// another GET when the read's RECORD, sent after it arrived, stored that item. (After
+// a cache loss that is every reader that arrives while the heal's database read is in
+// flight: one GET each instead of two.)
+func TestWaitersTakeWhatRecordServes(t *testing.T) {
+	s := newScript(t, "", 4*time.Second)
+	rdb := &heldDB{Database: s.db, readDone: newPausePoint()}
+	rdb.readDone.armed.Store(false)
+	rcache := &heldCache{Cache: s.cache}
+	w, r := s.replica(s.db, s.cache), s.replica(rdb, rcache)
+	v1 := s.write(w, "v1")
+	s.flush()
+	rdb.readDone.armed.Store(true)
+	aAnswer := s.readLater(r)
+	rdb.readDone.await(t, "reader A's database read")
+	bAnswer := s.readLater(r)
+	rcache.awaitGets(t, 2, "reader B's GET")
+	time.Sleep(100 * time.Millisecond)
+	close(rdb.readDone.release)
+	for _, answer := range []func(string) writethrough.Item{aAnswer, bAnswer} {
+		if it := answer("reader"); it.Version != v1 {
+			t.Fatalf("version %d, want %d", it.Version, v1)
+		}
+	}
+	if n := rcache.gets.Load(); n != 2 {
+		t.Errorf("the two readers sent %d GETs, want 2: the waiter looked in the cache again", n)
+	}
+	if e, ok := s.envelope(); !ok || !strings.HasPrefix(e.Ticket, "P:") || e.Version != v1 {
+		t.Errorf("the entry is %+v (present %v), want provisional at %d", e, ok, v1)
+	}
+	s.verdict(false, false)
 }
