@@ -38,6 +38,7 @@ type options struct {
 	out      string
 	cpuprof  string
 	runs     int
+	coldDB   bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -49,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fset.StringVar(&o.only, "only", "", "run only scenarios whose name contains this")
 	fset.StringVar(&o.out, "out", "", "also write the Markdown table to this file")
 	fset.IntVar(&o.runs, "runs", 1, "measure the scenarios this many times (run after run, each with its own seed) and add a table of the per-run ratios and their medians")
+	fset.BoolVar(&o.coldDB, "cold-db", false, "cache loss: skip warming DynamoDB Local's batched read path before the measurement (a fresh JVM's reads are 2-3x slower until its JIT has compiled them)")
 	fset.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the measurements (not the setup) to this file; it covers both sides and the load generator, which share the process")
 	if err := fset.Parse(args); err != nil {
 		return err
