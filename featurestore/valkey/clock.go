@@ -113,11 +113,22 @@ func (c *Cache) takeSamples(ctx context.Context, slots []uint16, cmds vk.Command
 	}
 }
 
+// maxOfferedWidth bounds the call a reading offered as a sample may come from. The
+// bounds of a sample are as wide as its call (a long pipeline, a WAIT, retries after a
+// failover), and a loose one would be kept for sampleAge: Get would end provisional
+// entries early and ask for their renewal late. Readings from wider calls are dropped,
+// and a GET that needs the slot's clock takes a TIME sample of its own.
+const maxOfferedWidth = 20 * time.Millisecond
+
 // offer keeps a reading serverMs of slot's node clock, taken between local times sent
-// and received, as the slot's sample if it has no fresh one (a fresh one is kept: it
-// may bound the clock more tightly).
+// and received, as the slot's sample, unless the call was wider than maxOfferedWidth or
+// the slot has a fresh sample at least as narrow.
 func (c *serverClocks) offer(slot uint16, serverMs int64, sent, received time.Time) {
-	if p := c.slots[slot].Load(); p != nil && time.Since(p.sent) <= sampleAge {
+	width := received.Sub(sent)
+	if width > maxOfferedWidth {
+		return
+	}
+	if p := c.slots[slot].Load(); p != nil && time.Since(p.sent) <= sampleAge && p.received.Sub(p.sent) <= width {
 		return
 	}
 	c.slots[slot].Store(&clockSample{serverMs: serverMs, sent: sent, received: received})

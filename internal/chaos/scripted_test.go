@@ -61,9 +61,11 @@ func (s *pausePoint) await(t *testing.T, what string) {
 type heldDB struct {
 	writethrough.Database
 	read, readDone, land, landed *pausePoint
+	reads                        atomic.Int32
 }
 
 func (d *heldDB) GetItems(ctx context.Context, keys []writethrough.Key) (map[writethrough.Key]writethrough.Item, error) {
+	d.reads.Add(1)
 	d.read.pass(ctx)
 	defer d.readDone.pass(ctx)
 	return d.Database.GetItems(ctx, keys)
@@ -505,7 +507,7 @@ func TestShareUnservedIsCaught(t *testing.T) {
 		// 4. B's GET is R's second; then, with no I/O in between, it joins A's read.
 		bAnswer := s.readLater(r)
 		rcache.awaitGets(t, 2, "reader B's GET")
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 		// 5.
 		close(rdb.readDone.release)
 		if it := aAnswer("reader A"); it.Version != v1 {
@@ -517,6 +519,12 @@ func TestShareUnservedIsCaught(t *testing.T) {
 		}
 		// 6.
 		bItem := bAnswer("reader B")
+		// B joined A's read: with the real RECORD it then looked in the cache again (a
+		// third GET on R) before reading itself. Two would mean it never waited for A,
+		// and the script proved nothing.
+		if n := rcache.gets.Load(); !tc.wantStale && n != 3 {
+			t.Fatalf("replica R sent %d GETs, want 3: reader B did not wait for A's read", n)
+		}
 		t.Logf("C answered version %d; B, after it, version %d (v1 is %d)", cItem.Version, bItem.Version, v1)
 		s.verdict(bItem.Version < cItem.Version, tc.wantStale)
 	})
@@ -540,12 +548,15 @@ func TestWaitersTakeWhatRecordServes(t *testing.T) {
 	rdb.readDone.await(t, "reader A's database read")
 	bAnswer := s.readLater(r)
 	rcache.awaitGets(t, 2, "reader B's GET")
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
 	close(rdb.readDone.release)
 	for _, answer := range []func(string) writethrough.Item{aAnswer, bAnswer} {
 		if it := answer("reader"); it.Version != v1 {
 			t.Fatalf("version %d, want %d", it.Version, v1)
 		}
+	}
+	if n := rdb.reads.Load(); n != 1 {
+		t.Errorf("the two readers made %d database reads, want 1: the waiter did not wait for the other's", n)
 	}
 	if n := rcache.gets.Load(); n != 2 {
 		t.Errorf("the two readers sent %d GETs, want 2: the waiter looked in the cache again", n)
